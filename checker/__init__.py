@@ -1,0 +1,1 @@
+"""Firmware package checker (the version check module); see DESIGN.md."""

@@ -1,0 +1,178 @@
+"""`fsgateway BUCKET[:/PREFIX] MOUNTPOINT [-f] [-o opt,...]` — the s3fs-style entry point.
+
+Everything that can be checked before mounting is checked before mounting
+(options, credentials file mode, endpoint, bucket, metrics port), so a
+mistake is a one-line error and a non-zero exit on the terminal — also from
+`mount -t fuse.fsgateway`, which waits for the daemon to report readiness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+import time
+from dataclasses import fields
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import config, credentials, logs, metrics
+from .config import Config, ConfigError
+from .retry import is_transient
+from .store import StoreSettings, make_client, startup_problem
+
+EPILOG = """\
+options (-o name=value,flag,...; also keys of [s3]/[mount] in the config file,
+and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
+  url=URL / endpoint=URL   S3 endpoint (default: AWS)      region=NAME
+  use_path_request_style   path-style requests (needed by most non-AWS servers)
+  passwd_file=FILE         ACCESS:SECRET (or BUCKET:ACCESS:SECRET); must be mode 0600
+  profile=NAME             AWS shared-config profile (else boto3's usual chain)
+  ca_bundle=FILE | no_verify_ssl    TLS trust
+  allow_other  default_permissions  ro  uid=N  gid=N  umask=OCTAL
+  cache_dir=DIR (/var/cache/fsgateway)  cache_size=SIZE (10G)  staging for random writes
+  stat_ttl=SECONDS (5)     how long attributes and listings are trusted
+  multipart_size=SIZE (16M)  parallel=N (8)  write_buffer_size=SIZE (256M)  read_ahead=SIZE (64M)
+  retry_deadline=SECONDS (60)  after this an operation fails with EIO
+  log_level=debug|info|warning|error   log_format=text|json
+  metrics_address=HOST:PORT (127.0.0.1:9877) or off
+Generic mount options (_netdev, nofail, rw, nosuid, ...) are accepted and ignored.
+
+fstab:  mybucket /srv/firmware fuse.fsgateway _netdev,allow_other,url=https://s3.example.net 0 0
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fsgateway",
+        usage="fsgateway BUCKET[:/PREFIX] MOUNTPOINT [-f] [-o opt[,opt...]] [--config FILE]",
+        description="Mount an S3 bucket as a directory. close() and fsync() return only when the object "
+        "is complete in the bucket; files are stored in the s3fs-fuse format.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", metavar="BUCKET[:/PREFIX]")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS")
+    p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (for systemd)")
+    p.add_argument("-d", "--debug", action="store_true", help="foreground with log_level=debug")
+    p.add_argument("-s", action="store_true", help=argparse.SUPPRESS)  # single-threaded: meaningless here
+    p.add_argument("--config", metavar="FILE", help=f"shared config file (default {config.DEFAULT_CONFIG_FILE})")
+    p.add_argument("--version", action="version", version="fsgateway 0.1.0")
+    return p
+
+
+def fail(message: str) -> int:
+    print(f"fsgateway: {message}", file=sys.stderr)
+    return 1
+
+
+def check_bucket(settings: StoreSettings) -> str | None:
+    """HeadBucket with a few quick retries; the one-line problem, or None if usable."""
+    client = make_client(settings)
+    deadline = time.monotonic() + min(settings.retry_deadline, 15)
+    while True:
+        try:
+            client.head_bucket(Bucket=settings.bucket)
+            return None
+        except (ClientError, BotoCoreError, OSError) as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                return startup_problem(exc, settings)
+            time.sleep(0.5)
+
+
+def check_metrics_port(address: str) -> str | None:
+    try:
+        parsed = metrics.parse_address(address)
+    except ValueError as exc:
+        return str(exc)
+    if parsed is None:
+        return None
+    try:
+        with socket.create_server(parsed, family=socket.AF_INET6 if ":" in parsed[0] else socket.AF_INET):
+            return None
+    except OSError as exc:
+        return f"metrics_address {address}: {exc.strerror} (set metrics_address=HOST:PORT or off)"
+
+
+def settings_for(cfg: Config, keys: credentials.Keys | None) -> StoreSettings:
+    verify: bool | str = cfg.ca_bundle or cfg.verify_ssl
+    return StoreSettings(bucket=cfg.bucket, endpoint=cfg.endpoint, region=cfg.region, path_style=cfg.path_style,
+                         keys=keys, profile=cfg.profile, verify=verify, max_connections=cfg.max_connections,
+                         connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout,
+                         retry_deadline=cfg.retry_deadline)
+
+
+def daemonize() -> int:
+    """Fork; the parent waits for the child's word and exits with it. Returns the pipe's write end."""
+    r, w = os.pipe()
+    if os.fork():
+        os.close(w)
+        with os.fdopen(r, "rb") as pipe:
+            word = pipe.read().decode(errors="replace").strip()
+        if word == "ok":
+            os._exit(0)
+        print(f"fsgateway: {word or 'mount failed (see syslog)'}", file=sys.stderr)
+        os._exit(1)
+    os.close(r)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    return w
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cfg = config.load(args.source, os.path.abspath(args.mountpoint), args.options, dict(os.environ),
+                          args.config, foreground=args.foreground or args.debug)
+        if args.debug:
+            cfg = config.apply(cfg, {"log_level": "debug"}, "-d")
+    except ConfigError as exc:
+        return fail(str(exc))
+    logs.setup(cfg.log_level, cfg.log_format)
+    if not os.path.isdir(cfg.mountpoint):
+        return fail(f"mountpoint {cfg.mountpoint} is not a directory")
+    if os.path.ismount(cfg.mountpoint):
+        return fail(f"{cfg.mountpoint} is already a mount point")
+    try:
+        keys = credentials.resolve(cfg.passwd_file, cfg.profile, cfg.bucket, dict(os.environ))
+    except credentials.CredentialsError as exc:
+        return fail(str(exc))
+    settings = settings_for(cfg, keys)
+    problem = check_bucket(settings) or check_metrics_port(cfg.metrics_address)
+    if problem:
+        return fail(problem)
+    ready_fd = None if cfg.foreground else daemonize()
+    if ready_fd is not None:
+        logs.setup(cfg.log_level, cfg.log_format, to_syslog=True)
+
+    def on_ready() -> None:
+        if ready_fd is not None:
+            os.write(ready_fd, b"ok")
+            os.close(ready_fd)
+
+    from . import mount  # pyfuse3 imported only when mounting, so --help works anywhere
+
+    try:
+        metrics.serve(cfg.metrics_address)
+        mount.run(cfg, settings, on_ready)
+    except (RuntimeError, OSError) as exc:
+        reason = f"cannot mount at {cfg.mountpoint}: {exc}"
+        if ready_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(ready_fd, reason.encode())
+        return fail(reason)
+    return 0
+
+
+def option_names() -> list[str]:
+    """Every `-o` name (for docs and tests)."""
+    return [f.name for f in fields(Config) if f.name not in ("bucket", "prefix", "mountpoint", "foreground")]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,762 @@
+"""The filesystem core: POSIX semantics over an object store, free of FUSE.
+
+Operations take inode numbers and names and raise `FsError(errno)`; the
+pyfuse3 adapter only translates. Caches: node attributes are trusted for
+`stat_ttl`, a bounded negative cache remembers recent misses, listings are
+one LIST per page (no HEAD per entry), and every open revalidates with one
+HEAD. Our own changes update the caches directly.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+import trio
+
+from . import metrics
+from .config import Config
+from .inodes import InodeTable, Node
+from .keys import RESERVED_PREFIX, Unmappable, name_problem, split_listing
+from .reader import ObjectReader, ReadError
+from .s3format import SHA256_META, Attrs, Defaults, content_type_for, decode_attrs, encode_metadata
+from .store import ObjectInfo, ObjectStore, StoreError
+from .writer import DirtyFile, StagingArea, UploadContext, WriteError
+
+log = logging.getLogger("fsgateway.core")
+
+READ_CHUNK = 8 << 20
+XATTR_PREFIX = "user.fsgateway."
+
+
+class FsError(Exception):
+    def __init__(self, errno_: int, message: str = "") -> None:
+        super().__init__(message or os.strerror(errno_))
+        self.errno = errno_
+
+
+@dataclass
+class Handle:
+    node: Node
+    writable: bool
+    reader: ObjectReader | None = None
+    reader_etag: str = ""
+
+
+@dataclass
+class DirHandle:
+    node: Node
+    entries: list[tuple[str, Node | None, Attrs, str]] = field(default_factory=list)  # name, node, attrs, etag
+    base: int = 0  # index of entries[0] in the whole listing
+    token: str | None = None
+    started: bool = False
+    done: bool = False
+
+
+class NegativeCache:
+    """Recent "no such entry" answers: bounded LRU with a TTL."""
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._d: OrderedDict[tuple[int, str], float] = OrderedDict()
+
+    def hit(self, parent: int, name: str) -> bool:
+        exp = self._d.get((parent, name))
+        if exp is None:
+            return False
+        if exp < time.monotonic():
+            del self._d[(parent, name)]
+            return False
+        return True
+
+    def add(self, parent: int, name: str) -> None:
+        if self.ttl <= 0 or self.max_entries <= 0:
+            return
+        self._d[(parent, name)] = time.monotonic() + self.ttl
+        self._d.move_to_end((parent, name))
+        while len(self._d) > self.max_entries:
+            self._d.popitem(last=False)
+
+    def discard(self, parent: int, name: str) -> None:
+        self._d.pop((parent, name), None)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """What the bucket says about one name."""
+
+    attrs: Attrs
+    etag: str = ""
+    sha256: str | None = None
+
+
+class MetadataCache:
+    """Full attributes (from HEAD or our own writes) by key, bounded LRU.
+
+    A listing has no metadata; when the listed ETag and size still match an
+    entry here, the listing shows the stored mode, owner, mtime and type (a
+    symlink stays a symlink) without a HEAD per entry.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._d: OrderedDict[str, Remote] = OrderedDict()
+
+    def put(self, key: str, remote: Remote) -> None:
+        if not remote.etag or self.max_entries <= 0:
+            return
+        self._d[key] = remote
+        self._d.move_to_end(key)
+        while len(self._d) > self.max_entries:
+            self._d.popitem(last=False)
+
+    def matching(self, key: str, etag: str, size: int) -> Remote | None:
+        r = self._d.get(key)
+        if r is None or r.etag != etag or r.attrs.size != size:
+            return None
+        self._d.move_to_end(key)
+        return r
+
+    def discard(self, key: str) -> None:
+        self._d.pop(key, None)
+
+
+class Filesystem:
+    def __init__(self, cfg: Config, store: ObjectStore, nursery: trio.Nursery, host_id: str) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.nursery = nursery
+        self.defaults = Defaults(uid=cfg.uid if cfg.uid is not None else os.getuid(),
+                                 gid=cfg.gid if cfg.gid is not None else os.getgid(),
+                                 umask=cfg.umask if cfg.umask is not None else 0o022)
+        now_ns = time.time_ns()
+        root = Attrs(self.defaults.mode(stat.S_IFDIR), self.defaults.uid, self.defaults.gid, now_ns)
+        self.table = InodeTable(root)
+        self.negative = NegativeCache(cfg.negative_ttl, cfg.negative_cache_entries)
+        self.metadata = MetadataCache(cfg.metadata_cache_entries)
+        staging = StagingArea(os.path.join(cfg.cache_dir, "staging"), cfg.cache_size)
+        self.uploads = UploadContext(store, staging, cfg.multipart_size, cfg.parallel, cfg.write_buffer_size,
+                                     nursery, host_id)
+        self.handles: dict[int, Handle] = {}
+        self.dir_handles: dict[int, DirHandle] = {}
+        self._next_fh = 1
+        self._reported: set[str] = set()
+
+    # ------------------------------------------------------------------ helpers
+    def key(self, node: Node) -> str:
+        return self.cfg.prefix + node.path()
+
+    def dir_prefix(self, node: Node) -> str:
+        path = node.path()
+        return f"{self.cfg.prefix}{path}/" if path else self.cfg.prefix
+
+    def node(self, ino: int) -> Node:
+        n = self.table.get(ino)
+        if n is None:
+            raise FsError(errno.ESTALE)
+        return n
+
+    def _dir(self, ino: int) -> Node:
+        n = self.node(ino)
+        if not n.is_dir:
+            raise FsError(errno.ENOTDIR)
+        return n
+
+    def _fresh(self, node: Node) -> bool:
+        return node.dirty is not None or not node.in_bucket or node.expires > time.monotonic()
+
+    def _name(self, name: str) -> str:
+        problem = name_problem(name.encode("utf-8", "surrogateescape"))
+        if problem == "name_too_long":
+            raise FsError(errno.ENAMETOOLONG)
+        if problem:
+            raise FsError(errno.EINVAL, f"invalid name: {problem}")
+        return name
+
+    def _check_writable(self) -> None:
+        if self.cfg.ro:
+            raise FsError(errno.EROFS)
+
+    def _fh(self) -> int:
+        self._next_fh += 1
+        return self._next_fh
+
+    def _new_attrs(self, kind: int, mode: int, uid: int, gid: int) -> Attrs:
+        return Attrs(kind | stat.S_IMODE(mode), uid, gid, time.time_ns())
+
+    def visible_attrs(self, node: Node) -> Attrs:
+        """Attributes as shown: live size while written; `uid=`, `gid=`, `umask=` applied."""
+        a = node.attrs
+        if node.dirty is not None:
+            a = replace(a, size=node.dirty.size)
+        if self.cfg.uid is not None or self.cfg.gid is not None:
+            a = replace(a, uid=self.defaults.uid if self.cfg.uid is not None else a.uid,
+                        gid=self.defaults.gid if self.cfg.gid is not None else a.gid)
+        if self.cfg.umask is not None:
+            a = replace(a, mode=a.mode & ~self.cfg.umask)
+        return a
+
+    def _implicit_dir_attrs(self) -> Attrs:
+        """A directory with no marker object (or not HEADed): defaults, dated like the root."""
+        return Attrs(self.defaults.mode(stat.S_IFDIR), self.defaults.uid, self.defaults.gid,
+                     self.table.root.attrs.mtime_ns)
+
+    def _report(self, problem: Unmappable) -> None:
+        metrics.UNMAPPABLE.labels(problem.reason).inc()
+        if problem.key not in self._reported and len(self._reported) < 100_000:
+            self._reported.add(problem.key)
+            log.warning("key cannot be shown as a file name (%s): %r", problem.reason, problem.key)
+
+    def _set_remote(self, node: Node, remote: Remote) -> None:
+        node.attrs, node.etag, node.sha256 = remote.attrs, remote.etag, remote.sha256
+        node.in_bucket = True
+        node.expires = time.monotonic() + self.cfg.stat_ttl
+        if not node.is_dir:
+            self.metadata.put(self.key(node), remote)
+
+    def _remote_from_info(self, info: ObjectInfo, is_dir_key: bool) -> Remote:
+        attrs = decode_attrs(info.metadata, is_dir_key=is_dir_key, content_type=info.content_type,
+                             size=info.size, last_modified=info.last_modified, defaults=self.defaults)
+        return Remote(attrs, info.etag, info.metadata.get(SHA256_META))
+
+    async def _stat_remote(self, parent: Node, name: str) -> Remote | None:
+        """HEAD `name`, HEAD `name/` and LIST `name/` at once: one round trip, any producer's layout."""
+        key = self.dir_prefix(parent) + name
+        results: dict[str, object] = {}
+
+        async def head(tag: str, k: str) -> None:
+            results[tag] = await self.store.head(k)
+
+        async def probe_dir() -> None:
+            objs, prefixes, _ = await self.store.list_page(key + "/", None, delimiter="/", max_keys=1)
+            results["implicit"] = bool(objs or prefixes)
+
+        try:
+            async with trio.open_nursery() as n:
+                n.start_soon(head, "file", key)
+                n.start_soon(head, "marker", key + "/")
+                n.start_soon(probe_dir)
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        marker, file_info = results.get("marker"), results.get("file")
+        if marker is not None:
+            return self._remote_from_info(marker, True)  # type: ignore[arg-type]
+        if results.get("implicit"):
+            if file_info is not None:
+                self._report(Unmappable("shadowed_by_directory", key))
+            return Remote(self._implicit_dir_attrs())
+        if file_info is not None:
+            return self._remote_from_info(file_info, False)  # type: ignore[arg-type]
+        return None
+
+    async def _resolve(self, parent: Node, name: str) -> Node | None:
+        """The node at parent/name, asking the bucket when the cache cannot answer."""
+        if parent is self.table.root and self.cfg.prefix == "" and name + "/" == RESERVED_PREFIX:
+            return None
+        child = self.table.child(parent, name)
+        if child is not None and self._fresh(child):
+            metrics.CACHE.labels("attr", "hit").inc()
+            return child
+        if child is None and self.negative.hit(parent.ino, name):
+            metrics.CACHE.labels("negative", "hit").inc()
+            return None
+        metrics.CACHE.labels("attr", "miss").inc()
+        remote = await self._stat_remote(parent, name)
+        child = self.table.child(parent, name)  # may have changed while we waited
+        if child is not None and (child.dirty is not None or not child.in_bucket):
+            return child
+        if remote is None:
+            if child is not None:
+                self.table.detach(child)
+            self.negative.add(parent.ino, name)
+            return None
+        self.negative.discard(parent.ino, name)
+        if child is None or stat.S_IFMT(child.attrs.mode) != stat.S_IFMT(remote.attrs.mode):
+            child = self.table.add(parent, name, remote.attrs)
+        self._set_remote(child, remote)
+        return child
+
+    # ------------------------------------------------------------------ lookup & attributes
+    async def lookup(self, parent_ino: int, name: str) -> Node:
+        parent = self._dir(parent_ino)
+        if name == ".":
+            node = parent
+        elif name == "..":
+            node = parent.parent or parent
+        else:
+            found = await self._resolve(parent, self._name(name))
+            if found is None:
+                raise FsError(errno.ENOENT)
+            node = found
+        node.lookups += 1
+        return node
+
+    def forget(self, items: list[tuple[int, int]]) -> None:
+        for ino, n in items:
+            self.table.forget(ino, n)
+
+    async def getattr(self, ino: int) -> Node:
+        node = self.node(ino)
+        if node.is_dir or self._fresh(node) or node.detached:
+            return node
+        info = await self._head(self.key(node))
+        if info is not None:
+            self._set_remote(node, self._remote_from_info(info, False))
+        return node
+
+    async def _head(self, key: str) -> ObjectInfo | None:
+        try:
+            return await self.store.head(key)
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+
+    async def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
+                      size: int | None = None, mtime_ns: int | None = None) -> Node:
+        self._check_writable()
+        node = self.node(ino)
+        a = node.attrs
+        node.attrs = replace(
+            a,
+            mode=stat.S_IFMT(a.mode) | stat.S_IMODE(mode) if mode is not None else a.mode,
+            uid=uid if uid is not None else a.uid,
+            gid=gid if gid is not None else a.gid,
+            mtime_ns=mtime_ns if mtime_ns is not None else (time.time_ns() if size is not None else a.mtime_ns),
+        )
+        if size is not None:
+            if node.is_dir:
+                raise FsError(errno.EISDIR)
+            await self._ensure_dirty(node, truncating_to=size)
+            await self._call_dirty(node.dirty.truncate(size))  # type: ignore[union-attr]
+        if node.dirty is not None:
+            if node.open_count == 0:
+                await self._commit(node)
+            return node
+        if node.detached or node is self.table.root:
+            return node
+        await self._rewrite_metadata(node)
+        return node
+
+    async def _rewrite_metadata(self, node: Node) -> None:
+        """Store changed attributes: a self-copy with new metadata (directories: a new marker)."""
+        try:
+            if node.is_dir:
+                await self.store.put(self.key(node) + "/", b"", encode_metadata(node.attrs), content_type_for(
+                    node.attrs.mode))
+                node.in_bucket = True
+                return
+            meta = encode_metadata(node.attrs, node.sha256)
+            key = self.key(node)
+            await self.store.copy(key, key, node.attrs.size, meta, content_type_for(node.attrs.mode))
+            info = await self.store.head(key)
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        if info is not None:
+            node.etag = info.etag
+            node.expires = time.monotonic() + self.cfg.stat_ttl
+
+    # ------------------------------------------------------------------ directories
+    async def opendir(self, ino: int) -> int:
+        fh = self._fh()
+        self.dir_handles[fh] = DirHandle(self._dir(ino))
+        return fh
+
+    def releasedir(self, fh: int) -> None:
+        self.dir_handles.pop(fh, None)
+
+    async def _load_page(self, dh: DirHandle) -> None:
+        prefix = self.dir_prefix(dh.node)
+        try:
+            objects, prefixes, token = await self.store.list_page(prefix, dh.token)
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        dh.started = True
+        listing = split_listing(prefix, objects, prefixes,
+                                hide_reserved=dh.node is self.table.root and self.cfg.prefix == "")
+        for problem in listing.rejected:
+            self._report(problem)
+        names = sorted(set(listing.files) | listing.dirs)
+        for name in names:
+            if name in listing.dirs:
+                dh.entries.append((name, None, self._implicit_dir_attrs(), ""))
+            else:
+                obj = listing.files[name]
+                etag = obj.get("ETag", "")
+                known = self.metadata.matching(prefix + name, etag, obj["Size"])
+                attrs = known.attrs if known else decode_attrs(
+                    None, is_dir_key=False, content_type=None, size=obj["Size"],
+                    last_modified=obj.get("LastModified"), defaults=self.defaults)
+                metrics.CACHE.labels("metadata", "hit" if known else "miss").inc()
+                dh.entries.append((name, None, attrs, etag))
+        dh.token = token
+        if token is None:
+            dh.done = True
+            listed = set(names)
+            for name, child in list(dh.node.children.items()):  # created here, not uploaded yet
+                if name not in listed and not child.in_bucket and not child.detached:
+                    dh.entries.append((name, child, child.attrs, ""))
+
+    async def readdir_entries(self, fh: int, start: int) -> list[tuple[int, str, Attrs, Node | None, str]]:
+        """Entries from index `start`: (index, name, attrs, known node, etag); loads a page if needed."""
+        dh = self.dir_handles.get(fh)
+        if dh is None:
+            raise FsError(errno.EBADF)
+        if start < dh.base or (start == 0 and dh.started):
+            dh.entries, dh.base, dh.token, dh.done, dh.started = [], 0, None, False, False  # rewind
+        drop = start - dh.base
+        if drop > 0:
+            del dh.entries[:drop]
+            dh.base = start
+        while (not dh.entries and not dh.done) or not dh.started:
+            await self._load_page(dh)
+        return [(dh.base + i, name, attrs, node, etag) for i, (name, node, attrs, etag) in enumerate(dh.entries)]
+
+    def entry_node(self, parent_ino: int, name: str, attrs: Attrs, etag: str) -> Node:
+        """The node for a listed entry (lookup count not yet taken); keeps fuller cached attributes."""
+        parent = self.node(parent_ino)
+        child = self.table.child(parent, name)
+        if child is not None and stat.S_IFMT(child.attrs.mode) == stat.S_IFMT(attrs.mode):
+            if child.dirty is None and child.in_bucket and not child.is_dir and (
+                    child.etag != etag or child.attrs.size != attrs.size):
+                child.attrs, child.etag, child.sha256 = attrs, etag, None
+                child.expires = time.monotonic() + self.cfg.stat_ttl
+            return child
+        child = self.table.add(parent, name, attrs)
+        child.etag = etag
+        child.expires = time.monotonic() + self.cfg.stat_ttl
+        self.negative.discard(parent_ino, name)
+        return child
+
+    async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
+        self._check_writable()
+        parent = self._dir(parent_ino)
+        name = self._name(name)
+        if await self._resolve(parent, name) is not None:
+            raise FsError(errno.EEXIST)
+        attrs = self._new_attrs(stat.S_IFDIR, mode, uid, gid)
+        try:
+            await self.store.put(self.dir_prefix(parent) + name + "/", b"", encode_metadata(attrs),
+                                 content_type_for(attrs.mode))
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        node = self.table.add(parent, name, attrs)
+        self._set_remote(node, Remote(attrs))
+        self.negative.discard(parent.ino, name)
+        node.lookups += 1
+        return node
+
+    async def _dir_is_empty(self, node: Node) -> bool:
+        if any(not c.detached and (not c.in_bucket or c.dirty is not None) for c in node.children.values()):
+            return False
+        prefix = self.dir_prefix(node)
+        try:
+            objs, prefixes, _ = await self.store.list_page(prefix, None, delimiter="/", max_keys=2)
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        return not prefixes and all(o["Key"] == prefix for o in objs)
+
+    async def rmdir(self, parent_ino: int, name: str) -> None:
+        self._check_writable()
+        parent = self._dir(parent_ino)
+        node = await self._resolve(parent, self._name(name))
+        if node is None:
+            raise FsError(errno.ENOENT)
+        if not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        if not await self._dir_is_empty(node):
+            raise FsError(errno.ENOTEMPTY)
+        try:
+            await self.store.delete(self.dir_prefix(node))
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        self.table.detach(node)
+        self.negative.add(parent.ino, name)
+
+    # ------------------------------------------------------------------ files
+    async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int
+                     ) -> tuple[int, Node]:
+        self._check_writable()
+        parent = self._dir(parent_ino)
+        name = self._name(name)
+        if await self._resolve(parent, name) is not None:
+            raise FsError(errno.EEXIST)
+        node = self.table.add(parent, name, self._new_attrs(stat.S_IFREG, mode, uid, gid))
+        node.in_bucket = False
+        node.dirty = DirtyFile(self.uploads)
+        self.negative.discard(parent.ino, name)
+        node.lookups += 1
+        node.open_count += 1
+        fh = self._fh()
+        self.handles[fh] = Handle(node, writable=True)
+        return fh, node
+
+    async def mknod(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
+        if not stat.S_ISREG(mode):
+            raise FsError(errno.EPERM, "only regular files can be stored in a bucket")
+        fh, node = await self.create(parent_ino, name, mode, os.O_WRONLY, uid, gid)
+        await self.flush(fh)
+        await self.release(fh)
+        return node
+
+    async def open(self, ino: int, flags: int) -> tuple[int, bool]:
+        """Returns (fh, keep_cache). Revalidates with one HEAD unless the file is being written."""
+        node = self.node(ino)
+        if node.is_dir:
+            raise FsError(errno.EISDIR)
+        writable = (flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
+        if writable or flags & os.O_TRUNC:
+            self._check_writable()
+        keep_cache = True
+        if node.dirty is None and node.in_bucket and not node.detached:
+            info = await self._head(self.key(node))
+            if info is None:
+                self.table.detach(node)
+                raise FsError(errno.ENOENT)
+            keep_cache = info.etag == node.etag
+            self._set_remote(node, self._remote_from_info(info, False))
+            if stat.S_ISLNK(node.attrs.mode):
+                raise FsError(errno.ELOOP)
+        if flags & os.O_TRUNC and writable:
+            if node.dirty is None:
+                node.dirty = DirtyFile(self.uploads)
+            else:
+                await self._call_dirty(node.dirty.truncate(0))
+            keep_cache = False
+        node.open_count += 1
+        fh = self._fh()
+        self.handles[fh] = Handle(node, writable)
+        return fh, keep_cache
+
+    def handle(self, fh: int) -> Handle:
+        h = self.handles.get(fh)
+        if h is None:
+            raise FsError(errno.EBADF)
+        return h
+
+    async def _call_dirty(self, awaitable: object) -> object:
+        try:
+            return await awaitable  # type: ignore[misc]
+        except WriteError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+
+    async def _ensure_dirty(self, node: Node, truncating_to: int | None = None) -> DirtyFile:
+        if node.dirty is None:
+            if truncating_to == 0 or node.attrs.size == 0 or not node.in_bucket:
+                node.dirty = DirtyFile(self.uploads)
+            else:
+                node.dirty = await self._call_dirty(  # type: ignore[assignment]
+                    DirtyFile.from_object(self.uploads, self.key(node), node.attrs.size, node.etag))
+        return node.dirty  # type: ignore[return-value]
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        h = self.handle(fh)
+        node = h.node
+        if node.dirty is not None:
+            return await self._call_dirty(node.dirty.read(off, size))  # type: ignore[return-value]
+        if h.reader is None or h.reader_etag != node.etag:
+            if h.reader is not None:
+                h.reader.close()
+            h.reader = ObjectReader(self.store, self.nursery, self.key(node), node.attrs.size, node.etag,
+                                    node.sha256, READ_CHUNK, self.cfg.read_ahead)
+            h.reader_etag = node.etag
+        try:
+            return await h.reader.read(off, size)
+        except ReadError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+
+    async def write(self, fh: int, off: int, data: bytes) -> int:
+        h = self.handle(fh)
+        if not h.writable:
+            raise FsError(errno.EBADF)
+        dirty = await self._ensure_dirty(h.node)
+        n = await self._call_dirty(dirty.write(off, data))
+        h.node.attrs = replace(h.node.attrs, mtime_ns=time.time_ns())
+        return n  # type: ignore[return-value]
+
+    async def _commit(self, node: Node) -> None:
+        dirty = node.dirty
+        if dirty is None:
+            return
+        if node.detached:
+            node.dirty = None
+            await dirty.discard()
+            return
+        attrs = replace(node.attrs, size=dirty.size)
+        result = await self._call_dirty(dirty.commit(self.key(node), encode_metadata(attrs),
+                                                     content_type_for(attrs.mode)))
+        if node.dirty is dirty:
+            node.dirty = None
+        dirty.discard_now()
+        self._set_remote(node, Remote(attrs, result.etag, result.sha256))  # type: ignore[attr-defined]
+
+    async def flush(self, fh: int) -> None:
+        h = self.handle(fh)
+        if h.writable and h.node.dirty is not None:
+            await self._commit(h.node)
+
+    async def fsync(self, fh: int) -> None:
+        await self.flush(fh)
+
+    async def release(self, fh: int) -> None:
+        h = self.handles.pop(fh, None)
+        if h is None:
+            return
+        if h.reader is not None:
+            h.reader.close()
+        node = h.node
+        if node.open_count == 1 and node.dirty is not None:
+            dirty = node.dirty
+            if node.detached or dirty.error is not None:
+                if dirty.error is not None:
+                    log.error("data written to %s is lost: its upload failed (%s)", self.key(node), dirty.error)
+                node.dirty = None
+                await dirty.discard()
+            else:
+                try:
+                    await self._commit(node)
+                except FsError as exc:
+                    log.error("data written to %s is lost: %s", self.key(node), exc)
+                    node.dirty = None
+                    await dirty.discard()
+        self.table.release(node)
+
+    async def unlink(self, parent_ino: int, name: str) -> None:
+        self._check_writable()
+        parent = self._dir(parent_ino)
+        node = await self._resolve(parent, self._name(name))
+        if node is None:
+            raise FsError(errno.ENOENT)
+        if node.is_dir:
+            raise FsError(errno.EISDIR)
+        self.metadata.discard(self.key(node))
+        if node.in_bucket:
+            try:
+                await self.store.delete(self.key(node))
+            except StoreError as exc:
+                raise FsError(exc.errno, str(exc)) from exc
+        self.table.detach(node)
+        self.negative.add(parent.ino, name)
+
+    async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
+        self._check_writable()
+        parent = self._dir(parent_ino)
+        name = self._name(name)
+        if await self._resolve(parent, name) is not None:
+            raise FsError(errno.EEXIST)
+        attrs = replace(self._new_attrs(stat.S_IFLNK, 0o777, uid, gid), size=len(target))
+        try:
+            etag = await self.store.put(self.dir_prefix(parent) + name, target, encode_metadata(attrs),
+                                        content_type_for(attrs.mode))
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        node = self.table.add(parent, name, attrs)
+        self._set_remote(node, Remote(attrs, etag))
+        node.symlink_target = target
+        self.negative.discard(parent.ino, name)
+        node.lookups += 1
+        return node
+
+    async def readlink(self, ino: int) -> bytes:
+        node = self.node(ino)
+        if not stat.S_ISLNK(node.attrs.mode):
+            raise FsError(errno.EINVAL)
+        if node.symlink_target is None:
+            try:
+                node.symlink_target = await self.store.get_object(self.key(node))
+            except StoreError as exc:
+                raise FsError(exc.errno, str(exc)) from exc
+        return node.symlink_target
+
+    # ------------------------------------------------------------------ rename
+    async def rename(self, old_parent: int, old_name: str, new_parent: int, new_name: str,
+                     noreplace: bool) -> None:
+        self._check_writable()
+        src_dir, dst_dir = self._dir(old_parent), self._dir(new_parent)
+        src = await self._resolve(src_dir, self._name(old_name))
+        if src is None:
+            raise FsError(errno.ENOENT)
+        new_name = self._name(new_name)
+        dst = await self._resolve(dst_dir, new_name)
+        if dst is src:
+            return
+        if dst is not None:
+            if noreplace:
+                raise FsError(errno.EEXIST)
+            if dst.is_dir and not src.is_dir:
+                raise FsError(errno.EISDIR)
+            if src.is_dir and not dst.is_dir:
+                raise FsError(errno.ENOTDIR)
+            if dst.is_dir and not await self._dir_is_empty(dst):
+                raise FsError(errno.ENOTEMPTY)
+        new_key = self.dir_prefix(dst_dir) + new_name
+        try:
+            if src.is_dir:
+                await self._rename_tree(self.dir_prefix(src), new_key + "/")
+            elif src.in_bucket:
+                old_key = self.key(src)
+                await self.store.copy(old_key, new_key, src.attrs.size, None, None)
+                await self.store.delete(old_key)
+                self.metadata.discard(old_key)
+                self.metadata.put(new_key, Remote(src.attrs, src.etag, src.sha256))  # same bytes, same ETag
+            elif dst is not None and dst.in_bucket:
+                await self.store.delete(new_key)  # replaced by a file not uploaded yet
+        except StoreError as exc:
+            raise FsError(exc.errno, str(exc)) from exc
+        if dst is not None and dst.is_dir and dst.in_bucket:
+            try:
+                await self.store.delete(self.dir_prefix(dst))
+            except StoreError as exc:
+                raise FsError(exc.errno, str(exc)) from exc
+        self.table.move(src, dst_dir, new_name)
+        self.negative.add(src_dir.ino, old_name)
+        self.negative.discard(dst_dir.ino, new_name)
+
+    async def _rename_tree(self, old_prefix: str, new_prefix: str) -> None:
+        """Copy every key below old_prefix, then delete the originals (nothing lost if a copy fails)."""
+        keys: list[tuple[str, int]] = []
+        token = None
+        while True:
+            objs, _, token = await self.store.list_page(old_prefix, token, delimiter="")
+            keys.extend((o["Key"], o["Size"]) for o in objs)
+            if token is None:
+                break
+        limiter = trio.CapacityLimiter(self.cfg.parallel)
+
+        async def each(fn: object, *args: object) -> None:
+            async with limiter:
+                await fn(*args)  # type: ignore[operator]
+
+        async with trio.open_nursery() as n:
+            for key, size in keys:
+                n.start_soon(each, self.store.copy, key, new_prefix + key[len(old_prefix):], size, None, None)
+        async with trio.open_nursery() as n:
+            for key, _ in keys:
+                n.start_soon(each, self.store.delete, key)
+
+    # ------------------------------------------------------------------ extended attributes
+    def xattrs(self, ino: int) -> dict[str, bytes]:
+        """Read-only attributes that expose what the bucket knows: key, ETag, our SHA-256."""
+        node = self.node(ino)
+        out = {XATTR_PREFIX + "key": self.key(node).encode()}
+        if node.etag:
+            out[XATTR_PREFIX + "etag"] = node.etag.strip('"').encode()
+        if node.sha256:
+            out[XATTR_PREFIX + "sha256"] = node.sha256.encode()
+        return out
+
+    # ------------------------------------------------------------------ shutdown
+    async def flush_all(self) -> None:
+        """Commit every dirty file (clean unmount); failures are logged, none is skipped."""
+        for node in {h.node for h in self.handles.values()}:
+            if node.dirty is not None and node.dirty.error is None:
+                try:
+                    await self._commit(node)
+                except FsError as exc:
+                    log.error("unmount: data written to %s is lost: %s", self.key(node), exc)

@@ -1,0 +1,230 @@
+"""pyfuse3 `Operations`: translation to and from the core, errno mapping, nothing else."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import pyfuse3
+
+from . import metrics
+from .core import Filesystem, FsError
+from .inodes import Node
+from .s3format import Attrs
+
+log = logging.getLogger("fsgateway.fuse")
+
+T = TypeVar("T")
+BLOCK = 4096
+IO_SIZE = 1 << 20  # st_blksize: cp and cat size their buffers by it
+
+
+def _decode(name: bytes) -> str:
+    try:
+        return name.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise pyfuse3.FUSEError(errno.EILSEQ) from exc
+
+
+def translate(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Turn FsError into FUSEError, count it, and keep unexpected bugs from killing the mount."""
+    op = fn.__name__
+
+    @wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except FsError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOATTR if hasattr(errno, "ENOATTR") else errno.ENODATA):
+                metrics.FUSE_ERRORS.labels(op, errno.errorcode.get(exc.errno, str(exc.errno))).inc()
+            if exc.errno in (errno.EIO, errno.ESTALE, errno.ENOSPC, errno.EACCES):
+                log.warning("%s: %s", op, exc)
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except pyfuse3.FUSEError:
+            raise
+        except Exception:
+            log.exception("internal error in %s", op)
+            metrics.FUSE_ERRORS.labels(op, "EIO").inc()
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+class FuseOperations(pyfuse3.Operations):
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, fs: Filesystem) -> None:
+        super().__init__()
+        self.fs = fs
+        self.ttl = fs.cfg.stat_ttl
+
+    def _entry(self, node: Node, attrs: Attrs | None = None) -> pyfuse3.EntryAttributes:
+        a = attrs or self.fs.visible_attrs(node)
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = node.ino
+        e.generation = 0
+        e.entry_timeout = self.ttl
+        e.attr_timeout = self.ttl
+        e.st_mode = a.mode
+        e.st_nlink = 2 if stat.S_ISDIR(a.mode) else 1
+        e.st_uid = a.uid
+        e.st_gid = a.gid
+        e.st_rdev = 0
+        e.st_size = a.size
+        e.st_blksize = IO_SIZE
+        e.st_blocks = (a.size + 511) // 512
+        e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
+        return e
+
+    @translate
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(await self.fs.lookup(parent_inode, _decode(name)))
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        self.fs.forget(inode_list)
+
+    @translate
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._entry(await self.fs.getattr(inode))
+
+    @translate
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        mtime = None
+        if fields.update_mtime:
+            mtime = attr.st_mtime_ns
+        node = await self.fs.setattr(
+            inode,
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            size=attr.st_size if fields.update_size else None,
+            mtime_ns=mtime,
+        )
+        return self._entry(node)
+
+    @translate
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return await self.fs.readlink(inode)
+
+    @translate
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        return await self.fs.opendir(inode)
+
+    @translate
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        parent = self.fs.dir_handles[fh].node.ino if fh in self.fs.dir_handles else 0
+        for index, name, attrs, node, etag in await self.fs.readdir_entries(fh, start_id):
+            if node is None:
+                node = self.fs.entry_node(parent, name, attrs, etag)
+            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self._entry(node), index + 1):
+                return
+            node.lookups += 1
+
+    async def releasedir(self, fh: int) -> None:
+        self.fs.releasedir(fh)
+
+    @translate
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+                    ) -> pyfuse3.EntryAttributes:
+        return self._entry(await self.fs.mkdir(parent_inode, _decode(name), mode, ctx.uid, ctx.gid))
+
+    @translate
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self.fs.rmdir(parent_inode, _decode(name))
+
+    @translate
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self.fs.unlink(parent_inode, _decode(name))
+
+    @translate
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+                      ) -> pyfuse3.EntryAttributes:
+        return self._entry(await self.fs.symlink(parent_inode, _decode(name), target, ctx.uid, ctx.gid))
+
+    @translate
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+                     flags: int, ctx: pyfuse3.RequestContext) -> None:
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL, "RENAME_EXCHANGE cannot be atomic on S3")
+        await self.fs.rename(parent_inode_old, _decode(name_old), parent_inode_new, _decode(name_new),
+                             noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
+
+    @translate
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+                   ) -> pyfuse3.EntryAttributes:
+        raise FsError(errno.EPERM, "hard links cannot be stored in a bucket")
+
+    @translate
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+                    ) -> pyfuse3.EntryAttributes:
+        return self._entry(await self.fs.mknod(parent_inode, _decode(name), mode, ctx.uid, ctx.gid))
+
+    @translate
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        fh, node = await self.fs.create(parent_inode, _decode(name), mode, flags, ctx.uid, ctx.gid)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), self._entry(node)
+
+    @translate
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        fh, keep_cache = await self.fs.open(inode, flags)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
+
+    @translate
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self.fs.read(fh, off, size)
+
+    @translate
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self.fs.write(fh, off, buf)
+
+    @translate
+    async def flush(self, fh: int) -> None:
+        await self.fs.flush(fh)
+
+    @translate
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.fs.fsync(fh)
+
+    @translate
+    async def release(self, fh: int) -> None:
+        await self.fs.release(fh)
+
+    @translate
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = BLOCK
+        s.f_blocks = s.f_bfree = s.f_bavail = (1 << 50) // BLOCK  # buckets have no fixed size
+        s.f_files = s.f_ffree = s.f_favail = 1 << 32
+        s.f_namemax = 255
+        return s
+
+    @translate
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        value = self.fs.xattrs(inode).get(name.decode("utf-8", "replace"))
+        if value is None:
+            raise FsError(pyfuse3.ENOATTR)
+        return value
+
+    @translate
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return [k.encode() for k in self.fs.xattrs(inode)]
+
+    @translate
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise FsError(errno.ENOTSUP)
+
+    @translate
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise FsError(errno.ENOTSUP)
+
+
+__all__ = ["FuseOperations", "os"]

@@ -1,0 +1,59 @@
+"""Start-up clean-up of what a crashed gateway left in the bucket.
+
+Streaming uploads go to `.fsgateway/staging/<host-id>/...`. At start, this
+host's leftovers (its previous run is dead) are removed at once; other
+hosts' only once older than `stale_upload_age`, since they may be running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+from datetime import UTC, datetime
+
+from . import metrics
+from .keys import STAGING_PREFIX
+from .store import ObjectStore, StoreError
+
+log = logging.getLogger("fsgateway.housekeeping")
+
+
+def host_id(bucket: str, prefix: str, mountpoint: str) -> str:
+    """Stable per host and mount, so a restart recognises its own leftovers."""
+    raw = f"{socket.gethostname()}\0{bucket}\0{prefix}\0{mountpoint}".encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _is_stale(key: str, started: datetime | None, own_prefix: str, max_age: float, now: datetime) -> bool:
+    if key.startswith(own_prefix):
+        return True
+    return started is not None and (now - started).total_seconds() > max_age
+
+
+async def clean_staging(store: ObjectStore, own_host: str, max_age: float) -> int:
+    """Abort stale staging uploads and delete stale staging objects; returns how many."""
+    own_prefix = f"{STAGING_PREFIX}{own_host}/"
+    now = datetime.now(UTC)
+    removed = 0
+    try:
+        for up in await store.list_multipart_uploads(STAGING_PREFIX):
+            if _is_stale(up["Key"], up.get("Initiated"), own_prefix, max_age, now):
+                await store.abort_multipart(up["Key"], up["UploadId"])
+                removed += 1
+        token = None
+        while True:
+            objs, _, token = await store.list_page(STAGING_PREFIX, token, delimiter="")
+            for obj in objs:
+                key = obj["Key"]
+                if _is_stale(key, obj.get("LastModified"), own_prefix, max_age, now):
+                    await store.delete(key)
+                    removed += 1
+            if token is None:
+                break
+    except StoreError as exc:
+        log.warning("could not clean up staging uploads: %s", exc)
+    if removed:
+        metrics.STALE_UPLOADS_ABORTED.inc(removed)
+        log.info("removed %d stale staging uploads/objects left by an earlier run", removed)
+    return removed

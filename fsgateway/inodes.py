@@ -1,0 +1,115 @@
+"""The inode table: which inode numbers the kernel holds, and where they sit in the tree.
+
+A node knows its parent and name rather than its key, so renaming a
+directory moves every descendant at once and open files follow. Nodes live
+while the kernel holds a lookup reference or a file handle is open; the table
+is bounded by the kernel's own inode cache, not by bucket or directory size.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .s3format import Attrs
+
+if TYPE_CHECKING:
+    from .writer import DirtyFile
+
+ROOT_INODE = 1
+
+
+@dataclass(eq=False)
+class Node:
+    ino: int
+    parent: Node | None
+    name: str
+    attrs: Attrs
+    etag: str = ""
+    sha256: str | None = None
+    expires: float = 0.0  # monotonic time until which attrs are trusted
+    lookups: int = 0
+    open_count: int = 0
+    in_bucket: bool = True  # False for a created file not yet uploaded
+    dirty: DirtyFile | None = None
+    symlink_target: bytes | None = None
+    detached: bool = False  # unlinked, or replaced by another object
+    children: dict[str, Node] = field(default_factory=dict)
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.attrs.mode)
+
+    def path(self) -> str:
+        """Path below the mount root, "" for the root, no leading slash."""
+        parts: list[str] = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return "/".join(reversed(parts))
+
+
+class InodeTable:
+    def __init__(self, root_attrs: Attrs) -> None:
+        self.root = Node(ROOT_INODE, None, "", root_attrs, lookups=1)
+        self._by_ino: dict[int, Node] = {ROOT_INODE: self.root}
+        self._next = ROOT_INODE + 1
+
+    def __len__(self) -> int:
+        return len(self._by_ino)
+
+    def get(self, ino: int) -> Node | None:
+        return self._by_ino.get(ino)
+
+    def child(self, parent: Node, name: str) -> Node | None:
+        return parent.children.get(name)
+
+    def add(self, parent: Node, name: str, attrs: Attrs) -> Node:
+        """A new node at parent/name; a different node there before is detached."""
+        old = parent.children.get(name)
+        if old is not None:
+            self.detach(old)
+        node = Node(self._next, parent, name, attrs)
+        self._next += 1
+        self._by_ino[node.ino] = node
+        parent.children[name] = node
+        return node
+
+    def detach(self, node: Node) -> None:
+        """Take a node out of the tree; it stays addressable by inode until released."""
+        if node.parent is not None and node.parent.children.get(node.name) is node:
+            del node.parent.children[node.name]
+        node.detached = True
+        self._maybe_drop(node)
+
+    def move(self, node: Node, new_parent: Node, new_name: str) -> None:
+        victim = new_parent.children.get(new_name)
+        if victim is not None and victim is not node:
+            self.detach(victim)
+        if node.parent is not None and node.parent.children.get(node.name) is node:
+            del node.parent.children[node.name]
+        node.parent, node.name = new_parent, new_name
+        new_parent.children[new_name] = node
+
+    def forget(self, ino: int, nlookup: int) -> None:
+        node = self._by_ino.get(ino)
+        if node is None or node is self.root:
+            return
+        node.lookups = max(0, node.lookups - nlookup)
+        self._maybe_drop(node)
+
+    def release(self, node: Node) -> None:
+        node.open_count -= 1
+        self._maybe_drop(node)
+
+    def _maybe_drop(self, node: Node) -> None:
+        if node.lookups > 0 or node.open_count > 0 or node.dirty is not None or node is self.root:
+            return
+        if node.children:
+            return  # a child still referenced keeps its parent's path alive
+        self._by_ino.pop(node.ino, None)
+        if node.parent is not None and node.parent.children.get(node.name) is node:
+            del node.parent.children[node.name]
+            self._maybe_drop(node.parent)

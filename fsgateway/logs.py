@@ -1,0 +1,60 @@
+"""Structured logs: `level logger: message` for people and journald, or one JSON object a line.
+
+Under systemd (JOURNAL_STREAM set) no timestamp is printed: journald adds
+its own. When daemonized without a terminal, logs go to syslog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import sys
+import time
+
+SYSLOG_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, timestamps: bool) -> None:
+        prefix = "%(asctime)s " if timestamps else ""
+        super().__init__(prefix + "%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if os.environ.get("JOURNAL_STREAM"):  # journald reads the <N> priority prefix
+            text = f"<{SYSLOG_PRIORITY.get(record.levelname, 6)}>{text}"
+        return text
+
+
+def setup(level: str, fmt: str, to_syslog: bool = False) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler: logging.Handler
+    if to_syslog and os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.setFormatter(logging.Formatter("fsgateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else
+                             TextFormatter(timestamps=not os.environ.get("JOURNAL_STREAM")))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("pyfuse3").setLevel(max(logging.INFO, root.level))

@@ -1,0 +1,81 @@
+"""Running the mount: pyfuse3 session, the trio nursery, signals, readiness, watchdog."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+import pyfuse3
+import trio
+
+from . import housekeeping, metrics, notify
+from .config import Config
+from .core import Filesystem
+from .fuse_ops import FuseOperations
+from .store import ObjectStore, StoreSettings
+
+log = logging.getLogger("fsgateway.mount")
+
+
+def fuse_options(cfg: Config) -> set[str]:
+    opts = {f"fsname={cfg.fsname or cfg.source}", "subtype=fsgateway", "noatime"}
+    if cfg.allow_other:
+        opts.add("allow_other")
+    if cfg.default_permissions:
+        opts.add("default_permissions")
+    if cfg.ro:
+        opts.add("ro")
+    return opts
+
+
+async def _watch_signals(fs: Filesystem) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("%s received: committing open files and unmounting", signal.Signals(signum).name)
+            notify.notify("STOPPING=1\nSTATUS=unmounting")
+            await fs.flush_all()
+            pyfuse3.terminate()
+            return
+
+
+async def _watchdog(interval: float) -> None:
+    while True:
+        notify.notify("WATCHDOG=1")
+        await trio.sleep(interval)
+
+
+def run(cfg: Config, settings: StoreSettings, on_ready: Callable[[], None]) -> None:
+    """Mount, serve until unmounted or signalled, unmount. Raises on mount failure."""
+    # The event loop serves every FUSE request; boto3 threads must not hold the GIL for the default 5 ms.
+    sys.setswitchinterval(0.0005)
+    ops = FuseOperations.__new__(FuseOperations)
+    pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
+    clean = False
+    try:
+        trio.run(_serve, cfg, settings, ops, on_ready)
+        clean = True
+    finally:
+        metrics.UP.set(0)
+        pyfuse3.close(unmount=True)
+        log.info("unmounted %s%s", cfg.mountpoint, "" if clean else " after an error")
+
+
+async def _serve(cfg: Config, settings: StoreSettings, ops: FuseOperations, on_ready: Callable[[], None]) -> None:
+    store = ObjectStore(settings)
+    host = housekeeping.host_id(cfg.bucket, cfg.prefix, cfg.mountpoint)
+    async with trio.open_nursery() as nursery:
+        fs = Filesystem(cfg, store, nursery, host)
+        FuseOperations.__init__(ops, fs)
+        nursery.start_soon(_watch_signals, fs)
+        nursery.start_soon(housekeeping.clean_staging, store, host, cfg.stale_upload_age)
+        interval = notify.watchdog_interval()
+        if interval:
+            nursery.start_soon(_watchdog, interval)
+        metrics.UP.set(1)
+        on_ready()
+        notify.notify(f"READY=1\nSTATUS=serving {cfg.source} at {cfg.mountpoint}")
+        log.info("mounted %s at %s (endpoint %s)", cfg.source, cfg.mountpoint, settings.endpoint or "AWS")
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,360 @@
+"""The object-store client: boto3 in worker threads, retries under a deadline, metrics.
+
+Every request runs in a trio worker thread behind one CapacityLimiter (the
+connection pool size), is retried with jittered backoff while the failure is
+transient, and ends in a `StoreError` carrying the errno the filesystem
+reports once the deadline has passed. This layer knows keys and bytes, not
+files or inodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from base64 import b64encode
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import boto3
+import trio
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
+
+from . import metrics
+from .credentials import Keys
+from .retry import Backoff, errno_for, error_code, http_status, is_transient
+
+log = logging.getLogger("fsgateway.store")
+
+MAX_SINGLE_COPY = 5 << 30  # CopyObject limit; larger objects are copied part by part
+COPY_PART_SIZE = 512 << 20
+
+
+class StoreError(Exception):
+    """A request that failed for good; `errno` is what the file operation reports."""
+
+    def __init__(self, kind: str, key: str, cause: BaseException, errno_: int) -> None:
+        super().__init__(f"{kind} {key!r}: {describe(cause)}")
+        self.kind = kind
+        self.key = key
+        self.cause = cause
+        self.errno = errno_
+
+
+def describe(exc: BaseException) -> str:
+    """A short human reason for an S3 failure (RGW error bodies may have no Message)."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        msg = err.get("Message") or ""
+        return f"{error_code(exc)} (HTTP {http_status(exc)}){': ' + msg if msg else ''}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """Part of a local file to send as a request body, read in the worker thread."""
+
+    path: str
+    offset: int
+    length: int
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.length)
+        if len(data) != self.length:
+            raise OSError(f"short read from staging file {self.path}")
+        return data
+
+
+Body = bytes | memoryview | FileSlice
+
+
+def _materialize(body: Body) -> bytes | memoryview:
+    return body.read() if isinstance(body, FileSlice) else body
+
+
+def decode_key(raw: str) -> str:
+    return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    bucket: str
+    endpoint: str | None
+    region: str
+    path_style: bool
+    keys: Keys | None
+    profile: str | None
+    verify: bool | str
+    max_connections: int
+    connect_timeout: float
+    read_timeout: float
+    retry_deadline: float
+
+
+def make_client(s: StoreSettings) -> Any:
+    """A boto3 S3 client with the checksum settings RGW needs over HTTPS (SERVERS.md)."""
+    session = boto3.session.Session(
+        aws_access_key_id=s.keys.access_key if s.keys else None,
+        aws_secret_access_key=s.keys.secret_key if s.keys else None,
+        profile_name=s.profile,
+        region_name=s.region,
+    )
+    cfg = BotoConfig(
+        max_pool_connections=s.max_connections,
+        connect_timeout=s.connect_timeout,
+        read_timeout=s.read_timeout,
+        retries={"max_attempts": 1, "mode": "standard"},  # we retry ourselves, under a deadline
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path" if s.path_style else "auto"},
+        tcp_keepalive=True,
+    )
+    if s.verify is False:
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    return session.client("s3", endpoint_url=s.endpoint, verify=s.verify, config=cfg)
+
+
+def startup_problem(exc: BaseException, s: StoreSettings) -> str:
+    """The one-line reason a mount cannot start, for HeadBucket's failure `exc`."""
+    where = s.endpoint or "the default AWS endpoint"
+    if isinstance(exc, NoCredentialsError):
+        return "no S3 credentials found (use passwd_file=, profile=, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+    if isinstance(exc, SSLError):
+        return f"TLS error talking to {where}: {exc} (set ca_bundle= or no_verify_ssl)"
+    status, code = http_status(exc), error_code(exc)
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+        return f"access to bucket {s.bucket!r} denied at {where} ({code}): wrong credentials or no permission"
+    if status == 404 or code == "NoSuchBucket":
+        return f"bucket {s.bucket!r} does not exist at {where}"
+    if isinstance(exc, BotoCoreError | OSError):
+        return f"cannot reach S3 endpoint {where}: {exc}"
+    return f"S3 endpoint {where} refused HeadBucket: {describe(exc)}"
+
+
+class ObjectStore:
+    """Async S3 operations on one bucket."""
+
+    def __init__(self, settings: StoreSettings, client: Any | None = None) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.client = client or make_client(settings)
+        self.limiter = trio.CapacityLimiter(settings.max_connections)
+        self.backoff = Backoff()
+
+    async def _call(self, kind: str, key: str, fn: Callable[[], Any]) -> Any:
+        """Run `fn` in a worker thread; retry transient failures until the deadline."""
+        deadline = trio.current_time() + self.settings.retry_deadline
+        attempt = 0
+        while True:
+            t0 = time.monotonic()
+            try:
+                result = await trio.to_thread.run_sync(fn, limiter=self.limiter)
+            except (ClientError, BotoCoreError, OSError) as exc:
+                metrics.REQUEST_SECONDS.labels(kind).observe(time.monotonic() - t0)
+                status = http_status(exc)
+                outcome = "not_found" if status == 404 else ("error" if not is_transient(exc) else "transient")
+                metrics.REQUESTS.labels(kind, outcome).inc()
+                if is_transient(exc):
+                    delay = self.backoff.delay(attempt)
+                    if trio.current_time() + delay < deadline:
+                        attempt += 1
+                        metrics.RETRIES.labels(kind).inc()
+                        log.warning("retrying %s %s after %s (attempt %d)", kind, key, describe(exc), attempt)
+                        await trio.sleep(delay)
+                        continue
+                    log.error("giving up on %s %s after %d attempts: %s", kind, key, attempt + 1, describe(exc))
+                elif status != 404:
+                    log.error("%s %s failed: %s", kind, key, describe(exc))
+                raise StoreError(kind, key, exc, errno_for(exc)) from exc
+            metrics.REQUEST_SECONDS.labels(kind).observe(time.monotonic() - t0)
+            metrics.REQUESTS.labels(kind, "ok").inc()
+            return result
+
+    # ------------------------------------------------------------------ reads
+    async def head_bucket(self) -> None:
+        await self._call("head_bucket", "", partial(self.client.head_bucket, Bucket=self.bucket))
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        try:
+            r = await self._call("head", key, partial(self.client.head_object, Bucket=self.bucket, Key=key))
+        except StoreError as exc:
+            if http_status(exc.cause) == 404:
+                return None
+            raise
+        return ObjectInfo(key, r["ContentLength"], r.get("ETag", ""), r.get("LastModified"),
+                          r.get("Metadata", {}), r.get("ContentType"))
+
+    async def list_page(
+        self, prefix: str, token: str | None, delimiter: str = "/", max_keys: int = 1000
+    ) -> tuple[list[dict], list[str], str | None]:
+        """One ListObjectsV2 page: (objects, common prefixes, next token).
+
+        Keys are requested URL-encoded (so any byte survives the XML) and decoded
+        here; bytes that are not UTF-8 stay as surrogates, which `keys.name_problem`
+        reports as `invalid_utf8`.
+        """
+        kw: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys, "EncodingType": "url"}
+        if delimiter:
+            kw["Delimiter"] = delimiter
+        if token:
+            kw["ContinuationToken"] = token
+        r = await self._call("list", prefix, partial(self.client.list_objects_v2, **kw))
+        prefixes = [decode_key(p["Prefix"]) for p in r.get("CommonPrefixes", [])]
+        objects = [{**o, "Key": decode_key(o["Key"])} for o in r.get("Contents", [])]
+        nxt = r.get("NextContinuationToken") if r.get("IsTruncated") else None
+        return objects, prefixes, nxt
+
+    async def get_range(self, key: str, start: int, end: int, if_match: str | None = None) -> bytes:
+        """Bytes [start, end) of `key`; with `if_match` a concurrent overwrite fails (ESTALE)."""
+
+        def fetch() -> bytes:
+            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
+            if if_match:
+                kw["IfMatch"] = if_match
+            body = self.client.get_object(**kw)["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+
+        data = await self._call("get", key, fetch)
+        metrics.BYTES_DOWN.inc(len(data))
+        return data
+
+    async def get_object(self, key: str) -> bytes:
+        def fetch() -> bytes:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+
+        data = await self._call("get", key, fetch)
+        metrics.BYTES_DOWN.inc(len(data))
+        return data
+
+    async def download_to(self, key: str, size: int, path: str, if_match: str | None, chunk: int) -> None:
+        """Copy object bytes into a local file, chunk by chunk (bounded memory)."""
+        with open(path, "r+b") as f:
+            for start in range(0, size, chunk):
+                data = await self.get_range(key, start, min(size, start + chunk), if_match)
+                await trio.to_thread.run_sync(partial(os.pwrite, f.fileno(), data, start))
+
+    # ------------------------------------------------------------------ writes
+    async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str,
+                  if_none_match: bool = False) -> str:
+        """PutObject with Content-MD5, so the server rejects a body damaged on the way."""
+
+        def send() -> str:
+            data = _materialize(body)
+            md5_b64 = b64encode(hashlib.md5(data).digest()).decode()
+            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": bytes(data), "ContentMD5": md5_b64,
+                                  "Metadata": metadata, "ContentType": content_type}
+            if if_none_match:
+                kw["IfNoneMatch"] = "*"
+            return self.client.put_object(**kw).get("ETag", "")
+
+        etag = await self._call("put", key, send)
+        metrics.BYTES_UP.inc(body.length if isinstance(body, FileSlice) else len(body))
+        return etag
+
+    async def create_multipart(self, key: str, metadata: dict[str, str], content_type: str) -> str:
+        r = await self._call("create_multipart", key, partial(
+            self.client.create_multipart_upload, Bucket=self.bucket, Key=key, Metadata=metadata,
+            ContentType=content_type))
+        return r["UploadId"]
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
+        """One part; returns its ETag. No Content-MD5: SigV4 (HTTP) or TLS already protects the bytes."""
+
+        def send() -> str:
+            r = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                        Body=_materialize(body))
+            return r["ETag"]
+
+        result = await self._call("upload_part", key, send)
+        metrics.BYTES_UP.inc(body.length if isinstance(body, FileSlice) else len(body))
+        return result
+
+    async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None:
+        parts = [{"ETag": e, "PartNumber": i + 1} for i, e in enumerate(etags)]
+        await self._call("complete_multipart", key, partial(
+            self.client.complete_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id,
+            MultipartUpload={"Parts": parts}))
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            await self._call("abort_multipart", key, partial(
+                self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id))
+        except StoreError as exc:
+            if http_status(exc.cause) != 404:
+                raise
+
+    async def list_multipart_uploads(self, prefix: str) -> list[dict]:
+        out: list[dict] = []
+        kw: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            r = await self._call("list_multipart", prefix, partial(self.client.list_multipart_uploads, **kw))
+            out.extend(r.get("Uploads", []))
+            if not r.get("IsTruncated"):
+                return out
+            kw["KeyMarker"] = r.get("NextKeyMarker", "")
+            kw["UploadIdMarker"] = r.get("NextUploadIdMarker", "")
+
+    async def copy(self, src: str, dst: str, size: int, metadata: dict[str, str] | None,
+                   content_type: str | None) -> None:
+        """Server-side copy; `metadata` None keeps the source's. Above 5 GiB, part by part."""
+        source = {"Bucket": self.bucket, "Key": src}
+        if size <= MAX_SINGLE_COPY:
+            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": dst, "CopySource": source}
+            if metadata is not None:
+                kw.update(MetadataDirective="REPLACE", Metadata=metadata, ContentType=content_type or "")
+            await self._call("copy", dst, partial(self.client.copy_object, **kw))
+            return
+        if metadata is None:
+            info = await self.head(src)
+            if info is None:
+                raise StoreError("copy", src, FileNotFoundError(src), 2)
+            metadata, content_type = info.metadata, info.content_type
+        upload_id = await self.create_multipart(dst, metadata, content_type or "application/octet-stream")
+        ranges = [(i, s, min(size, s + COPY_PART_SIZE)) for i, s in enumerate(range(0, size, COPY_PART_SIZE), 1)]
+        etags: dict[int, str] = {}
+
+        async def copy_part(number: int, start: int, end: int) -> None:
+            r = await self._call("upload_part_copy", dst, partial(
+                self.client.upload_part_copy, Bucket=self.bucket, Key=dst, UploadId=upload_id, PartNumber=number,
+                CopySource=source, CopySourceRange=f"bytes={start}-{end - 1}"))
+            etags[number] = r["CopyPartResult"]["ETag"]
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for number, start, end in ranges:
+                    nursery.start_soon(copy_part, number, start, end)
+            await self.complete_multipart(dst, upload_id, [etags[n] for n, _, _ in ranges])
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.abort_multipart(dst, upload_id)
+            raise
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete", key, partial(self.client.delete_object, Bucket=self.bucket, Key=key))

@@ -1,0 +1,431 @@
+"""Write path: data written to a file until it is complete in the bucket.
+
+Two modes, as in mountpoint-s3's streaming upload and rclone's write cache:
+
+* stream — appends go to a memory buffer; every full part is uploaded in the
+  background while the application keeps writing (a multipart upload to a
+  hidden staging key), memory bounded by `write_buffer_size` for the whole
+  mount. On commit the last part is sent, the upload is completed and checked
+  (size and the multipart ETag of our own part MD5s), then copied server-side
+  to the real key with its metadata, including the SHA-256 of the whole file
+  computed while writing. The real key never shows a partial file.
+* staged — any other write (random, backwards, truncate of existing data,
+  append to an existing object) works on a local staging file in `cache_dir`,
+  bounded by `cache_size`; commit hashes it and uploads it directly.
+
+Small files (below one part) are a single PUT with Content-MD5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from . import metrics
+from .keys import STAGING_PREFIX
+from .s3format import FILE_CONTENT_TYPE
+from .store import FileSlice, ObjectInfo, ObjectStore, StoreError
+
+log = logging.getLogger("fsgateway.writer")
+
+HASH_CHUNK = 8 << 20
+
+
+class WriteError(Exception):
+    """A write-path failure with the errno the application gets."""
+
+    def __init__(self, errno_: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+@dataclass(frozen=True)
+class Committed:
+    etag: str
+    sha256: str
+    size: int
+
+
+class StagingArea:
+    """Local staging files in `cache_dir`, their total size bounded by `cache_size`."""
+
+    def __init__(self, directory: str, limit: int) -> None:
+        self.directory = directory
+        self.limit = limit
+        self.used = 0
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        for stale in os.listdir(directory):  # left by a crash: their data was never acknowledged
+            if stale.startswith("staging-"):
+                os.unlink(os.path.join(directory, stale))
+
+    def create(self) -> str:
+        path = os.path.join(self.directory, f"staging-{uuid.uuid4().hex}")
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        os.close(fd)
+        return path
+
+    def reserve(self, delta: int) -> None:
+        if delta > 0 and self.used + delta > self.limit:
+            raise WriteError(errno.ENOSPC, f"staging space exhausted ({self.used + delta} > cache_size {self.limit})")
+        self.used += delta
+        metrics.STAGING_BYTES.set(self.used)
+
+
+class UploadContext:
+    """What every dirty file shares: the store, the limits, the background nursery."""
+
+    def __init__(self, store: ObjectStore, staging: StagingArea, part_size: int, parallel: int,
+                 write_buffer_size: int, nursery: trio.Nursery, host_id: str) -> None:
+        self.store = store
+        self.staging = staging
+        self.part_size = part_size
+        self.parallel = parallel
+        self.part_tokens = trio.Semaphore(max(2, write_buffer_size // part_size))
+        self.nursery = nursery
+        self.host_id = host_id
+
+    def staging_key(self) -> str:
+        return f"{STAGING_PREFIX}{self.host_id}/{uuid.uuid4().hex}"
+
+
+class DirtyFile:
+    """The not-yet-committed content of one file, shared by its open handles."""
+
+    def __init__(self, ctx: UploadContext, size: int = 0) -> None:
+        self.ctx = ctx
+        self.size = size
+        self.lock = trio.Lock()
+        # stream mode
+        self.streaming = size == 0
+        self.tail = StreamTail()
+        self.hasher = hashlib.sha256()
+        self.hashed = trio.Event()  # set when every submitted part is in the hasher
+        self.hashed.set()
+        self.stage_key: str | None = None
+        self.upload_id: str | None = None
+        self.parts: dict[int, str] = {}
+        self.next_part = 1
+        self.in_flight = 0
+        self.parts_done = trio.Condition()
+        self.error: BaseException | None = None
+        # staged mode
+        self.path: str | None = None
+        self.reserved = 0
+        self.closed = False
+        metrics.UPLOADS_IN_FLIGHT.inc()
+
+    # ------------------------------------------------------------ loading
+    @classmethod
+    async def from_object(cls, ctx: UploadContext, key: str, size: int, etag: str) -> DirtyFile:
+        """A staged copy of an existing object, for modifying it in place."""
+        dirty = cls(ctx, size)
+        dirty.streaming = False
+        dirty._open_staging()
+        try:
+            dirty._reserve_to(size)
+            os.truncate(dirty.path, size)  # type: ignore[arg-type]
+            await ctx.store.download_to(key, size, dirty.path, etag or None, ctx.part_size)  # type: ignore[arg-type]
+        except BaseException:
+            dirty.discard_now()
+            raise
+        return dirty
+
+    def _open_staging(self) -> None:
+        self.path = self.ctx.staging.create()
+
+    def _reserve_to(self, size: int) -> None:
+        if size > self.reserved:
+            self.ctx.staging.reserve(size - self.reserved)
+            self.reserved = size
+
+    # ------------------------------------------------------------ stream mode
+    def _check(self) -> None:
+        if self.error is not None:
+            raise WriteError(getattr(self.error, "errno", errno.EIO), f"upload failed earlier: {self.error}")
+
+    async def _submit_part(self, data: bytes) -> None:
+        """Hand one full part to a background upload; blocks while the memory budget is used."""
+        await self.ctx.part_tokens.acquire()
+        try:
+            if self.upload_id is None:
+                self.stage_key = self.ctx.staging_key()
+                self.upload_id = await self.ctx.store.create_multipart(self.stage_key, {}, FILE_CONTENT_TYPE)
+        except BaseException:
+            self.ctx.part_tokens.release()
+            raise
+        number = self.next_part
+        self.next_part += 1
+        self.in_flight += 1
+        previous, self.hashed = self.hashed, trio.Event()
+        self.ctx.nursery.start_soon(self._hash_part, previous, self.hashed, data)
+        self.ctx.nursery.start_soon(self._upload_part, number, data)
+
+    async def _hash_part(self, previous: trio.Event, done: trio.Event, data: bytes) -> None:
+        """SHA-256 in part order, in a worker thread: hashlib releases the GIL, the event loop goes on."""
+        await previous.wait()
+        try:
+            await trio.to_thread.run_sync(self.hasher.update, data)
+        finally:
+            done.set()
+
+    async def _upload_part(self, number: int, data: bytes) -> None:
+        try:
+            self.parts[number] = await self.ctx.store.upload_part(
+                self.stage_key, self.upload_id, number, data)  # type: ignore[arg-type]
+        except StoreError as exc:
+            self.error = self.error or exc
+        finally:
+            self.in_flight -= 1
+            self.ctx.part_tokens.release()
+            async with self.parts_done:
+                self.parts_done.notify_all()
+
+    async def _wait_parts(self) -> None:
+        async with self.parts_done:
+            while self.in_flight:
+                await self.parts_done.wait()
+        self._check()
+
+    async def _abort_stream(self) -> None:
+        if self.upload_id is not None:
+            with trio.CancelScope(shield=True):
+                with contextlib.suppress(WriteError):
+                    await self._wait_parts()
+                try:
+                    await self.ctx.store.abort_multipart(self.stage_key, self.upload_id)  # type: ignore[arg-type]
+                except StoreError as exc:
+                    log.warning("could not abort staging upload %s: %s", self.stage_key, exc)
+            self.upload_id = None
+
+    async def _finish_stream_upload(self) -> str:
+        """Send the last part, complete the staging upload and check it; returns its ETag."""
+        if self.tail.size:
+            await self._submit_part(self.tail.take(self.tail.size))
+        await self._wait_parts()
+        await self.hashed.wait()
+        count = len(self.parts)
+        await self.ctx.store.complete_multipart(
+            self.stage_key, self.upload_id, [self.parts[n] for n in sorted(self.parts)])  # type: ignore[arg-type]
+        self.upload_id = None
+        info = await self.ctx.store.head(self.stage_key)  # type: ignore[arg-type]
+        _check_complete(self.stage_key, info, self.size, count)
+        return info.etag  # type: ignore[union-attr]
+
+    async def _to_staged(self) -> None:
+        """Switch from stream to staged mode, keeping everything written so far."""
+        self._check()
+        self._open_staging()
+        self._reserve_to(self.size)
+        if self.upload_id is None and not self.parts:
+            with open(self.path, "r+b") as f:  # type: ignore[arg-type]
+                f.write(self.tail.peek(0, self.tail.size))
+        else:
+            await self._finish_stream_upload()
+            try:
+                await self.ctx.store.download_to(self.stage_key, self.size, self.path, None,  # type: ignore[arg-type]
+                                                 self.ctx.part_size)
+            finally:
+                await self.ctx.store.delete(self.stage_key)  # type: ignore[arg-type]
+        self.tail = StreamTail()
+        self.streaming = False
+
+    # ------------------------------------------------------------ file operations
+    async def write(self, off: int, data: bytes) -> int:
+        async with self.lock:
+            self._check()
+            if self.streaming and off == self.size:
+                self.tail.append(data)
+                self.size += len(data)
+                while self.tail.size >= self.ctx.part_size:
+                    await self._submit_part(self.tail.take(self.ctx.part_size))
+                return len(data)
+            if self.streaming:
+                await self._to_staged()
+            end = off + len(data)
+            self._reserve_to(max(end, self.size))
+            try:
+                os.pwrite(self._fd(), data, off)
+            except OSError as exc:
+                raise WriteError(exc.errno or errno.EIO, f"staging file: {exc.strerror}") from exc
+            self.size = max(self.size, end)
+            return len(data)
+
+    def _fd(self) -> int:
+        if not hasattr(self, "_fdcache"):
+            self._fdcache = os.open(self.path, os.O_RDWR)  # type: ignore[arg-type]
+        return self._fdcache
+
+    async def read(self, off: int, size: int) -> bytes:
+        async with self.lock:
+            self._check()
+            end = min(self.size, off + size)
+            if off >= end:
+                return b""
+            if self.streaming:
+                start = self.size - self.tail.size
+                if off >= start:
+                    return self.tail.peek(off - start, end - start)
+                await self._to_staged()
+            return os.pread(self._fd(), end - off, off)
+
+    async def truncate(self, size: int) -> None:
+        async with self.lock:
+            self._check()
+            if size == self.size:
+                return
+            if self.streaming and size == 0 and self.upload_id is None:
+                self.tail = StreamTail()
+                self.size = 0
+                return
+            if self.streaming:
+                await self._to_staged()
+            self._reserve_to(size)
+            os.ftruncate(self._fd(), size)
+            self.size = size
+
+    async def commit(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
+        """Make the object complete at `key`; on return it is in the bucket, or this raised."""
+        async with self.lock:
+            self._check()
+            t0 = time.monotonic()
+            try:
+                result = await (self._commit_stream(key, metadata, content_type) if self.streaming
+                                else self._commit_staged(key, metadata, content_type))
+            except (StoreError, WriteError, OSError) as exc:
+                metrics.UPLOADS.labels("error").inc()
+                log.error("upload of %s failed: %s", key, exc)
+                self.error = self.error or exc
+                await self._abort_stream()
+                raise WriteError(getattr(exc, "errno", None) or errno.EIO, str(exc)) from exc
+            metrics.UPLOADS.labels("ok").inc()
+            metrics.UPLOAD_SECONDS.observe(time.monotonic() - t0)
+            return result
+
+    async def _commit_stream(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
+        if self.upload_id is None and not self.parts:
+            data = self.tail.take(self.tail.size)
+            sha = hashlib.sha256(data).hexdigest()
+            etag = await self.ctx.store.put(key, data, {**metadata, "fsg-sha256": sha}, content_type)
+            return Committed(etag, sha, self.size)
+        await self._finish_stream_upload()
+        sha = self.hasher.hexdigest()
+        meta = {**metadata, "fsg-sha256": sha}
+        try:
+            await self.ctx.store.copy(self.stage_key, key, self.size, meta, content_type)  # type: ignore[arg-type]
+        finally:
+            await self.ctx.store.delete(self.stage_key)  # type: ignore[arg-type]
+        info = await self.ctx.store.head(key)
+        if info is None or info.size != self.size:
+            raise WriteError(errno.EIO, f"object {key} not complete after copy")
+        return Committed(info.etag, sha, self.size)
+
+    async def _commit_staged(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
+        sha = await trio.to_thread.run_sync(partial(_hash_file, self.path, self.size))
+        meta = {**metadata, "fsg-sha256": sha}
+        store, part = self.ctx.store, self.ctx.part_size
+        if self.size < part:
+            etag = await store.put(key, FileSlice(self.path, 0, self.size), meta, content_type)  # type: ignore[arg-type]
+            return Committed(etag, sha, self.size)
+        upload_id = await store.create_multipart(key, meta, content_type)
+        results: dict[int, str] = {}
+        limiter = trio.CapacityLimiter(self.ctx.parallel)
+
+        async def send(number: int, start: int) -> None:
+            async with limiter:
+                body = FileSlice(self.path, start, min(part, self.size - start))  # type: ignore[arg-type]
+                results[number] = await store.upload_part(key, upload_id, number, body)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for number, start in enumerate(range(0, self.size, part), 1):
+                    nursery.start_soon(send, number, start)
+            await store.complete_multipart(key, upload_id, [results[n] for n in sorted(results)])
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await store.abort_multipart(key, upload_id)
+            raise
+        info = await store.head(key)
+        _check_complete(key, info, self.size, len(results))
+        return Committed(info.etag, sha, self.size)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------ teardown
+    def discard_now(self) -> None:
+        """Drop local state (staging file, memory); the caller aborts remote uploads."""
+        if hasattr(self, "_fdcache"):
+            os.close(self._fdcache)
+            del self._fdcache
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.path = None
+        if self.reserved:
+            self.ctx.staging.reserve(-self.reserved)
+            self.reserved = 0
+        self.tail = StreamTail()
+        if not self.closed:
+            self.closed = True
+            metrics.UPLOADS_IN_FLIGHT.dec()
+
+    async def discard(self) -> None:
+        await self._abort_stream()
+        self.discard_now()
+
+
+class StreamTail:
+    """Appended bytes not yet cut into a part: a list of chunks, copied once when a part is taken."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def append(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+        self.size += len(data)
+
+    def take(self, n: int) -> bytes:
+        joined = b"".join(self.chunks)
+        head, rest = joined[:n], joined[n:]
+        self.chunks = [rest] if rest else []
+        self.size = len(rest)
+        return head
+
+    def peek(self, start: int, end: int) -> bytes:
+        return b"".join(self.chunks)[start:end]
+
+
+def _check_complete(key: str, info: ObjectInfo | None, size: int, parts: int) -> None:
+    """After CompleteMultipartUpload: the object exists with our size and part count.
+
+    Transit integrity comes from SigV4's signed payload hash (HTTP) or TLS; the
+    content itself is covered by the SHA-256 we store and check on read. RGW may
+    answer Complete with an empty ETag; HEAD has the right one.
+    """
+    if info is None or info.size != size:
+        metrics.CHECKSUM_MISMATCHES.inc()
+        raise WriteError(errno.EIO, f"{key}: completed object has {info and info.size} bytes, expected {size}")
+    etag = info.etag.strip('"')
+    if "-" in etag and etag.rsplit("-", 1)[1] != str(parts):
+        metrics.CHECKSUM_MISMATCHES.inc()
+        raise WriteError(errno.EIO, f"{key}: completed object has ETag {etag}, expected {parts} parts")
+
+
+def _hash_file(path: str, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        remaining = size
+        while remaining:
+            block = f.read(min(HASH_CHUNK, remaining))
+            if not block:
+                raise OSError(errno.EIO, "staging file shorter than expected")
+            h.update(block)
+            remaining -= len(block)
+    return h.hexdigest()

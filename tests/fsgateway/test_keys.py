@@ -1,0 +1,30 @@
+"""Unit tests of key-to-name mapping (pure logic)."""
+
+from __future__ import annotations
+
+from fsgateway.keys import name_problem, split_listing
+
+
+def test_name_problems():
+    assert name_problem(b"ok.bin") is None
+    assert name_problem(b"") == "empty_component"
+    assert name_problem(b"..") == "dot_component"
+    assert name_problem(b"a\0b") == "nul_byte"
+    assert name_problem(b"x" * 256) == "name_too_long"
+    assert name_problem("é".encode() * 127) is None  # 254 bytes
+    assert name_problem(b"\xff\xfe") == "invalid_utf8"
+
+
+def test_split_listing_dirs_shadow_files_and_bad_names_are_reported():
+    objs = [{"Key": "p/", "Size": 0}, {"Key": "p/a", "Size": 1}, {"Key": "p/x", "Size": 2},
+            {"Key": "p/" + "n" * 300, "Size": 3}, {"Key": "p/bad\udcff", "Size": 4}]
+    listing = split_listing("p/", objs, ["p/x/", "p//", "p/d/"], hide_reserved=False)
+    assert set(listing.files) == {"a"}
+    assert listing.dirs == {"x", "d"}
+    reasons = sorted(r.reason for r in listing.rejected)
+    assert reasons == ["empty_component", "invalid_utf8", "name_too_long", "shadowed_by_directory"]
+
+
+def test_reserved_prefix_hidden_only_when_asked():
+    assert split_listing("", [], [".fsgateway/", "a/"], hide_reserved=True).dirs == {"a"}
+    assert split_listing("", [], [".fsgateway/", "a/"], hide_reserved=False).dirs == {"a", ".fsgateway"}

@@ -1,0 +1,230 @@
+"""Bad input and faults: a clear error, nothing lost, no caller hung forever."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fsgateway.housekeeping import host_id
+from tests.conftest import free_port, is_mounted, metric_value, wait_for, weed_binary
+
+MiB = 1 << 20
+
+
+def run_mount(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fsgateway", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.tls
+def test_wrong_credentials_one_line_error(server, bucket, tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_text(f"{server.access_key}:not-the-secret\n")
+    bad.chmod(0o600)
+    (tmp_path / "mnt").mkdir()
+    opts = f"url={server.endpoint},use_path_request_style,passwd_file={bad},metrics_address=off"
+    if server.ca_bundle:
+        opts += f",ca_bundle={server.ca_bundle}"
+    r = run_mount([bucket, str(tmp_path / "mnt"), "-f", "-o", opts])
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("fsgateway: access to bucket") and "credentials" in last
+    assert "not-the-secret" not in r.stderr
+    assert not is_mounted(tmp_path / "mnt")
+
+
+def test_unknown_bucket_and_dead_endpoint(server, passwd_file, tmp_path):
+    (tmp_path / "mnt").mkdir()
+    r = run_mount(["no-such-bucket-here", str(tmp_path / "mnt"), "-o",
+                   f"url={server.endpoint},use_path_request_style,passwd_file={passwd_file},metrics_address=off"])
+    assert r.returncode != 0 and "does not exist" in r.stderr
+    dead = f"http://127.0.0.1:{free_port()}"
+    r = run_mount(["b", str(tmp_path / "mnt"), "-o",
+                   f"url={dead},use_path_request_style,passwd_file={passwd_file},metrics_address=off"])
+    assert r.returncode != 0 and "cannot reach S3 endpoint" in r.stderr
+
+
+@pytest.mark.tls
+def test_tls_error_without_trusted_ca(server, passwd_file, bucket, tmp_path):
+    if not server.endpoint.startswith("https://"):
+        pytest.skip("needs the TLS endpoint (run by scripts/run-tests against Ceph RGW with TLS)")
+    (tmp_path / "mnt").mkdir()
+    empty_ca = tmp_path / "ca.pem"
+    empty_ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text())
+    r = run_mount([bucket, str(tmp_path / "mnt"), "-o", f"url={server.endpoint},use_path_request_style,"
+                   f"passwd_file={passwd_file},ca_bundle={empty_ca},metrics_address=off"])
+    assert r.returncode != 0 and "TLS error" in r.stderr
+
+
+def test_world_readable_passwd_file_is_refused(server, bucket, tmp_path):
+    loose = tmp_path / "passwd"
+    loose.write_text(f"{server.access_key}:{server.secret_key}\n")
+    loose.chmod(0o644)
+    (tmp_path / "mnt").mkdir()
+    r = run_mount([bucket, str(tmp_path / "mnt"), "-o", f"url={server.endpoint},passwd_file={loose}"])
+    assert r.returncode != 0 and "accessible by group/other" in r.stderr
+    assert server.secret_key not in r.stderr
+
+
+def test_bad_option_is_a_one_line_error(tmp_path):
+    r = run_mount(["b", str(tmp_path), "-o", "no_such_option=1"])
+    assert r.returncode != 0
+    assert r.stderr.strip() == "fsgateway: unknown option 'no_such_option' (-o)"
+
+
+def test_sigterm_unmounts_cleanly(mount):
+    (mount.path / "f").write_bytes(b"1")
+    mount.proc.send_signal(signal.SIGTERM)
+    assert mount.proc.wait(timeout=30) == 0
+    assert not is_mounted(mount.path)
+
+
+def test_stale_uploads_of_this_gateway_are_aborted_at_start(mounter, bucket, s3):
+    m = mounter()
+    path = m.tmp / "mnt"
+    own = f".fsgateway/staging/{host_id(bucket, '', str(path))}/crashed"
+    other = ".fsgateway/staging/otherhost/running"
+    s3.create_multipart_upload(Bucket=bucket, Key=own)
+    s3.create_multipart_upload(Bucket=bucket, Key=other)
+    s3.put_object(Bucket=bucket, Key=own + "-completed", Body=b"leftover")
+    m.start(bucket)
+
+    def remaining() -> set[str]:
+        ups = {u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+        objs = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+        return ups | objs
+
+    wait_for(lambda: remaining() == {other}, 30, "this host's stale uploads to be removed")
+    assert metric_value(m.metrics(), "fsgateway_stale_uploads_aborted_total") == 2
+
+
+def test_full_staging_space_gives_enospc_and_loses_nothing(mounter, bucket, s3):
+    s3.put_object(Bucket=bucket, Key="big", Body=b"a" * (2 * MiB))
+    m = mounter()
+    path = m.start(bucket, "cache_size=1M")
+    with pytest.raises(OSError) as e, open(path / "big", "r+b") as f:
+        f.seek(10)
+        f.write(b"patch")
+        f.flush()
+    assert e.value.errno == errno.ENOSPC
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == b"a" * (2 * MiB)
+    (path / "small").write_bytes(b"still works")  # streaming writes need no staging space
+    assert s3.get_object(Bucket=bucket, Key="small")["Body"].read() == b"still works"
+
+
+def low_free_port() -> int:
+    """A free port below 45000: SeaweedFS derives gRPC ports as port + 10000."""
+    import random
+    import socket
+
+    while True:
+        port = random.randint(20000, 45000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+class Weed:
+    """A private SeaweedFS server that a test may stop and restart."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp / "weed"
+        self.dir.mkdir()
+        self.port = low_free_port()
+        self.conf = self.dir / "s3.json"
+        self.conf.write_text(json.dumps({"identities": [{"name": "t", "credentials": [
+            {"accessKey": "fault-key", "secretKey": "fault-secret"}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        ports = {k: low_free_port() for k in ("master", "volume", "filer", "master.port.grpc", "volume.port.grpc",
+                                          "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
+                                          "admin.port", "admin.port.grpc", "debug.port", "s3.debug.port",
+                                          "filer.port.public", "volume.port.public", "webdav.port")}
+        cmd = [weed_binary(), "mini", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+               "-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:9/",
+               f"-s3.config={self.conf}", "-s3.allowDeleteBucketNotEmpty=false", "-s3.autoCreateBucket=false",
+               "-webdav=false", "-admin.ui=false", f"-s3.port={self.port}", f"-master.port={ports['master']}",
+               f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+               *(f"-{k}={v}" for k, v in ports.items() if "." in k)]
+        self.proc = subprocess.Popen(cmd, stdout=open(self.dir / "log", "ab"), stderr=subprocess.STDOUT)
+
+        def up() -> bool:
+            import urllib.error
+            import urllib.request
+
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1)
+            except urllib.error.HTTPError:
+                return True
+            except OSError:
+                return False
+            return True
+
+        wait_for(up, 60, "SeaweedFS to answer")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGKILL)  # a crash, not a polite stop
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture
+def weed(tmp_path):
+    w = Weed(tmp_path)
+    w.start()
+    yield w
+    w.stop()
+
+
+def test_server_dies_mid_upload_writer_gets_eio_nothing_partial_visible(weed, tmp_path, mounter):
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=weed.endpoint, aws_access_key_id="fault-key",
+                      aws_secret_access_key="fault-secret", region_name="us-east-1",
+                      config=Config(s3={"addressing_style": "path"}))
+    wait_for(lambda: _try(lambda: s3.create_bucket(Bucket="fw-bucket")), 30, "bucket creation")
+    creds = tmp_path / "weedpass"
+    creds.write_text("fault-key:fault-secret\n")
+    creds.chmod(0o600)
+    m = mounter()
+    m.passwd = creds
+    path = m.start("fw-bucket", "retry_deadline=3", "multipart_size=5M", endpoint=weed.endpoint)
+    f = open(path / "fw.bin", "wb")
+    f.write(os.urandom(12 * MiB))  # two parts are on their way
+    weed.stop()
+    with pytest.raises(OSError) as e:
+        f.write(os.urandom(12 * MiB))
+        f.close()
+    assert e.value.errno == errno.EIO
+    assert metric_value(m.metrics(), "fsgateway_uploads_total", outcome="error") >= 1
+    weed.start()
+    objs = s3.list_objects_v2(Bucket="fw-bucket").get("Contents", [])
+    assert [o["Key"] for o in objs if not o["Key"].startswith(".fsgateway/")] == []
+    assert "fw.bin" in m.log.read_text()
+
+
+def _try(fn) -> bool:
+    try:
+        fn()
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,84 @@
+"""Buckets written by other tools read correctly; keys that cannot be names never break listings."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from tests.conftest import metric_value
+
+
+def test_objects_without_metadata_get_defaults(mount, s3):
+    s3.put_object(Bucket=mount.bucket, Key="plain.bin", Body=b"aws cli wrote me")
+    s3.put_object(Bucket=mount.bucket, Key="implicit/dir/file", Body=b"x")
+    st = os.stat(mount.path / "plain.bin")
+    assert stat.S_ISREG(st.st_mode) and st.st_size == 16
+    assert stat.S_IMODE(st.st_mode) == 0o644
+    assert (mount.path / "plain.bin").read_bytes() == b"aws cli wrote me"
+    assert os.path.isdir(mount.path / "implicit" / "dir")
+    assert os.listdir(mount.path / "implicit") == ["dir"]
+    assert (mount.path / "implicit" / "dir" / "file").read_bytes() == b"x"
+
+
+def test_s3fs_metadata_is_honoured_including_lenient_forms(mount, s3):
+    s3.put_object(Bucket=mount.bucket, Key="s3fs", Body=b"1",
+                  Metadata={"mode": "33216", "uid": "42", "gid": "43", "mtime": "1500000000"})
+    s3.put_object(Bucket=mount.bucket, Key="octal", Body=b"1", Metadata={"mode": "0600", "mtime": "1500000000.5"})
+    s3.put_object(Bucket=mount.bucket, Key="s3fsdir/", Body=b"", ContentType="application/x-directory",
+                  Metadata={"mode": "16832"})
+    s3.put_object(Bucket=mount.bucket, Key="link", Body=b"s3fs", Metadata={"mode": str(stat.S_IFLNK | 0o777)})
+    st = os.stat(mount.path / "s3fs")
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (0o700, 42, 43, 1500000000)
+    st = os.stat(mount.path / "octal")
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_mtime_ns == 1_500_000_000_500_000_000
+    st = os.stat(mount.path / "s3fsdir")
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+    assert os.readlink(mount.path / "link") == "s3fs"
+
+
+def test_unmappable_keys_are_counted_and_do_not_break_listing(mount, s3):
+    for key in ["good", "a//b", "x", "x/inside", "dots/../up", "long/" + "n" * 300, "ok/fine"]:
+        s3.put_object(Bucket=mount.bucket, Key=key, Body=b"1")
+    top = sorted(os.listdir(mount.path))
+    assert top == ["a", "dots", "good", "long", "ok", "x"]
+    assert os.path.isdir(mount.path / "x")  # the directory shadows the file `x`
+    assert os.listdir(mount.path / "a") == []  # `a//b` has an empty component
+    assert os.listdir(mount.path / "long") == []
+    assert os.listdir(mount.path / "ok") == ["fine"]
+    assert os.listdir(mount.path / "dots") == []
+    text = mount.metrics()
+    assert metric_value(text, "fsgateway_unmappable_keys_total", reason="empty_component") >= 1
+    assert metric_value(text, "fsgateway_unmappable_keys_total", reason="name_too_long") >= 1
+    assert metric_value(text, "fsgateway_unmappable_keys_total", reason="shadowed_by_directory") >= 1
+    assert metric_value(text, "fsgateway_unmappable_keys_total", reason="dot_component") >= 1
+    log = mount.log.read_text()
+    assert "'a//'" in log and "shadowed_by_directory" in log
+
+
+def test_reserved_prefix_is_hidden(mount, s3):
+    s3.put_object(Bucket=mount.bucket, Key=".fsgateway/feed/0001", Body=b"journal")
+    s3.put_object(Bucket=mount.bucket, Key="visible", Body=b"1")
+    assert os.listdir(mount.path) == ["visible"]
+    assert not os.path.exists(mount.path / ".fsgateway")
+
+
+def test_prefix_mount_sees_only_its_subtree(mounter, bucket, s3):
+    s3.put_object(Bucket=bucket, Key="fw/incoming/a.bin", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="other/b.bin", Body=b"b")
+    m = mounter()
+    path = m.start(f"{bucket}:/fw")
+    assert os.listdir(path) == ["incoming"]
+    (path / "incoming" / "c.bin").write_bytes(b"c")
+    assert s3.get_object(Bucket=bucket, Key="fw/incoming/c.bin")["Body"].read() == b"c"
+
+
+def test_files_written_by_the_gateway_read_back_through_a_second_mount(mounter, bucket):
+    first, second = mounter(), mounter()
+    a = first.start(bucket)
+    b = second.start(bucket)
+    os.symlink("t", a / "l")
+    (a / "f").write_bytes(b"shared")
+    os.chmod(a / "f", 0o640)
+    assert (b / "f").read_bytes() == b"shared"
+    assert stat.S_IMODE(os.stat(b / "f").st_mode) == 0o640
+    assert os.readlink(b / "l") == "t"
