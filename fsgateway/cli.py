@@ -34,7 +34,7 @@ and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
   allow_other  default_permissions  ro  uid=N  gid=N  umask=OCTAL
   cache_dir=DIR (/var/cache/fsgateway)  cache_size=SIZE (10G)  staging for random writes
   stat_ttl=SECONDS (5)     how long attributes and listings are trusted
-  multipart_size=SIZE (16M)  parallel=N (8)  write_buffer_size=SIZE (256M)  read_ahead=SIZE (64M)
+  multipart_size=SIZE (16M)  parallel=N (8)  write_buffer_size=SIZE (128M)  read_ahead=SIZE (64M)
   retry_deadline=SECONDS (60)  after this an operation fails with EIO
   log_level=debug|info|warning|error   log_format=text|json
   metrics_address=HOST:PORT (127.0.0.1:9877) or off
@@ -150,10 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     if ready_fd is not None:
         logs.setup(cfg.log_level, cfg.log_format, to_syslog=True)
 
+    pending = [ready_fd] if ready_fd is not None else []  # emptied once the parent has its answer
+
     def on_ready() -> None:
-        if ready_fd is not None:
-            os.write(ready_fd, b"ok")
-            os.close(ready_fd)
+        if pending:
+            fd = pending.pop()
+            os.write(fd, b"ok")
+            os.close(fd)
 
     from . import mount  # pyfuse3 imported only when mounting, so --help works anywhere
 
@@ -162,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         mount.run(cfg, settings, on_ready)
     except (RuntimeError, OSError) as exc:
         reason = f"cannot mount at {cfg.mountpoint}: {exc}"
-        if ready_fd is not None:
+        if pending:
             with contextlib.suppress(OSError):
-                os.write(ready_fd, reason.encode())
+                os.write(pending.pop(), reason.encode())
         return fail(reason)
     return 0
 

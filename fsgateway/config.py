@@ -84,7 +84,7 @@ class Config:
     multipart_size: int = 16 << 20  # part size; smaller files are one PUT
     parallel: int = 8  # concurrent requests per file (parts, ranged reads)
     max_connections: int = 32
-    write_buffer_size: int = 256 << 20  # memory for parts in flight, whole mount
+    write_buffer_size: int = 128 << 20  # memory for parts in flight, whole mount
     read_ahead: int = 64 << 20  # per sequential reader
     ca_bundle: str | None = None
     verify_ssl: bool = True
@@ -131,6 +131,8 @@ def _coerce(name: str, value: object) -> object:
             return _NUMERIC[name](value)
         if kind == "bool":
             return parse_bool(value)  # type: ignore[arg-type]
+        if value is True:
+            raise ConfigError(f"option {name} needs a value ({name}=...)")
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
@@ -153,7 +155,7 @@ def apply(cfg: Config, values: dict[str, object], origin: str) -> Config:
         if name == "no_verify_ssl":
             changes["verify_ssl"] = not parse_bool(value)  # type: ignore[arg-type]
             continue
-        if name not in _FIELDS or name in ("bucket", "mountpoint"):
+        if name not in _FIELDS or name in ("bucket", "prefix", "mountpoint", "foreground"):
             raise ConfigError(f"unknown option {raw_name!r} ({origin})")
         changes[name] = _coerce(name, value)
     new = replace(cfg, **changes)

@@ -16,17 +16,20 @@ import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import trio
 
 from . import metrics
+from .concurrency import gather
 from .config import Config
+from .errors import GatewayError
 from .inodes import InodeTable, Node
 from .keys import RESERVED_PREFIX, Unmappable, name_problem, split_listing
-from .reader import ObjectReader, ReadError
-from .s3format import SHA256_META, Attrs, Defaults, content_type_for, decode_attrs, encode_metadata
-from .store import ObjectInfo, ObjectStore, StoreError
-from .writer import DirtyFile, StagingArea, UploadContext, WriteError
+from .reader import ObjectReader
+from .s3format import DIR_CONTENT_TYPE, SHA256_META, Attrs, Defaults, content_type_for, decode_attrs, encode_metadata
+from .store import ObjectInfo, ObjectStore
+from .writer import DirtyFile, StagingArea, UploadContext
 
 log = logging.getLogger("fsgateway.core")
 
@@ -34,10 +37,8 @@ READ_CHUNK = 8 << 20
 XATTR_PREFIX = "user.fsgateway."
 
 
-class FsError(Exception):
-    def __init__(self, errno_: int, message: str = "") -> None:
-        super().__init__(message or os.strerror(errno_))
-        self.errno = errno_
+class FsError(GatewayError):
+    """A POSIX answer decided by the core itself (ENOENT, EEXIST, ENOTEMPTY, ...)."""
 
 
 @dataclass
@@ -128,7 +129,7 @@ class MetadataCache:
 
 
 class Filesystem:
-    def __init__(self, cfg: Config, store: ObjectStore, nursery: trio.Nursery, host_id: str) -> None:
+    def __init__(self, cfg: Config, store: ObjectStore, nursery: trio.Nursery, host_id: str, run_id: str) -> None:
         self.cfg = cfg
         self.store = store
         self.nursery = nursery
@@ -140,9 +141,9 @@ class Filesystem:
         self.table = InodeTable(root)
         self.negative = NegativeCache(cfg.negative_ttl, cfg.negative_cache_entries)
         self.metadata = MetadataCache(cfg.metadata_cache_entries)
-        staging = StagingArea(os.path.join(cfg.cache_dir, "staging"), cfg.cache_size)
+        staging = StagingArea(os.path.join(cfg.cache_dir, "staging", host_id), cfg.cache_size)
         self.uploads = UploadContext(store, staging, cfg.multipart_size, cfg.parallel, cfg.write_buffer_size,
-                                     nursery, host_id)
+                                     nursery, host_id, run_id)
         self.handles: dict[int, Handle] = {}
         self.dir_handles: dict[int, DirHandle] = {}
         self._next_fh = 1
@@ -170,6 +171,13 @@ class Filesystem:
 
     def _fresh(self, node: Node) -> bool:
         return node.dirty is not None or not node.in_bucket or node.expires > time.monotonic()
+
+    def _new_name(self, parent: Node, name: str) -> str:
+        """A name to create: valid, and not the gateway's own reserved prefix."""
+        name = self._name(name)
+        if parent is self.table.root and self.cfg.prefix == "" and name + "/" == RESERVED_PREFIX:
+            raise FsError(errno.EPERM, f"{name} is reserved for the gateway")
+        return name
 
     def _name(self, name: str) -> str:
         problem = name_problem(name.encode("utf-8", "surrogateescape"))
@@ -228,26 +236,16 @@ class Filesystem:
     async def _stat_remote(self, parent: Node, name: str) -> Remote | None:
         """HEAD `name`, HEAD `name/` and LIST `name/` at once: one round trip, any producer's layout."""
         key = self.dir_prefix(parent) + name
-        results: dict[str, object] = {}
 
-        async def head(tag: str, k: str) -> None:
-            results[tag] = await self.store.head(k)
-
-        async def probe_dir() -> None:
+        async def probe_dir() -> bool:
             objs, prefixes, _ = await self.store.list_page(key + "/", None, delimiter="/", max_keys=1)
-            results["implicit"] = bool(objs or prefixes)
+            return bool(objs or prefixes)
 
-        try:
-            async with trio.open_nursery() as n:
-                n.start_soon(head, "file", key)
-                n.start_soon(head, "marker", key + "/")
-                n.start_soon(probe_dir)
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
-        marker, file_info = results.get("marker"), results.get("file")
+        file_info, marker, implicit = await gather([
+            partial(self.store.head, key), partial(self.store.head, key + "/"), probe_dir])
         if marker is not None:
             return self._remote_from_info(marker, True)  # type: ignore[arg-type]
-        if results.get("implicit"):
+        if implicit:
             if file_info is not None:
                 self._report(Unmappable("shadowed_by_directory", key))
             return Remote(self._implicit_dir_attrs())
@@ -311,54 +309,57 @@ class Filesystem:
         return node
 
     async def _head(self, key: str) -> ObjectInfo | None:
-        try:
-            return await self.store.head(key)
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
+        return await self.store.head(key)
 
     async def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                       size: int | None = None, mtime_ns: int | None = None) -> Node:
         self._check_writable()
         node = self.node(ino)
-        a = node.attrs
-        node.attrs = replace(
-            a,
-            mode=stat.S_IFMT(a.mode) | stat.S_IMODE(mode) if mode is not None else a.mode,
-            uid=uid if uid is not None else a.uid,
-            gid=gid if gid is not None else a.gid,
-            mtime_ns=mtime_ns if mtime_ns is not None else (time.time_ns() if size is not None else a.mtime_ns),
-        )
-        if size is not None:
-            if node.is_dir:
-                raise FsError(errno.EISDIR)
-            await self._ensure_dirty(node, truncating_to=size)
-            await self._call_dirty(node.dirty.truncate(size))  # type: ignore[union-attr]
-        if node.dirty is not None:
-            if node.open_count == 0:
-                await self._commit(node)
-            return node
-        if node.detached or node is self.table.root:
-            return node
-        await self._rewrite_metadata(node)
+        if size is not None and node.is_dir:
+            raise FsError(errno.EISDIR)
+        async with node.lock:
+            if node.dirty is None and node.in_bucket and not node.detached and not node.is_dir:
+                # Listed attributes may be defaults: start from what the bucket really stores.
+                info = await self.store.head(self.key(node))
+                if info is not None:
+                    self._set_remote(node, self._remote_from_info(info, False))
+            a = node.attrs
+            node.attrs = replace(
+                a,
+                mode=stat.S_IFMT(a.mode) | stat.S_IMODE(mode) if mode is not None else a.mode,
+                uid=uid if uid is not None else a.uid,
+                gid=gid if gid is not None else a.gid,
+                mtime_ns=mtime_ns if mtime_ns is not None else (time.time_ns() if size is not None else a.mtime_ns),
+            )
+            if size is not None:
+                dirty = await self._ensure_dirty(node, truncating_to=size)
+                await dirty.truncate(size)
+            if node.dirty is not None:
+                if node.open_count == 0:
+                    try:
+                        await self._commit(node)
+                    except GatewayError:
+                        await self._drop_dirty(node)  # nobody holds it open: nothing could retry it
+                        raise
+                return node
+            if node.detached or node is self.table.root:
+                return node
+            await self._rewrite_metadata(node)
         return node
 
     async def _rewrite_metadata(self, node: Node) -> None:
         """Store changed attributes: a self-copy with new metadata (directories: a new marker)."""
-        try:
-            if node.is_dir:
-                await self.store.put(self.key(node) + "/", b"", encode_metadata(node.attrs), content_type_for(
-                    node.attrs.mode))
-                node.in_bucket = True
-                return
-            meta = encode_metadata(node.attrs, node.sha256)
-            key = self.key(node)
-            await self.store.copy(key, key, node.attrs.size, meta, content_type_for(node.attrs.mode))
-            info = await self.store.head(key)
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
+        if node.is_dir:
+            await self.store.put(self.key(node) + "/", b"", encode_metadata(node.attrs), content_type_for(
+                node.attrs.mode))
+            node.in_bucket = True
+            return
+        meta = encode_metadata(node.attrs, node.sha256)
+        key = self.key(node)
+        await self.store.copy(key, key, node.attrs.size, meta, content_type_for(node.attrs.mode))
+        info = await self.store.head(key)
         if info is not None:
-            node.etag = info.etag
-            node.expires = time.monotonic() + self.cfg.stat_ttl
+            self._set_remote(node, Remote(node.attrs, info.etag, node.sha256))
 
     # ------------------------------------------------------------------ directories
     async def opendir(self, ino: int) -> int:
@@ -371,10 +372,7 @@ class Filesystem:
 
     async def _load_page(self, dh: DirHandle) -> None:
         prefix = self.dir_prefix(dh.node)
-        try:
-            objects, prefixes, token = await self.store.list_page(prefix, dh.token)
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
+        objects, prefixes, token = await self.store.list_page(prefix, dh.token)
         dh.started = True
         listing = split_listing(prefix, objects, prefixes,
                                 hide_reserved=dh.node is self.table.root and self.cfg.prefix == "")
@@ -408,12 +406,12 @@ class Filesystem:
             raise FsError(errno.EBADF)
         if start < dh.base or (start == 0 and dh.started):
             dh.entries, dh.base, dh.token, dh.done, dh.started = [], 0, None, False, False  # rewind
-        drop = start - dh.base
-        if drop > 0:
-            del dh.entries[:drop]
-            dh.base = start
-        while (not dh.entries and not dh.done) or not dh.started:
+        while not dh.started or (dh.base + len(dh.entries) <= start and not dh.done):
+            dh.base += len(dh.entries)  # pages before `start` are not kept: memory stays one page
+            dh.entries = []
             await self._load_page(dh)
+        del dh.entries[: max(0, start - dh.base)]
+        dh.base = max(dh.base, start)
         return [(dh.base + i, name, attrs, node, etag) for i, (name, node, attrs, etag) in enumerate(dh.entries)]
 
     def entry_node(self, parent_ino: int, name: str, attrs: Attrs, etag: str) -> Node:
@@ -435,15 +433,12 @@ class Filesystem:
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
         self._check_writable()
         parent = self._dir(parent_ino)
-        name = self._name(name)
+        name = self._new_name(parent, name)
         if await self._resolve(parent, name) is not None:
             raise FsError(errno.EEXIST)
         attrs = self._new_attrs(stat.S_IFDIR, mode, uid, gid)
-        try:
-            await self.store.put(self.dir_prefix(parent) + name + "/", b"", encode_metadata(attrs),
-                                 content_type_for(attrs.mode))
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
+        await self.store.put(self.dir_prefix(parent) + name + "/", b"", encode_metadata(attrs),
+                             content_type_for(attrs.mode))
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs))
         self.negative.discard(parent.ino, name)
@@ -454,10 +449,7 @@ class Filesystem:
         if any(not c.detached and (not c.in_bucket or c.dirty is not None) for c in node.children.values()):
             return False
         prefix = self.dir_prefix(node)
-        try:
-            objs, prefixes, _ = await self.store.list_page(prefix, None, delimiter="/", max_keys=2)
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
+        objs, prefixes, _ = await self.store.list_page(prefix, None, delimiter="/", max_keys=2)
         return not prefixes and all(o["Key"] == prefix for o in objs)
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
@@ -470,10 +462,7 @@ class Filesystem:
             raise FsError(errno.ENOTDIR)
         if not await self._dir_is_empty(node):
             raise FsError(errno.ENOTEMPTY)
-        try:
-            await self.store.delete(self.dir_prefix(node))
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
+        await self.store.delete(self.dir_prefix(node))
         self.table.detach(node)
         self.negative.add(parent.ino, name)
 
@@ -482,7 +471,7 @@ class Filesystem:
                      ) -> tuple[int, Node]:
         self._check_writable()
         parent = self._dir(parent_ino)
-        name = self._name(name)
+        name = self._new_name(parent, name)
         if await self._resolve(parent, name) is not None:
             raise FsError(errno.EEXIST)
         node = self.table.add(parent, name, self._new_attrs(stat.S_IFREG, mode, uid, gid))
@@ -499,8 +488,10 @@ class Filesystem:
         if not stat.S_ISREG(mode):
             raise FsError(errno.EPERM, "only regular files can be stored in a bucket")
         fh, node = await self.create(parent_ino, name, mode, os.O_WRONLY, uid, gid)
-        await self.flush(fh)
-        await self.release(fh)
+        try:
+            await self.flush(fh)
+        finally:
+            await self.release(fh)
         return node
 
     async def open(self, ino: int, flags: int) -> tuple[int, bool]:
@@ -512,22 +503,21 @@ class Filesystem:
         if writable or flags & os.O_TRUNC:
             self._check_writable()
         keep_cache = True
-        if node.dirty is None and node.in_bucket and not node.detached:
-            info = await self._head(self.key(node))
-            if info is None:
-                self.table.detach(node)
-                raise FsError(errno.ENOENT)
-            keep_cache = info.etag == node.etag
-            self._set_remote(node, self._remote_from_info(info, False))
-            if stat.S_ISLNK(node.attrs.mode):
-                raise FsError(errno.ELOOP)
-        if flags & os.O_TRUNC and writable:
-            if node.dirty is None:
-                node.dirty = DirtyFile(self.uploads)
-            else:
-                await self._call_dirty(node.dirty.truncate(0))
-            keep_cache = False
-        node.open_count += 1
+        async with node.lock:
+            if node.dirty is None and node.in_bucket and not node.detached:
+                info = await self.store.head(self.key(node))
+                if info is None:
+                    self.table.detach(node)
+                    raise FsError(errno.ENOENT)
+                keep_cache = info.etag == node.etag
+                self._set_remote(node, self._remote_from_info(info, False))
+                if stat.S_ISLNK(node.attrs.mode):
+                    raise FsError(errno.ELOOP)
+            if flags & os.O_TRUNC and writable:
+                dirty = await self._ensure_dirty(node, truncating_to=0)
+                await dirty.truncate(0)
+                keep_cache = False
+            node.open_count += 1
         fh = self._fh()
         self.handles[fh] = Handle(node, writable)
         return fh, keep_cache
@@ -538,68 +528,66 @@ class Filesystem:
             raise FsError(errno.EBADF)
         return h
 
-    async def _call_dirty(self, awaitable: object) -> object:
-        try:
-            return await awaitable  # type: ignore[misc]
-        except WriteError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
+    # The methods below that start with an underscore and touch `node.dirty` expect
+    # `node.lock` to be held: it orders writes, truncates, commits, unlink and rename
+    # of one file, so a commit never races the data it uploads or the name it uses.
 
     async def _ensure_dirty(self, node: Node, truncating_to: int | None = None) -> DirtyFile:
         if node.dirty is None:
             if truncating_to == 0 or node.attrs.size == 0 or not node.in_bucket:
                 node.dirty = DirtyFile(self.uploads)
             else:
-                node.dirty = await self._call_dirty(  # type: ignore[assignment]
-                    DirtyFile.from_object(self.uploads, self.key(node), node.attrs.size, node.etag))
-        return node.dirty  # type: ignore[return-value]
+                node.dirty = await DirtyFile.from_object(self.uploads, self.key(node), node.attrs.size, node.etag)
+        return node.dirty
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
-        h = self.handle(fh)
-        node = h.node
-        if node.dirty is not None:
-            return await self._call_dirty(node.dirty.read(off, size))  # type: ignore[return-value]
-        if h.reader is None or h.reader_etag != node.etag:
-            if h.reader is not None:
-                h.reader.close()
-            h.reader = ObjectReader(self.store, self.nursery, self.key(node), node.attrs.size, node.etag,
-                                    node.sha256, READ_CHUNK, self.cfg.read_ahead)
-            h.reader_etag = node.etag
-        try:
-            return await h.reader.read(off, size)
-        except ReadError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
-
-    async def write(self, fh: int, off: int, data: bytes) -> int:
-        h = self.handle(fh)
-        if not h.writable:
-            raise FsError(errno.EBADF)
-        dirty = await self._ensure_dirty(h.node)
-        n = await self._call_dirty(dirty.write(off, data))
-        h.node.attrs = replace(h.node.attrs, mtime_ns=time.time_ns())
-        return n  # type: ignore[return-value]
+    async def _drop_dirty(self, node: Node) -> None:
+        dirty, node.dirty = node.dirty, None
+        if dirty is not None:
+            await dirty.discard()
 
     async def _commit(self, node: Node) -> None:
         dirty = node.dirty
         if dirty is None:
             return
         if node.detached:
-            node.dirty = None
-            await dirty.discard()
+            await self._drop_dirty(node)
             return
         attrs = replace(node.attrs, size=dirty.size)
-        result = await self._call_dirty(dirty.commit(self.key(node), encode_metadata(attrs),
-                                                     content_type_for(attrs.mode)))
-        if node.dirty is dirty:
-            node.dirty = None
+        result = await dirty.commit(self.key(node), encode_metadata(attrs), content_type_for(attrs.mode))
+        node.dirty = None
         dirty.discard_now()
-        self._set_remote(node, Remote(attrs, result.etag, result.sha256))  # type: ignore[attr-defined]
+        self._set_remote(node, Remote(attrs, result.etag, result.sha256))
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        h = self.handle(fh)
+        node = h.node
+        if node.dirty is not None:
+            async with node.lock:
+                if node.dirty is not None:
+                    return await node.dirty.read(off, size)
+        if h.reader is None or h.reader_etag != node.etag:
+            if h.reader is not None:
+                h.reader.close()
+            h.reader = ObjectReader(self.store, self.nursery, self.key(node), node.attrs.size, node.etag,
+                                    node.sha256, READ_CHUNK, self.cfg.read_ahead)
+            h.reader_etag = node.etag
+        return await h.reader.read(off, size)
+
+    async def write(self, fh: int, off: int, data: bytes) -> int:
+        h = self.handle(fh)
+        if not h.writable:
+            raise FsError(errno.EBADF)
+        async with h.node.lock:
+            dirty = await self._ensure_dirty(h.node)
+            n = await dirty.write(off, data)
+            h.node.attrs = replace(h.node.attrs, mtime_ns=time.time_ns())
+        return n
 
     async def flush(self, fh: int) -> None:
         h = self.handle(fh)
         if h.writable and h.node.dirty is not None:
-            await self._commit(h.node)
+            async with h.node.lock:
+                await self._commit(h.node)
 
     async def fsync(self, fh: int) -> None:
         await self.flush(fh)
@@ -611,21 +599,27 @@ class Filesystem:
         if h.reader is not None:
             h.reader.close()
         node = h.node
-        if node.open_count == 1 and node.dirty is not None:
-            dirty = node.dirty
-            if node.detached or dirty.error is not None:
-                if dirty.error is not None:
-                    log.error("data written to %s is lost: its upload failed (%s)", self.key(node), dirty.error)
-                node.dirty = None
-                await dirty.discard()
-            else:
-                try:
-                    await self._commit(node)
-                except FsError as exc:
-                    log.error("data written to %s is lost: %s", self.key(node), exc)
-                    node.dirty = None
-                    await dirty.discard()
-        self.table.release(node)
+        try:
+            if node.open_count == 1 and node.dirty is not None:
+                async with node.lock:
+                    await self._commit_or_drop(node)
+        finally:
+            self.table.release(node)
+
+    async def _commit_or_drop(self, node: Node) -> None:
+        """Last close: commit what is pending; data that cannot be committed any more is logged lost."""
+        dirty = node.dirty
+        if dirty is None:
+            return
+        if dirty.error is not None:
+            log.error("data written to %s is lost: its upload failed (%s)", self.key(node), dirty.error)
+            await self._drop_dirty(node)
+            return
+        try:
+            await self._commit(node)
+        except GatewayError as exc:
+            log.error("data written to %s is lost: %s", self.key(node), exc)
+            await self._drop_dirty(node)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
         self._check_writable()
@@ -635,27 +629,22 @@ class Filesystem:
             raise FsError(errno.ENOENT)
         if node.is_dir:
             raise FsError(errno.EISDIR)
-        self.metadata.discard(self.key(node))
-        if node.in_bucket:
-            try:
+        async with node.lock:  # waits for a commit in progress, so the file cannot come back
+            self.metadata.discard(self.key(node))
+            if node.in_bucket:
                 await self.store.delete(self.key(node))
-            except StoreError as exc:
-                raise FsError(exc.errno, str(exc)) from exc
-        self.table.detach(node)
+            self.table.detach(node)
         self.negative.add(parent.ino, name)
 
     async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
         self._check_writable()
         parent = self._dir(parent_ino)
-        name = self._name(name)
+        name = self._new_name(parent, name)
         if await self._resolve(parent, name) is not None:
             raise FsError(errno.EEXIST)
         attrs = replace(self._new_attrs(stat.S_IFLNK, 0o777, uid, gid), size=len(target))
-        try:
-            etag = await self.store.put(self.dir_prefix(parent) + name, target, encode_metadata(attrs),
-                                        content_type_for(attrs.mode))
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
+        etag = await self.store.put(self.dir_prefix(parent) + name, target, encode_metadata(attrs),
+                                    content_type_for(attrs.mode))
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs, etag))
         node.symlink_target = target
@@ -668,10 +657,7 @@ class Filesystem:
         if not stat.S_ISLNK(node.attrs.mode):
             raise FsError(errno.EINVAL)
         if node.symlink_target is None:
-            try:
-                node.symlink_target = await self.store.get_object(self.key(node))
-            except StoreError as exc:
-                raise FsError(exc.errno, str(exc)) from exc
+            node.symlink_target = await self.store.get_object(self.key(node))
         return node.symlink_target
 
     # ------------------------------------------------------------------ rename
@@ -682,7 +668,7 @@ class Filesystem:
         src = await self._resolve(src_dir, self._name(old_name))
         if src is None:
             raise FsError(errno.ENOENT)
-        new_name = self._name(new_name)
+        new_name = self._new_name(dst_dir, new_name)
         dst = await self._resolve(dst_dir, new_name)
         if dst is src:
             return
@@ -696,8 +682,10 @@ class Filesystem:
             if dst.is_dir and not await self._dir_is_empty(dst):
                 raise FsError(errno.ENOTEMPTY)
         new_key = self.dir_prefix(dst_dir) + new_name
-        try:
+        async with src.lock:  # a commit in progress finishes under the old name first
             if src.is_dir:
+                if dst is not None and dst.in_bucket:
+                    await self.store.delete(self.dir_prefix(dst))  # the empty target's marker, before the copy
                 await self._rename_tree(self.dir_prefix(src), new_key + "/")
             elif src.in_bucket:
                 old_key = self.key(src)
@@ -707,14 +695,7 @@ class Filesystem:
                 self.metadata.put(new_key, Remote(src.attrs, src.etag, src.sha256))  # same bytes, same ETag
             elif dst is not None and dst.in_bucket:
                 await self.store.delete(new_key)  # replaced by a file not uploaded yet
-        except StoreError as exc:
-            raise FsError(exc.errno, str(exc)) from exc
-        if dst is not None and dst.is_dir and dst.in_bucket:
-            try:
-                await self.store.delete(self.dir_prefix(dst))
-            except StoreError as exc:
-                raise FsError(exc.errno, str(exc)) from exc
-        self.table.move(src, dst_dir, new_name)
+            self.table.move(src, dst_dir, new_name)
         self.negative.add(src_dir.ino, old_name)
         self.negative.discard(dst_dir.ino, new_name)
 
@@ -727,18 +708,17 @@ class Filesystem:
             keys.extend((o["Key"], o["Size"]) for o in objs)
             if token is None:
                 break
-        limiter = trio.CapacityLimiter(self.cfg.parallel)
+        await gather([partial(self._copy_key, key, new_prefix + key[len(old_prefix):], size)
+                      for key, size in keys], limit=self.cfg.parallel)
+        await gather([partial(self.store.delete, key) for key, _ in keys], limit=self.cfg.parallel)
 
-        async def each(fn: object, *args: object) -> None:
-            async with limiter:
-                await fn(*args)  # type: ignore[operator]
-
-        async with trio.open_nursery() as n:
-            for key, size in keys:
-                n.start_soon(each, self.store.copy, key, new_prefix + key[len(old_prefix):], size, None, None)
-        async with trio.open_nursery() as n:
-            for key, _ in keys:
-                n.start_soon(each, self.store.delete, key)
+    async def _copy_key(self, src: str, dst: str, size: int) -> None:
+        """Server-side copy; directory markers are re-created (SeaweedFS cannot copy them)."""
+        if not src.endswith("/"):
+            await self.store.copy(src, dst, size, None, None)
+            return
+        info = await self.store.head(src)
+        await self.store.put(dst, b"", info.metadata if info else {}, DIR_CONTENT_TYPE)
 
     # ------------------------------------------------------------------ extended attributes
     def xattrs(self, ino: int) -> dict[str, bytes]:
@@ -755,8 +735,6 @@ class Filesystem:
     async def flush_all(self) -> None:
         """Commit every dirty file (clean unmount); failures are logged, none is skipped."""
         for node in {h.node for h in self.handles.values()}:
-            if node.dirty is not None and node.dirty.error is None:
-                try:
-                    await self._commit(node)
-                except FsError as exc:
-                    log.error("unmount: data written to %s is lost: %s", self.key(node), exc)
+            if node.dirty is not None:
+                async with node.lock:
+                    await self._commit_or_drop(node)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import stat
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -14,6 +13,7 @@ import pyfuse3
 
 from . import metrics
 from .core import Filesystem, FsError
+from .errors import GatewayError
 from .inodes import Node
 from .s3format import Attrs
 
@@ -39,8 +39,8 @@ def translate(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     async def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return await fn(*args, **kwargs)
-        except FsError as exc:
-            if exc.errno not in (errno.ENOENT, errno.ENOATTR if hasattr(errno, "ENOATTR") else errno.ENODATA):
+        except GatewayError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENODATA):  # ordinary answers, not faults
                 metrics.FUSE_ERRORS.labels(op, errno.errorcode.get(exc.errno, str(exc.errno))).inc()
             if exc.errno in (errno.EIO, errno.ESTALE, errno.ENOSPC, errno.EACCES):
                 log.warning("%s: %s", op, exc)
@@ -125,6 +125,7 @@ class FuseOperations(pyfuse3.Operations):
             if node is None:
                 node = self.fs.entry_node(parent, name, attrs, etag)
             if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self._entry(node), index + 1):
+                self.fs.table.drop_if_unused(node)
                 return
             node.lookups += 1
 
@@ -226,5 +227,3 @@ class FuseOperations(pyfuse3.Operations):
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         raise FsError(errno.ENOTSUP)
 
-
-__all__ = ["FuseOperations", "os"]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from . import metrics
 from .keys import STAGING_PREFIX
-from .store import ObjectStore, StoreError
+from .store import ObjectStore
 
 log = logging.getLogger("fsgateway.housekeeping")
 
@@ -25,20 +25,24 @@ def host_id(bucket: str, prefix: str, mountpoint: str) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _is_stale(key: str, started: datetime | None, own_prefix: str, max_age: float, now: datetime) -> bool:
+def _is_stale(key: str, started: datetime | None, own_prefix: str, current: str, max_age: float,
+              now: datetime) -> bool:
+    if key.startswith(current):
+        return False  # this run's own uploads, already under way
     if key.startswith(own_prefix):
         return True
     return started is not None and (now - started).total_seconds() > max_age
 
 
-async def clean_staging(store: ObjectStore, own_host: str, max_age: float) -> int:
+async def clean_staging(store: ObjectStore, own_host: str, run_id: str, max_age: float) -> int:
     """Abort stale staging uploads and delete stale staging objects; returns how many."""
     own_prefix = f"{STAGING_PREFIX}{own_host}/"
+    current = f"{own_prefix}{run_id}-"
     now = datetime.now(UTC)
     removed = 0
     try:
         for up in await store.list_multipart_uploads(STAGING_PREFIX):
-            if _is_stale(up["Key"], up.get("Initiated"), own_prefix, max_age, now):
+            if _is_stale(up["Key"], up.get("Initiated"), own_prefix, current, max_age, now):
                 await store.abort_multipart(up["Key"], up["UploadId"])
                 removed += 1
         token = None
@@ -46,12 +50,12 @@ async def clean_staging(store: ObjectStore, own_host: str, max_age: float) -> in
             objs, _, token = await store.list_page(STAGING_PREFIX, token, delimiter="")
             for obj in objs:
                 key = obj["Key"]
-                if _is_stale(key, obj.get("LastModified"), own_prefix, max_age, now):
+                if _is_stale(key, obj.get("LastModified"), own_prefix, current, max_age, now):
                     await store.delete(key)
                     removed += 1
             if token is None:
                 break
-    except StoreError as exc:
+    except Exception as exc:  # clean-up is best effort; it must never take the mount down
         log.warning("could not clean up staging uploads: %s", exc)
     if removed:
         metrics.STALE_UPLOADS_ABORTED.inc(removed)

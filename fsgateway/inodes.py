@@ -12,6 +12,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import trio
+
 from .s3format import Attrs
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class Node:
     symlink_target: bytes | None = None
     detached: bool = False  # unlinked, or replaced by another object
     children: dict[str, Node] = field(default_factory=dict)
+    lock: trio.Lock = field(default_factory=trio.Lock)  # orders writes, commits, unlink, rename
 
     @property
     def is_dir(self) -> bool:
@@ -102,6 +105,10 @@ class InodeTable:
 
     def release(self, node: Node) -> None:
         node.open_count -= 1
+        self._maybe_drop(node)
+
+    def drop_if_unused(self, node: Node) -> None:
+        """For a node made for a listing entry the kernel then did not take."""
         self._maybe_drop(node)
 
     def _maybe_drop(self, node: Node) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import uuid
 from collections.abc import Callable
 
 import pyfuse3
@@ -22,7 +23,8 @@ log = logging.getLogger("fsgateway.mount")
 def fuse_options(cfg: Config) -> set[str]:
     opts = {f"fsname={cfg.fsname or cfg.source}", "subtype=fsgateway", "noatime"}
     if cfg.allow_other:
-        opts.add("allow_other")
+        # The core does not check permissions itself: other users get the kernel's checks, always.
+        opts.update(("allow_other", "default_permissions"))
     if cfg.default_permissions:
         opts.add("default_permissions")
     if cfg.ro:
@@ -65,11 +67,12 @@ def run(cfg: Config, settings: StoreSettings, on_ready: Callable[[], None]) -> N
 async def _serve(cfg: Config, settings: StoreSettings, ops: FuseOperations, on_ready: Callable[[], None]) -> None:
     store = ObjectStore(settings)
     host = housekeeping.host_id(cfg.bucket, cfg.prefix, cfg.mountpoint)
+    run_id = uuid.uuid4().hex[:12]
     async with trio.open_nursery() as nursery:
-        fs = Filesystem(cfg, store, nursery, host)
+        fs = Filesystem(cfg, store, nursery, host, run_id)
         FuseOperations.__init__(ops, fs)
         nursery.start_soon(_watch_signals, fs)
-        nursery.start_soon(housekeeping.clean_staging, store, host, cfg.stale_upload_age)
+        nursery.start_soon(housekeeping.clean_staging, store, host, run_id, cfg.stale_upload_age)
         interval = notify.watchdog_interval()
         if interval:
             nursery.start_soon(_watchdog, interval)

@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 import trio
 
 from . import metrics
+from .errors import GatewayError
 from .store import ObjectStore, StoreError
 
 log = logging.getLogger("fsgateway.reader")
 
 
-class ReadError(Exception):
-    def __init__(self, errno_: int, message: str) -> None:
-        super().__init__(message)
-        self.errno = errno_
+class ReadError(GatewayError):
+    """A read-path failure (short read, checksum mismatch) with its errno."""
 
 
 @dataclass
@@ -76,8 +75,8 @@ class ObjectReader:
                 raise ReadError(errno.EIO, f"short ranged GET of {self.key}: {len(chunk.data)} != {end - start}")
         except StoreError as exc:
             chunk.error = exc
-        except ReadError as exc:
-            chunk.error = StoreError("get", self.key, exc, errno.EIO)
+        except Exception as exc:  # reported to the reader as EIO; never crashes the mount
+            chunk.error = StoreError("get", self.key, exc, getattr(exc, "errno", None) or errno.EIO)
         finally:
             chunk.done.set()
         self._advance_hash()
@@ -127,6 +126,8 @@ class ObjectReader:
         return b"".join(out) if len(out) > 1 else out[0]
 
     def _evict(self, current: int) -> None:
+        if self.hasher is not None and current - self.hash_next > self.max_ahead:
+            self.hasher = None  # a chunk was skipped: in-order verification is off, memory stays bounded
         keep_from = current - 1
         for index in [i for i in self.chunks if i < keep_from]:
             if self.hasher is not None and index >= self.hash_next:

@@ -71,12 +71,13 @@ def parse_mtime(text: str | None) -> int | None:
     sec_text, _, frac = text.partition(".")
     try:
         if "e" in text.lower():
-            return int(float(text) * 1_000_000_000)
+            value = float(text)
+            return int(value * 1_000_000_000) if 0 <= value < 2**33 else None
         sec = int(sec_text or "0")
         nsec = int((frac + "000000000")[:9]) if frac else 0
     except ValueError:
         return None
-    if sec < 0:
+    if not 0 <= sec < 2**33:  # beyond year 2242: not a real mtime
         return None
     return sec * 1_000_000_000 + nsec
 

@@ -27,7 +27,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
 
 from . import metrics
+from .concurrency import gather
 from .credentials import Keys
+from .errors import GatewayError
 from .retry import Backoff, errno_for, error_code, http_status, is_transient
 
 log = logging.getLogger("fsgateway.store")
@@ -36,15 +38,14 @@ MAX_SINGLE_COPY = 5 << 30  # CopyObject limit; larger objects are copied part by
 COPY_PART_SIZE = 512 << 20
 
 
-class StoreError(Exception):
+class StoreError(GatewayError):
     """A request that failed for good; `errno` is what the file operation reports."""
 
     def __init__(self, kind: str, key: str, cause: BaseException, errno_: int) -> None:
-        super().__init__(f"{kind} {key!r}: {describe(cause)}")
+        super().__init__(errno_, f"{kind} {key!r}: {describe(cause)}")
         self.kind = kind
         self.key = key
         self.cause = cause
-        self.errno = errno_
 
 
 def describe(exc: BaseException) -> str:
@@ -338,19 +339,16 @@ class ObjectStore:
             metadata, content_type = info.metadata, info.content_type
         upload_id = await self.create_multipart(dst, metadata, content_type or "application/octet-stream")
         ranges = [(i, s, min(size, s + COPY_PART_SIZE)) for i, s in enumerate(range(0, size, COPY_PART_SIZE), 1)]
-        etags: dict[int, str] = {}
 
-        async def copy_part(number: int, start: int, end: int) -> None:
+        async def copy_part(number: int, start: int, end: int) -> str:
             r = await self._call("upload_part_copy", dst, partial(
                 self.client.upload_part_copy, Bucket=self.bucket, Key=dst, UploadId=upload_id, PartNumber=number,
                 CopySource=source, CopySourceRange=f"bytes={start}-{end - 1}"))
-            etags[number] = r["CopyPartResult"]["ETag"]
+            return r["CopyPartResult"]["ETag"]
 
         try:
-            async with trio.open_nursery() as nursery:
-                for number, start, end in ranges:
-                    nursery.start_soon(copy_part, number, start, end)
-            await self.complete_multipart(dst, upload_id, [etags[n] for n, _, _ in ranges])
+            etags = await gather([partial(copy_part, n, s, e) for n, s, e in ranges], limit=8)
+            await self.complete_multipart(dst, upload_id, etags)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.abort_multipart(dst, upload_id)

@@ -31,6 +31,8 @@ from functools import partial
 import trio
 
 from . import metrics
+from .concurrency import gather
+from .errors import GatewayError
 from .keys import STAGING_PREFIX
 from .s3format import FILE_CONTENT_TYPE
 from .store import FileSlice, ObjectInfo, ObjectStore, StoreError
@@ -40,12 +42,8 @@ log = logging.getLogger("fsgateway.writer")
 HASH_CHUNK = 8 << 20
 
 
-class WriteError(Exception):
+class WriteError(GatewayError):
     """A write-path failure with the errno the application gets."""
-
-    def __init__(self, errno_: int, message: str) -> None:
-        super().__init__(message)
-        self.errno = errno_
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,11 @@ class Committed:
 
 
 class StagingArea:
-    """Local staging files in `cache_dir`, their total size bounded by `cache_size`."""
+    """Local staging files of one mount, their total size bounded by `cache_size`.
+
+    The directory is the mount's own (several mounts may share `cache_dir`), so
+    what a crashed run left there can be removed at start.
+    """
 
     def __init__(self, directory: str, limit: int) -> None:
         self.directory = directory
@@ -84,7 +86,7 @@ class UploadContext:
     """What every dirty file shares: the store, the limits, the background nursery."""
 
     def __init__(self, store: ObjectStore, staging: StagingArea, part_size: int, parallel: int,
-                 write_buffer_size: int, nursery: trio.Nursery, host_id: str) -> None:
+                 write_buffer_size: int, nursery: trio.Nursery, host_id: str, run_id: str) -> None:
         self.store = store
         self.staging = staging
         self.part_size = part_size
@@ -92,9 +94,11 @@ class UploadContext:
         self.part_tokens = trio.Semaphore(max(2, write_buffer_size // part_size))
         self.nursery = nursery
         self.host_id = host_id
+        self.run_id = run_id
 
     def staging_key(self) -> str:
-        return f"{STAGING_PREFIX}{self.host_id}/{uuid.uuid4().hex}"
+        """`<host>/<run>-<uuid>`: start-up clean-up removes this host's keys of other runs only."""
+        return f"{STAGING_PREFIX}{self.host_id}/{self.run_id}-{uuid.uuid4().hex}"
 
 
 class DirtyFile:
@@ -181,7 +185,7 @@ class DirtyFile:
         try:
             self.parts[number] = await self.ctx.store.upload_part(
                 self.stage_key, self.upload_id, number, data)  # type: ignore[arg-type]
-        except StoreError as exc:
+        except Exception as exc:  # recorded and reported to the writer; never crashes the mount
             self.error = self.error or exc
         finally:
             self.in_flight -= 1
@@ -336,25 +340,18 @@ class DirtyFile:
             etag = await store.put(key, FileSlice(self.path, 0, self.size), meta, content_type)  # type: ignore[arg-type]
             return Committed(etag, sha, self.size)
         upload_id = await store.create_multipart(key, meta, content_type)
-        results: dict[int, str] = {}
-        limiter = trio.CapacityLimiter(self.ctx.parallel)
-
-        async def send(number: int, start: int) -> None:
-            async with limiter:
-                body = FileSlice(self.path, start, min(part, self.size - start))  # type: ignore[arg-type]
-                results[number] = await store.upload_part(key, upload_id, number, body)
-
+        slices = [FileSlice(self.path, start, min(part, self.size - start))  # type: ignore[arg-type]
+                  for start in range(0, self.size, part)]
         try:
-            async with trio.open_nursery() as nursery:
-                for number, start in enumerate(range(0, self.size, part), 1):
-                    nursery.start_soon(send, number, start)
-            await store.complete_multipart(key, upload_id, [results[n] for n in sorted(results)])
+            etags = await gather([partial(store.upload_part, key, upload_id, n, body)
+                                  for n, body in enumerate(slices, 1)], limit=self.ctx.parallel)
+            await store.complete_multipart(key, upload_id, etags)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await store.abort_multipart(key, upload_id)
             raise
         info = await store.head(key)
-        _check_complete(key, info, self.size, len(results))
+        _check_complete(key, info, self.size, len(slices))
         return Committed(info.etag, sha, self.size)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------ teardown

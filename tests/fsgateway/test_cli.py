@@ -54,7 +54,7 @@ def test_fstab_form_through_mount_t_fuse_fsgateway(server, passwd_file, bucket, 
     if shutil.which("fsgateway", path=system_path) is None:
         pytest.fail("fsgateway is not on the system PATH; run scripts/setup (it links it into /usr/local/bin)")
     env = dict(os.environ)
-    opts = "_netdev,nofail," + _mount_opts(server, passwd_file, tmp_path)
+    opts = "_netdev,nofail,allow_other," + _mount_opts(server, passwd_file, tmp_path)
     r = subprocess.run(["mount", "-t", "fuse.fsgateway", bucket, str(mnt), "-o", opts], capture_output=True,
                        text=True, env=env, timeout=60)
     try:
@@ -63,6 +63,8 @@ def test_fstab_form_through_mount_t_fuse_fsgateway(server, passwd_file, bucket, 
         with open("/proc/self/mountinfo") as f:
             line = next(ln for ln in f if ln.split()[4] == str(mnt))
         assert "fuse.fsgateway" in line and bucket in line
+        # allow_other without the kernel's permission checks would let any user do anything
+        assert "allow_other" in line and "default_permissions" in line
         (mnt / "via-fstab").write_bytes(b"ok")
         assert s3.get_object(Bucket=bucket, Key="via-fstab")["Body"].read() == b"ok"
     finally:

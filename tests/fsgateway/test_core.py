@@ -25,7 +25,7 @@ def run_core(server, bucket, tmp_path, body, **cfg_overrides):
 
     async def main():
         async with trio.open_nursery() as nursery:
-            fs = Filesystem(cfg, ObjectStore(settings), nursery, "testhost")
+            fs = Filesystem(cfg, ObjectStore(settings), nursery, "testhost", "run1")
             await body(fs)
             nursery.cancel_scope.cancel()
 

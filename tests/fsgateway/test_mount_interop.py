@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
-from tests.conftest import metric_value
+import pytest
+
+from tests.conftest import drop_caches, metric_value
 
 
 def test_objects_without_metadata_get_defaults(mount, s3):
@@ -24,19 +27,35 @@ def test_s3fs_metadata_is_honoured_including_lenient_forms(mount, s3):
     s3.put_object(Bucket=mount.bucket, Key="s3fs", Body=b"1",
                   Metadata={"mode": "33216", "uid": "42", "gid": "43", "mtime": "1500000000"})
     s3.put_object(Bucket=mount.bucket, Key="octal", Body=b"1", Metadata={"mode": "0600", "mtime": "1500000000.5"})
-    s3.put_object(Bucket=mount.bucket, Key="s3fsdir/", Body=b"", ContentType="application/x-directory",
-                  Metadata={"mode": "16832"})
     s3.put_object(Bucket=mount.bucket, Key="link", Body=b"s3fs", Metadata={"mode": str(stat.S_IFLNK | 0o777)})
     st = os.stat(mount.path / "s3fs")
     assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime) == (0o700, 42, 43, 1500000000)
     st = os.stat(mount.path / "octal")
     assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_mtime_ns == 1_500_000_000_500_000_000
-    st = os.stat(mount.path / "s3fsdir")
-    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
     assert os.readlink(mount.path / "link") == "s3fs"
 
 
+@pytest.mark.ceph_only
+def test_s3fs_directory_marker_metadata(mount, s3):
+    """SeaweedFS keeps no user metadata on `dir/` objects, so only Ceph can show a marker's mode."""
+    s3.put_object(Bucket=mount.bucket, Key="s3fsdir/", Body=b"", ContentType="application/x-directory",
+                  Metadata={"mode": "16832", "uid": "42"})
+    st = os.stat(mount.path / "s3fsdir")
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == 42
+
+
+def test_directory_shadows_file_of_the_same_name(mount, s3):
+    for key in ["x", "x/inside", "ok"]:
+        s3.put_object(Bucket=mount.bucket, Key=key, Body=b"1")
+    assert sorted(os.listdir(mount.path)) == ["ok", "x"]
+    assert os.path.isdir(mount.path / "x")
+    assert os.listdir(mount.path / "x") == ["inside"]
+    assert metric_value(mount.metrics(), "fsgateway_unmappable_keys_total", reason="shadowed_by_directory") >= 1
+
+
+@pytest.mark.ceph_only
 def test_unmappable_keys_are_counted_and_do_not_break_listing(mount, s3):
+    """Keys SeaweedFS will not even store (it folds `a//b` to `a/b`, refuses `..` and >255-byte names)."""
     for key in ["good", "a//b", "x", "x/inside", "dots/../up", "long/" + "n" * 300, "ok/fine"]:
         s3.put_object(Bucket=mount.bucket, Key=key, Body=b"1")
     top = sorted(os.listdir(mount.path))
@@ -82,3 +101,19 @@ def test_files_written_by_the_gateway_read_back_through_a_second_mount(mounter, 
     assert (b / "f").read_bytes() == b"shared"
     assert stat.S_IMODE(os.stat(b / "f").st_mode) == 0o640
     assert os.readlink(b / "l") == "t"
+
+
+def test_content_not_matching_stored_sha256_fails_the_read(mount, s3):
+    """Corruption at rest (or a tool that changed bytes but kept our metadata) is EIO, not silent."""
+    good = os.urandom(3 << 20)
+    (mount.path / "fw").write_bytes(good)
+    meta = s3.head_object(Bucket=mount.bucket, Key="fw")["Metadata"]
+    bad = bytearray(good)
+    bad[12345] ^= 0xFF
+    s3.put_object(Bucket=mount.bucket, Key="fw", Body=bytes(bad), Metadata=meta)
+    drop_caches()
+    with pytest.raises(OSError) as e:
+        (mount.path / "fw").read_bytes()
+    assert e.value.errno == errno.EIO
+    assert metric_value(mount.metrics(), "fsgateway_checksum_mismatches_total") >= 1
+    assert "checksum mismatch" in mount.log.read_text()

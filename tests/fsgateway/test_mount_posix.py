@@ -299,3 +299,47 @@ def test_external_changes_become_visible_within_stat_ttl(mount, s3):
     wait_for(lambda: (mount.path / "e").read_bytes() == b"newer!", 10, "an overwrite to show")
     s3.delete_object(Bucket=mount.bucket, Key="appeared")
     wait_for(lambda: not (mount.path / "appeared").exists(), 10, "a deleted object to vanish")
+
+
+def test_rename_directory_onto_empty_directory_keeps_it(mount, s3):
+    (mount.path / "a").mkdir()
+    (mount.path / "b").mkdir()
+    subprocess.run(["mv", "-T", str(mount.path / "a"), str(mount.path / "b")], check=True)
+    assert os.path.isdir(mount.path / "b") and not os.path.exists(mount.path / "a")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=mount.bucket)["Contents"]]
+    assert keys == ["b/"]
+
+
+def test_chmod_after_a_fresh_listing_keeps_stored_metadata(mounter, bucket, s3):
+    """A listing carries no metadata; chmod must not write listing defaults back over the real ones."""
+    first = mounter()
+    p = first.start(bucket)
+    (p / "f").write_bytes(b"data")
+    os.chown(p / "f", 4321, 4321)
+    first.stop()
+    second = mounter()
+    q = second.start(bucket)
+    assert os.listdir(q) == ["f"]
+    os.chmod(q / "f", 0o600)
+    meta = s3.head_object(Bucket=bucket, Key="f")["Metadata"]
+    assert int(meta["mode"]) == stat.S_IFREG | 0o600
+    assert meta["uid"] == "4321"
+    assert meta["fsg-sha256"] == hashlib.sha256(b"data").hexdigest()
+
+
+def test_two_handles_closing_at_once_commit_all_the_data(mount, s3):
+    data = os.urandom(20 * MiB)
+    a = os.open(mount.path / "shared", os.O_CREAT | os.O_WRONLY, 0o644)
+    b = os.open(mount.path / "shared", os.O_WRONLY)
+    os.write(a, data)
+    threads = [threading.Thread(target=os.close, args=(fd,)) for fd in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert body(s3, mount.bucket, "shared") == data
+
+
+def test_reserved_name_cannot_be_created(mount):
+    with pytest.raises(PermissionError):
+        os.mkdir(mount.path / ".fsgateway")

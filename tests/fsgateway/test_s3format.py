@@ -35,7 +35,7 @@ def test_parse_mode(text, expected):
     ("1500000000.123456789", 1_500_000_000_123_456_789),
     ("1500000000.1234567891", 1_500_000_000_123_456_789),
     ("1.5e9", 1_500_000_000_000_000_000),
-    ("nope", None), ("-5", None), (None, None),
+    ("nope", None), ("-5", None), (None, None), ("1e999", None), ("-1e5", None), ("99999999999999", None),
 ])
 def test_parse_mtime(text, expected):
     assert parse_mtime(text) == expected
