@@ -35,6 +35,7 @@ and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
   cache_dir=DIR (/var/cache/fsgateway)  cache_size=SIZE (10G)  staging for random writes
   stat_ttl=SECONDS (5)     how long attributes and listings are trusted
   multipart_size=SIZE (16M)  parallel=N (8)  write_buffer_size=SIZE (128M)  read_ahead=SIZE (64M)
+  kernel_read_ahead=SIZE (1M)  the kernel's read-ahead for the mount (needs root; 0 keeps 128K)
   retry_deadline=SECONDS (60)  after this an operation fails with EIO
   log_level=debug|info|warning|error   log_format=text|json
   metrics_address=HOST:PORT (127.0.0.1:9877) or off

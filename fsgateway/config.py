@@ -86,6 +86,7 @@ class Config:
     max_connections: int = 32
     write_buffer_size: int = 128 << 20  # memory for parts in flight, whole mount
     read_ahead: int = 64 << 20  # per sequential reader
+    kernel_read_ahead: int = 1 << 20  # the kernel's read-ahead for this mount (FUSE default 128K); 0 keeps it
     ca_bundle: str | None = None
     verify_ssl: bool = True
     connect_timeout: float = 5.0
@@ -118,7 +119,7 @@ _NUMERIC = {
     "retry_deadline": float,
     "stale_upload_age": float,
 }
-_SIZES = {"cache_size", "multipart_size", "write_buffer_size", "read_ahead"}
+_SIZES = {"cache_size", "multipart_size", "write_buffer_size", "read_ahead", "kernel_read_ahead"}
 _FIELDS = {f.name: f for f in fields(Config)}
 
 

@@ -34,6 +34,7 @@ from .writer import DirtyFile, StagingArea, UploadContext
 log = logging.getLogger("fsgateway.core")
 
 READ_CHUNK = 8 << 20
+MAX_KNOWN_NAMES = 10_000  # larger directories are not remembered whole
 XATTR_PREFIX = "user.fsgateway."
 
 
@@ -54,6 +55,8 @@ class DirHandle:
     node: Node
     entries: list[tuple[str, Node | None, Attrs, str]] = field(default_factory=list)  # name, node, attrs, etag
     base: int = 0  # index of entries[0] in the whole listing
+    names: set[str] | None = field(default_factory=set)  # all names so far (None past MAX_KNOWN_NAMES)
+    listed_at: float = 0.0
     token: str | None = None
     started: bool = False
     done: bool = False
@@ -172,6 +175,15 @@ class Filesystem:
     def _fresh(self, node: Node) -> bool:
         return node.dirty is not None or not node.in_bucket or node.expires > time.monotonic()
 
+    async def _vacant(self, parent_ino: int, name: str) -> tuple[Node, str]:
+        """Parent and checked name for a new entry; EEXIST when the name is taken."""
+        self._check_writable()
+        parent = self._dir(parent_ino)
+        name = self._new_name(parent, name)
+        if await self._resolve(parent, name) is not None:
+            raise FsError(errno.EEXIST)
+        return parent, name
+
     def _new_name(self, parent: Node, name: str) -> str:
         """A name to create: valid, and not the gateway's own reserved prefix."""
         name = self._name(name)
@@ -253,6 +265,19 @@ class Filesystem:
             return self._remote_from_info(file_info, False)  # type: ignore[arg-type]
         return None
 
+    def _known_absent(self, parent: Node, name: str) -> bool:
+        return parent.names is not None and parent.names_until > time.monotonic() and name not in parent.names
+
+    def _names_add(self, parent: Node, name: str) -> None:
+        if parent.names is not None:
+            parent.names.add(name)
+            if len(parent.names) > MAX_KNOWN_NAMES:
+                parent.names = None
+
+    def _names_discard(self, parent: Node, name: str) -> None:
+        if parent.names is not None:
+            parent.names.discard(name)
+
     async def _resolve(self, parent: Node, name: str) -> Node | None:
         """The node at parent/name, asking the bucket when the cache cannot answer."""
         if parent is self.table.root and self.cfg.prefix == "" and name + "/" == RESERVED_PREFIX:
@@ -261,7 +286,7 @@ class Filesystem:
         if child is not None and self._fresh(child):
             metrics.CACHE.labels("attr", "hit").inc()
             return child
-        if child is None and self.negative.hit(parent.ino, name):
+        if child is None and (self.negative.hit(parent.ino, name) or self._known_absent(parent, name)):
             metrics.CACHE.labels("negative", "hit").inc()
             return None
         metrics.CACHE.labels("attr", "miss").inc()
@@ -275,6 +300,7 @@ class Filesystem:
             self.negative.add(parent.ino, name)
             return None
         self.negative.discard(parent.ino, name)
+        self._names_add(parent, name)  # appeared from elsewhere
         if child is None or stat.S_IFMT(child.attrs.mode) != stat.S_IFMT(remote.attrs.mode):
             child = self.table.add(parent, name, remote.attrs)
         self._set_remote(child, remote)
@@ -372,6 +398,8 @@ class Filesystem:
 
     async def _load_page(self, dh: DirHandle) -> None:
         prefix = self.dir_prefix(dh.node)
+        if not dh.started:
+            dh.listed_at = time.monotonic()
         objects, prefixes, token = await self.store.list_page(prefix, dh.token)
         dh.started = True
         listing = split_listing(prefix, objects, prefixes,
@@ -379,6 +407,10 @@ class Filesystem:
         for problem in listing.rejected:
             self._report(problem)
         names = sorted(set(listing.files) | listing.dirs)
+        if dh.names is not None:
+            dh.names.update(names)
+            if len(dh.names) > MAX_KNOWN_NAMES:
+                dh.names = None
         for name in names:
             if name in listing.dirs:
                 dh.entries.append((name, None, self._implicit_dir_attrs(), ""))
@@ -394,6 +426,9 @@ class Filesystem:
         dh.token = token
         if token is None:
             dh.done = True
+            if dh.names is not None:  # the whole directory, as of when the listing started
+                dh.node.names = dh.names | {n for n, c in dh.node.children.items() if not c.in_bucket}
+                dh.node.names_until = dh.listed_at + self.cfg.stat_ttl
             listed = set(names)
             for name, child in list(dh.node.children.items()):  # created here, not uploaded yet
                 if name not in listed and not child.in_bucket and not child.detached:
@@ -406,6 +441,7 @@ class Filesystem:
             raise FsError(errno.EBADF)
         if start < dh.base or (start == 0 and dh.started):
             dh.entries, dh.base, dh.token, dh.done, dh.started = [], 0, None, False, False  # rewind
+            dh.names = set()
         while not dh.started or (dh.base + len(dh.entries) <= start and not dh.done):
             dh.base += len(dh.entries)  # pages before `start` are not kept: memory stays one page
             dh.entries = []
@@ -431,17 +467,15 @@ class Filesystem:
         return child
 
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
-        self._check_writable()
-        parent = self._dir(parent_ino)
-        name = self._new_name(parent, name)
-        if await self._resolve(parent, name) is not None:
-            raise FsError(errno.EEXIST)
+        parent, name = await self._vacant(parent_ino, name)
         attrs = self._new_attrs(stat.S_IFDIR, mode, uid, gid)
         await self.store.put(self.dir_prefix(parent) + name + "/", b"", encode_metadata(attrs),
                              content_type_for(attrs.mode))
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs))
+        node.names, node.names_until = set(), time.monotonic() + self.cfg.stat_ttl  # known empty
         self.negative.discard(parent.ino, name)
+        self._names_add(parent, name)
         node.lookups += 1
         return node
 
@@ -465,19 +499,17 @@ class Filesystem:
         await self.store.delete(self.dir_prefix(node))
         self.table.detach(node)
         self.negative.add(parent.ino, name)
+        self._names_discard(parent, name)
 
     # ------------------------------------------------------------------ files
     async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int
                      ) -> tuple[int, Node]:
-        self._check_writable()
-        parent = self._dir(parent_ino)
-        name = self._new_name(parent, name)
-        if await self._resolve(parent, name) is not None:
-            raise FsError(errno.EEXIST)
+        parent, name = await self._vacant(parent_ino, name)
         node = self.table.add(parent, name, self._new_attrs(stat.S_IFREG, mode, uid, gid))
         node.in_bucket = False
         node.dirty = DirtyFile(self.uploads)
         self.negative.discard(parent.ino, name)
+        self._names_add(parent, name)
         node.lookups += 1
         node.open_count += 1
         fh = self._fh()
@@ -635,13 +667,10 @@ class Filesystem:
                 await self.store.delete(self.key(node))
             self.table.detach(node)
         self.negative.add(parent.ino, name)
+        self._names_discard(parent, name)
 
     async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
-        self._check_writable()
-        parent = self._dir(parent_ino)
-        name = self._new_name(parent, name)
-        if await self._resolve(parent, name) is not None:
-            raise FsError(errno.EEXIST)
+        parent, name = await self._vacant(parent_ino, name)
         attrs = replace(self._new_attrs(stat.S_IFLNK, 0o777, uid, gid), size=len(target))
         etag = await self.store.put(self.dir_prefix(parent) + name, target, encode_metadata(attrs),
                                     content_type_for(attrs.mode))
@@ -649,6 +678,7 @@ class Filesystem:
         self._set_remote(node, Remote(attrs, etag))
         node.symlink_target = target
         self.negative.discard(parent.ino, name)
+        self._names_add(parent, name)
         node.lookups += 1
         return node
 
@@ -657,7 +687,7 @@ class Filesystem:
         if not stat.S_ISLNK(node.attrs.mode):
             raise FsError(errno.EINVAL)
         if node.symlink_target is None:
-            node.symlink_target = await self.store.get_object(self.key(node))
+            node.symlink_target = await self.store.get(self.key(node))
         return node.symlink_target
 
     # ------------------------------------------------------------------ rename
@@ -698,6 +728,8 @@ class Filesystem:
             self.table.move(src, dst_dir, new_name)
         self.negative.add(src_dir.ino, old_name)
         self.negative.discard(dst_dir.ino, new_name)
+        self._names_discard(src_dir, old_name)
+        self._names_add(dst_dir, new_name)
 
     async def _rename_tree(self, old_prefix: str, new_prefix: str) -> None:
         """Copy every key below old_prefix, then delete the originals (nothing lost if a copy fails)."""

@@ -60,10 +60,16 @@ class FuseOperations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, fs: Filesystem) -> None:
+    def __init__(self, fs: Filesystem, after_init: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.fs = fs
         self.ttl = fs.cfg.stat_ttl
+        self.after_init = after_init
+
+    def init(self) -> None:
+        """FUSE INIT, answered when this returns: what must follow the kernel's settings is scheduled."""
+        if self.after_init is not None:
+            self.after_init()
 
     def _entry(self, node: Node, attrs: Attrs | None = None) -> pyfuse3.EntryAttributes:
         a = attrs or self.fs.visible_attrs(node)

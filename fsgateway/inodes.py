@@ -39,6 +39,9 @@ class Node:
     detached: bool = False  # unlinked, or replaced by another object
     children: dict[str, Node] = field(default_factory=dict)
     lock: trio.Lock = field(default_factory=trio.Lock)  # orders writes, commits, unlink, rename
+    # For directories: every name in it, when known (just created, or fully listed), until names_until.
+    names: set[str] | None = None
+    names_until: float = 0.0
 
     @property
     def is_dir(self) -> bool:

@@ -42,6 +42,24 @@ async def _watch_signals(fs: Filesystem) -> None:
             return
 
 
+def set_kernel_read_ahead(mountpoint: str, size: int) -> None:
+    """Raise the kernel's read-ahead for this mount: 1 MiB FUSE reads instead of 128 KiB ones.
+
+    Runs after the INIT reply (the kernel sets read-ahead from it). The backing
+    device is found in /proc/self/mountinfo, not by stat(): a stat of our own
+    mountpoint from inside the daemon would wait for ourselves.
+    """
+    if size <= 0:
+        return
+    try:
+        with open("/proc/self/mountinfo") as f:
+            dev = next(line.split()[2] for line in f if line.split()[4] == mountpoint)
+        with open(f"/sys/class/bdi/{dev}/read_ahead_kb", "w") as f:
+            f.write(str(size // 1024))
+    except (OSError, StopIteration) as exc:
+        log.info("kept the kernel's default read-ahead (%s)", exc)
+
+
 async def _watchdog(interval: float) -> None:
     while True:
         notify.notify("WATCHDOG=1")
@@ -70,7 +88,8 @@ async def _serve(cfg: Config, settings: StoreSettings, ops: FuseOperations, on_r
     run_id = uuid.uuid4().hex[:12]
     async with trio.open_nursery() as nursery:
         fs = Filesystem(cfg, store, nursery, host, run_id)
-        FuseOperations.__init__(ops, fs)
+        FuseOperations.__init__(ops, fs, after_init=lambda: nursery.start_soon(
+            trio.to_thread.run_sync, set_kernel_read_ahead, cfg.mountpoint, cfg.kernel_read_ahead))
         nursery.start_soon(_watch_signals, fs)
         nursery.start_soon(housekeeping.clean_staging, store, host, run_id, cfg.stale_upload_age)
         interval = notify.watchdog_interval()

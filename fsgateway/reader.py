@@ -70,7 +70,7 @@ class ObjectReader:
         start = index * self.chunk_size
         end = min(self.size, start + self.chunk_size)
         try:
-            chunk.data = await self.store.get_range(self.key, start, end, self.etag)
+            chunk.data = await self.store.get(self.key, start, end, self.etag)
             if len(chunk.data) != end - start:
                 raise ReadError(errno.EIO, f"short ranged GET of {self.key}: {len(chunk.data)} != {end - start}")
         except StoreError as exc:

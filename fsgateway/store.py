@@ -225,26 +225,16 @@ class ObjectStore:
         nxt = r.get("NextContinuationToken") if r.get("IsTruncated") else None
         return objects, prefixes, nxt
 
-    async def get_range(self, key: str, start: int, end: int, if_match: str | None = None) -> bytes:
-        """Bytes [start, end) of `key`; with `if_match` a concurrent overwrite fails (ESTALE)."""
+    async def get(self, key: str, start: int = 0, end: int | None = None, if_match: str | None = None) -> bytes:
+        """Bytes [start, end) of `key` (all of it by default); with `if_match` an overwrite is ESTALE."""
 
         def fetch() -> bytes:
-            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
+            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+            if start or end is not None:
+                kw["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
             if if_match:
                 kw["IfMatch"] = if_match
             body = self.client.get_object(**kw)["Body"]
-            try:
-                return body.read()
-            finally:
-                body.close()
-
-        data = await self._call("get", key, fetch)
-        metrics.BYTES_DOWN.inc(len(data))
-        return data
-
-    async def get_object(self, key: str) -> bytes:
-        def fetch() -> bytes:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
             try:
                 return body.read()
             finally:
@@ -258,7 +248,7 @@ class ObjectStore:
         """Copy object bytes into a local file, chunk by chunk (bounded memory)."""
         with open(path, "r+b") as f:
             for start in range(0, size, chunk):
-                data = await self.get_range(key, start, min(size, start + chunk), if_match)
+                data = await self.get(key, start, min(size, start + chunk), if_match)
                 await trio.to_thread.run_sync(partial(os.pwrite, f.fileno(), data, start))
 
     # ------------------------------------------------------------------ writes
