@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -487,18 +489,34 @@ def fs_ls_l(directory: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, count
 
 
-class HashSink:
-    """Write-only, non-seekable sink: s3transfer then hands it the ranges in order."""
+def s3_read_sha(s3: Any, bucket: str, key: str, cfg: TransferConfig) -> tuple[str, int]:
+    """Read an object as parallel ranged GETs and hash them in order: (sha256 hex, bytes).
 
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
-        self.total = 0
+    ``cfg.max_concurrency`` ranges of ``cfg.multipart_chunksize`` are in flight or buffered at a
+    time. Not ``download_fileobj`` into a hashing sink: with ``response_checksum_validation=
+    "when_required"`` s3transfer 0.19 submits ranges 1..N-1 from the done callback of range 0,
+    which holds slot 0 of its in-memory window (10 ranges) until the callback returns, so an
+    object of more than 10 ranges deadlocks a non-seekable sink.
+    """
+    size = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    chunk = cfg.multipart_chunksize
+    starts = iter(range(0, size, chunk))
 
-    def write(self, data: bytes) -> int:
-        """Hash a chunk."""
-        self.digest.update(data)
-        self.total += len(data)
-        return len(data)
+    def get(start: int) -> bytes:
+        rng = f"bytes={start}-{min(start + chunk, size) - 1}"
+        return s3.get_object(Bucket=bucket, Key=key, Range=rng)["Body"].read()
+
+    digest, total = hashlib.sha256(), 0
+    with ThreadPoolExecutor(cfg.max_concurrency) as pool:
+        window = deque(pool.submit(get, start) for start in itertools.islice(starts, cfg.max_concurrency))
+        while window:
+            data = window.popleft().result()
+            digest.update(data)
+            total += len(data)
+            nxt = next(starts, None)
+            if nxt is not None:
+                window.append(pool.submit(get, nxt))
+    return digest.hexdigest(), total
 
 
 # --------------------------------------------------------------------------- the bench
@@ -745,11 +763,10 @@ class Bench:
     def diagnose_big(self, bucket: str) -> str:
         """After a bad read through a mount: is the object in the bucket right (bad read) or not?"""
         try:
-            sink = HashSink()
-            self.s3.download_fileobj(bucket, "big.bin", sink, Config=self.transfer)
+            sha, total = s3_read_sha(self.s3, bucket, "big.bin", self.transfer)
         except Exception as exc:
             return f"boto3 GET failed too: {short(exc, 80)}"
-        ok = sink.total == self.st.size and sink.digest.hexdigest() == self.data_sha
+        ok = total == self.st.size and sha == self.data_sha
         return "object in bucket is correct: bad read" if ok else "object in bucket is wrong too: bad write"
 
     def run_boto3(self, bucket: str, cells: dict[str, Cell]) -> None:
@@ -779,12 +796,11 @@ class Bench:
 
         def read() -> None:
             note = drop_caches()
-            sink = HashSink()
             t0 = time.perf_counter()
-            s3.download_fileobj(bucket, "big.bin", sink, Config=self.transfer)
+            sha, total = s3_read_sha(s3, bucket, "big.bin", self.transfer)
             t = time.perf_counter() - t0
-            if sink.total != st.size or sink.digest.hexdigest() != self.data_sha:
-                raise RuntimeError(f"read {sink.total} bytes, sha256 mismatch")
+            if total != st.size or sha != self.data_sha:
+                raise RuntimeError(f"read {total} bytes, sha256 mismatch")
             cells["read_cold"] = Cell(t, mib / t, note=note)
             log(f"boto3 cold read: {t:.2f} s")
 

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(problem)
     ready_fd = None if cfg.foreground else daemonize()
     if ready_fd is not None:
-        logs.setup(cfg.log_level, cfg.log_format, to_syslog=True)
+        logs.setup(cfg.log_level, cfg.log_format, daemon_log_file=os.path.join(cfg.cache_dir, "fsgateway.log"))
 
     pending = [ready_fd] if ready_fd is not None else []  # emptied once the parent has its answer
 

@@ -590,7 +590,7 @@ class Filesystem:
         dirty.discard_now()
         self._set_remote(node, Remote(attrs, result.etag, result.sha256))
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         h = self.handle(fh)
         node = h.node
         if node.dirty is not None:

@@ -41,14 +41,19 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-def setup(level: str, fmt: str, to_syslog: bool = False) -> None:
+def setup(level: str, fmt: str, daemon_log_file: str | None = None) -> None:
+    """Log to stderr; a daemon (no terminal) logs to syslog, or to `daemon_log_file` without one."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     handler: logging.Handler
-    if to_syslog and os.path.exists("/dev/log"):
+    if daemon_log_file and os.path.exists("/dev/log"):
         handler = logging.handlers.SysLogHandler(address="/dev/log")
         handler.setFormatter(logging.Formatter("fsgateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+    elif daemon_log_file:
+        os.makedirs(os.path.dirname(daemon_log_file), mode=0o700, exist_ok=True)
+        handler = logging.handlers.WatchedFileHandler(daemon_log_file)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(timestamps=True))
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter() if fmt == "json" else

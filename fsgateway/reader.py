@@ -96,7 +96,8 @@ class ObjectReader:
                           self.key, self.hasher.hexdigest(), self.sha256)
             self.hasher = None
 
-    async def read(self, off: int, size: int) -> bytes:
+    async def read(self, off: int, size: int) -> bytes | memoryview:
+        """Bytes [off, off+size); a zero-copy view when they lie in one chunk (pyfuse3 takes any buffer)."""
         end = min(self.size, off + size)
         if off >= end:
             return b""
@@ -119,7 +120,7 @@ class ObjectReader:
                 raise ReadError(chunk.error.errno, str(chunk.error))
             lo = max(off, index * self.chunk_size) - index * self.chunk_size
             hi = min(end, (index + 1) * self.chunk_size) - index * self.chunk_size
-            out.append(chunk.data[lo:hi])
+            out.append(memoryview(chunk.data)[lo:hi])
         if self.corrupt:
             raise ReadError(errno.EIO, f"{self.key}: content does not match its stored SHA-256")
         self._evict(first)

@@ -38,11 +38,14 @@ def test_background_mode_returns_once_mounted(server, passwd_file, bucket, tmp_p
         assert is_mounted(mnt)  # already mounted when the command returned
         (mnt / "bg").write_bytes(b"daemon")
         assert s3.get_object(Bucket=bucket, Key="bg")["Body"].read() == b"daemon"
+        if not os.path.exists("/dev/log"):  # no syslog here: the daemon's log goes to cache_dir
+            assert "mounted" in (tmp_path / "cache" / "fsgateway.log").read_text()
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
     wait_for(lambda: not is_mounted(mnt), 30, "unmount")
 
 
+@pytest.mark.tls
 def test_fstab_form_through_mount_t_fuse_fsgateway(server, passwd_file, bucket, tmp_path, s3):
     """What `mount /srv/firmware` does for `bucket /srv/firmware fuse.fsgateway _netdev,... 0 0`."""
     if shutil.which("mount.fuse3") is None and not Path("/sbin/mount.fuse3").exists():

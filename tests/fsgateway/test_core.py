@@ -32,6 +32,7 @@ def run_core(server, bucket, tmp_path, body, **cfg_overrides):
     trio.run(main)
 
 
+@pytest.mark.tls
 def test_create_write_commit_list_rename_unlink(server, bucket, s3, tmp_path):
     async def body(fs: Filesystem):
         fh, node = await fs.create(ROOT_INODE, "a.bin", 0o644, os.O_WRONLY, 0, 0)

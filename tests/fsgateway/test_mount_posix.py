@@ -76,6 +76,7 @@ def test_append_to_existing_object(mount, s3):
     assert body(s3, mount.bucket, "log.txt") == b"line1\nline2\n"
 
 
+@pytest.mark.tls
 def test_random_writes_use_staging_and_keep_every_byte(mount, s3):
     base = os.urandom(6 * MiB)
     s3.put_object(Bucket=mount.bucket, Key="img", Body=base)
@@ -90,6 +91,7 @@ def test_random_writes_use_staging_and_keep_every_byte(mount, s3):
     assert body(s3, mount.bucket, "img") == bytes(expected)
 
 
+@pytest.mark.tls
 def test_backwards_write_after_parts_were_streamed(mount, s3):
     """A zip-style writer: stream 40 MiB, then seek back and patch the header."""
     data = bytearray(os.urandom(40 * MiB))
@@ -147,6 +149,7 @@ def test_hard_link_is_refused_cleanly(mount):
     assert e.value.errno in (errno.EPERM, errno.ENOTSUP)
 
 
+@pytest.mark.tls
 def test_rename_file_and_directory_tree(mount, s3):
     (mount.path / "d" / "sub").mkdir(parents=True)
     (mount.path / "d" / "sub" / "f").write_bytes(b"deep")
@@ -212,6 +215,7 @@ def test_symlink_and_readlink_stored_like_s3fs(mount, s3):
     assert stat.S_ISLNK(os.lstat(mount.path / "current").st_mode)
 
 
+@pytest.mark.tls
 def test_chmod_chown_utimens_stored_in_metadata(mount, s3):
     p = mount.path / "m"
     p.write_bytes(b"x")
@@ -261,6 +265,7 @@ def test_cp_r_tree_reads_back_byte_exact_after_drop_caches(mount, tmp_path):
             assert (mount.path / "tree" / f.relative_to(src)).read_bytes() == f.read_bytes()
 
 
+@pytest.mark.tls
 def test_eight_parallel_writers(mount, s3):
     blobs = {f"w{i}": os.urandom(MiB * (i + 1) + i) for i in range(8)}
     errors: list[BaseException] = []
