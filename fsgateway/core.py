@@ -15,6 +15,7 @@ import os
 import stat
 import time
 from collections import OrderedDict
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -47,16 +48,17 @@ class Handle:
     node: Node
     writable: bool
     reader: ObjectReader | None = None
-    reader_etag: str = ""
+    reader_version: int = -1
 
 
 @dataclass
 class DirHandle:
     node: Node
-    entries: list[tuple[str, Node | None, Attrs, str]] = field(default_factory=list)  # name, node, attrs, etag
+    entries: list[tuple[str, Attrs, str]] = field(default_factory=list)  # name, listed attrs, etag
     base: int = 0  # index of entries[0] in the whole listing
     names: set[str] | None = field(default_factory=set)  # all names so far (None past MAX_KNOWN_NAMES)
     listed_at: float = 0.0
+    names_gen: int = 0  # the directory's names_gen when the listing started
     token: str | None = None
     started: bool = False
     done: bool = False
@@ -151,6 +153,7 @@ class Filesystem:
         self.dir_handles: dict[int, DirHandle] = {}
         self._next_fh = 1
         self._reported: set[str] = set()
+        self.closing = False  # set at unmount: no new writes are accepted
 
     # ------------------------------------------------------------------ helpers
     def key(self, node: Node) -> str:
@@ -236,7 +239,8 @@ class Filesystem:
     def _set_remote(self, node: Node, remote: Remote) -> None:
         node.attrs, node.etag, node.sha256 = remote.attrs, remote.etag, remote.sha256
         node.in_bucket = True
-        node.expires = time.monotonic() + self.cfg.stat_ttl
+        node.remote_at = time.monotonic()
+        node.expires = node.remote_at + self.cfg.stat_ttl
         if not node.is_dir:
             self.metadata.put(self.key(node), remote)
 
@@ -269,12 +273,14 @@ class Filesystem:
         return parent.names is not None and parent.names_until > time.monotonic() and name not in parent.names
 
     def _names_add(self, parent: Node, name: str) -> None:
+        parent.names_gen += 1
         if parent.names is not None:
             parent.names.add(name)
             if len(parent.names) > MAX_KNOWN_NAMES:
                 parent.names = None
 
     def _names_discard(self, parent: Node, name: str) -> None:
+        parent.names_gen += 1
         if parent.names is not None:
             parent.names.discard(name)
 
@@ -365,7 +371,7 @@ class Filesystem:
                     try:
                         await self._commit(node)
                     except GatewayError:
-                        await self._drop_dirty(node)  # nobody holds it open: nothing could retry it
+                        await self._abandon(node)  # nobody holds it open: nothing could retry it
                         raise
                 return node
             if node.detached or node is self.table.root:
@@ -400,6 +406,7 @@ class Filesystem:
         prefix = self.dir_prefix(dh.node)
         if not dh.started:
             dh.listed_at = time.monotonic()
+            dh.names_gen = dh.node.names_gen
         objects, prefixes, token = await self.store.list_page(prefix, dh.token)
         dh.started = True
         listing = split_listing(prefix, objects, prefixes,
@@ -413,7 +420,7 @@ class Filesystem:
                 dh.names = None
         for name in names:
             if name in listing.dirs:
-                dh.entries.append((name, None, self._implicit_dir_attrs(), ""))
+                dh.entries.append((name, self._implicit_dir_attrs(), ""))
             else:
                 obj = listing.files[name]
                 etag = obj.get("ETag", "")
@@ -422,20 +429,21 @@ class Filesystem:
                     None, is_dir_key=False, content_type=None, size=obj["Size"],
                     last_modified=obj.get("LastModified"), defaults=self.defaults)
                 metrics.CACHE.labels("metadata", "hit" if known else "miss").inc()
-                dh.entries.append((name, None, attrs, etag))
+                dh.entries.append((name, attrs, etag))
         dh.token = token
         if token is None:
             dh.done = True
-            if dh.names is not None:  # the whole directory, as of when the listing started
+            if dh.names is not None and dh.node.names_gen == dh.names_gen:
+                # the whole directory as of when the listing started, and nothing changed here since
                 dh.node.names = dh.names | {n for n, c in dh.node.children.items() if not c.in_bucket}
                 dh.node.names_until = dh.listed_at + self.cfg.stat_ttl
             listed = set(names)
             for name, child in list(dh.node.children.items()):  # created here, not uploaded yet
                 if name not in listed and not child.in_bucket and not child.detached:
-                    dh.entries.append((name, child, child.attrs, ""))
+                    dh.entries.append((name, child.attrs, ""))
 
-    async def readdir_entries(self, fh: int, start: int) -> list[tuple[int, str, Attrs, Node | None, str]]:
-        """Entries from index `start`: (index, name, attrs, known node, etag); loads a page if needed."""
+    async def readdir_entries(self, fh: int, start: int) -> list[tuple[int, str, Attrs, str]]:
+        """Entries from index `start`: (index, name, listed attrs, etag); loads a page if needed."""
         dh = self.dir_handles.get(fh)
         if dh is None:
             raise FsError(errno.EBADF)
@@ -448,14 +456,23 @@ class Filesystem:
             await self._load_page(dh)
         del dh.entries[: max(0, start - dh.base)]
         dh.base = max(dh.base, start)
-        return [(dh.base + i, name, attrs, node, etag) for i, (name, node, attrs, etag) in enumerate(dh.entries)]
+        return [(dh.base + i, name, attrs, etag) for i, (name, attrs, etag) in enumerate(dh.entries)]
 
-    def entry_node(self, parent_ino: int, name: str, attrs: Attrs, etag: str) -> Node:
-        """The node for a listed entry (lookup count not yet taken); keeps fuller cached attributes."""
-        parent = self.node(parent_ino)
+    def entry_node(self, fh: int, name: str, attrs: Attrs, etag: str) -> Node | None:
+        """The node for a listed entry (lookup count not yet taken), or None to skip it.
+
+        A page may be served a while after its LIST: a name removed here since is
+        skipped, and attributes newer than the listing are kept.
+        """
+        dh = self.dir_handles.get(fh)
+        if dh is None:
+            raise FsError(errno.EBADF)
+        parent = dh.node
+        if self.negative.hit(parent.ino, name):
+            return None
         child = self.table.child(parent, name)
         if child is not None and stat.S_IFMT(child.attrs.mode) == stat.S_IFMT(attrs.mode):
-            if child.dirty is None and child.in_bucket and not child.is_dir and (
+            if child.dirty is None and child.in_bucket and not child.is_dir and child.remote_at < dh.listed_at and (
                     child.etag != etag or child.attrs.size != attrs.size):
                 child.attrs, child.etag, child.sha256 = attrs, etag, None
                 child.expires = time.monotonic() + self.cfg.stat_ttl
@@ -463,7 +480,6 @@ class Filesystem:
         child = self.table.add(parent, name, attrs)
         child.etag = etag
         child.expires = time.monotonic() + self.cfg.stat_ttl
-        self.negative.discard(parent_ino, name)
         return child
 
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
@@ -522,6 +538,9 @@ class Filesystem:
         fh, node = await self.create(parent_ino, name, mode, os.O_WRONLY, uid, gid)
         try:
             await self.flush(fh)
+        except GatewayError:
+            node.lookups -= 1  # the kernel never gets this entry
+            raise
         finally:
             await self.release(fh)
         return node
@@ -587,6 +606,7 @@ class Filesystem:
         attrs = replace(node.attrs, size=dirty.size)
         result = await dirty.commit(self.key(node), encode_metadata(attrs), content_type_for(attrs.mode))
         node.dirty = None
+        node.version += 1
         dirty.discard_now()
         self._set_remote(node, Remote(attrs, result.etag, result.sha256))
 
@@ -597,18 +617,23 @@ class Filesystem:
             async with node.lock:
                 if node.dirty is not None:
                     return await node.dirty.read(off, size)
-        if h.reader is None or h.reader_etag != node.etag:
+        if h.reader is None or h.reader_version != node.version:
+            # Pinned to the ETag of its first read: a remote overwrite mid-read is ESTALE, never a mix.
+            # Only this mount's own commits start it over.
             if h.reader is not None:
                 h.reader.close()
             h.reader = ObjectReader(self.store, self.nursery, self.key(node), node.attrs.size, node.etag,
                                     node.sha256, READ_CHUNK, self.cfg.read_ahead)
-            h.reader_etag = node.etag
+            h.reader_version = node.version
+        h.reader.key = self.key(node)  # follows renames of the file or its directories
         return await h.reader.read(off, size)
 
     async def write(self, fh: int, off: int, data: bytes) -> int:
         h = self.handle(fh)
         if not h.writable:
             raise FsError(errno.EBADF)
+        if self.closing:
+            raise FsError(errno.EROFS, "unmounting: open files have been committed")
         async with h.node.lock:
             dirty = await self._ensure_dirty(h.node)
             n = await dirty.write(off, data)
@@ -645,13 +670,22 @@ class Filesystem:
             return
         if dirty.error is not None:
             log.error("data written to %s is lost: its upload failed (%s)", self.key(node), dirty.error)
-            await self._drop_dirty(node)
+            await self._abandon(node)
             return
         try:
             await self._commit(node)
         except GatewayError as exc:
             log.error("data written to %s is lost: %s", self.key(node), exc)
-            await self._drop_dirty(node)
+            await self._abandon(node)
+
+    async def _abandon(self, node: Node) -> None:
+        """Drop data that can no longer be committed; a file that never reached the bucket goes away."""
+        await self._drop_dirty(node)
+        if not node.in_bucket and node.parent is not None and not node.detached:
+            parent, name = node.parent, node.name
+            self.table.detach(node)
+            self.negative.add(parent.ino, name)
+            self._names_discard(parent, name)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
         self._check_writable()
@@ -712,11 +746,18 @@ class Filesystem:
             if dst.is_dir and not await self._dir_is_empty(dst):
                 raise FsError(errno.ENOTEMPTY)
         new_key = self.dir_prefix(dst_dir) + new_name
-        async with src.lock:  # a commit in progress finishes under the old name first
+        async with AsyncExitStack() as locks:
+            # Commits in progress on either file finish first; inode order rules out deadlock.
+            for n in sorted({src, dst} - {None}, key=lambda n: n.ino):  # type: ignore[union-attr]
+                await locks.enter_async_context(n.lock)  # type: ignore[union-attr]
             if src.is_dir:
                 if dst is not None and dst.in_bucket:
                     await self.store.delete(self.dir_prefix(dst))  # the empty target's marker, before the copy
-                await self._rename_tree(self.dir_prefix(src), new_key + "/")
+                try:
+                    await self._rename_tree(self.dir_prefix(src), new_key + "/")
+                except GatewayError:
+                    dst_dir.names = None  # some keys may already exist under the new name
+                    raise
             elif src.in_bucket:
                 old_key = self.key(src)
                 await self.store.copy(old_key, new_key, src.attrs.size, None, None)
@@ -726,6 +767,7 @@ class Filesystem:
             elif dst is not None and dst.in_bucket:
                 await self.store.delete(new_key)  # replaced by a file not uploaded yet
             self.table.move(src, dst_dir, new_name)
+            src.version += 1
         self.negative.add(src_dir.ino, old_name)
         self.negative.discard(dst_dir.ino, new_name)
         self._names_discard(src_dir, old_name)
@@ -766,7 +808,11 @@ class Filesystem:
     # ------------------------------------------------------------------ shutdown
     async def flush_all(self) -> None:
         """Commit every dirty file (clean unmount); failures are logged, none is skipped."""
-        for node in {h.node for h in self.handles.values()}:
-            if node.dirty is not None:
-                async with node.lock:
-                    await self._commit_or_drop(node)
+        self.closing = True
+
+        async def commit(node: Node) -> None:
+            async with node.lock:
+                await self._commit_or_drop(node)
+
+        nodes = {h.node for h in self.handles.values() if h.node.dirty is not None}
+        await gather([partial(commit, n) for n in nodes], limit=self.cfg.parallel)

@@ -126,10 +126,10 @@ class FuseOperations(pyfuse3.Operations):
 
     @translate
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        parent = self.fs.dir_handles[fh].node.ino if fh in self.fs.dir_handles else 0
-        for index, name, attrs, node, etag in await self.fs.readdir_entries(fh, start_id):
+        for index, name, attrs, etag in await self.fs.readdir_entries(fh, start_id):
+            node = self.fs.entry_node(fh, name, attrs, etag)
             if node is None:
-                node = self.fs.entry_node(parent, name, attrs, etag)
+                continue
             if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self._entry(node), index + 1):
                 self.fs.table.drop_if_unused(node)
                 return

@@ -42,6 +42,9 @@ class Node:
     # For directories: every name in it, when known (just created, or fully listed), until names_until.
     names: set[str] | None = None
     names_until: float = 0.0
+    names_gen: int = 0  # bumped by every change this mount makes to the directory
+    version: int = 0  # bumped when this mount commits new content (open readers start over)
+    remote_at: float = 0.0  # monotonic time the attributes were last taken from the bucket or a commit
 
     @property
     def is_dir(self) -> bool:

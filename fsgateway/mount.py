@@ -37,7 +37,8 @@ async def _watch_signals(fs: Filesystem) -> None:
         async for signum in signals:
             log.info("%s received: committing open files and unmounting", signal.Signals(signum).name)
             notify.notify("STOPPING=1\nSTATUS=unmounting")
-            await fs.flush_all()
+            with trio.CancelScope(shield=True):  # a forced unmount must not cut commits short
+                await fs.flush_all()
             pyfuse3.terminate()
             return
 
@@ -100,4 +101,6 @@ async def _serve(cfg: Config, settings: StoreSettings, ops: FuseOperations, on_r
         notify.notify(f"READY=1\nSTATUS=serving {cfg.source} at {cfg.mountpoint}")
         log.info("mounted %s at %s (endpoint %s)", cfg.source, cfg.mountpoint, settings.endpoint or "AWS")
         await pyfuse3.main()
+        with trio.CancelScope(shield=True):  # unmounted from outside with files still open
+            await fs.flush_all()
         nursery.cancel_scope.cancel()

@@ -113,7 +113,7 @@ class ObjectReader:
             self._start(index)
         out = []
         for index in range(first, last + 1):
-            chunk = self.chunks[index]
+            chunk = self._start(index)  # a concurrent read may have evicted it or dropped a failure
             await chunk.done.wait()
             if chunk.error is not None:
                 self.chunks.pop(index, None)  # let a later read try again

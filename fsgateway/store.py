@@ -220,8 +220,9 @@ class ObjectStore:
         if token:
             kw["ContinuationToken"] = token
         r = await self._call("list", prefix, partial(self.client.list_objects_v2, **kw))
-        prefixes = [decode_key(p["Prefix"]) for p in r.get("CommonPrefixes", [])]
-        objects = [{**o, "Key": decode_key(o["Key"])} for o in r.get("Contents", [])]
+        decode = decode_key if r.get("EncodingType") == "url" else str  # servers may ignore the request
+        prefixes = [decode(p["Prefix"]) for p in r.get("CommonPrefixes", [])]
+        objects = [{**o, "Key": decode(o["Key"])} for o in r.get("Contents", [])]
         nxt = r.get("NextContinuationToken") if r.get("IsTruncated") else None
         return objects, prefixes, nxt
 

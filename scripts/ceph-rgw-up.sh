@@ -28,6 +28,8 @@
 #   CEPH_MON_PORT        mon msgr v2 port; v1 uses port+1              [3300]
 #   CEPH_OBJECTSTORE     bluestore | memstore                          [bluestore]
 #   CEPH_BLOCK_SIZE      bluestore block file size in bytes (sparse)   [32 GiB]
+#   CEPH_RGW_GC_WAIT     seconds before RGW reclaims deleted data      [60]
+#                        (benchmarks: 7200, so reclaiming does not run during a measurement)
 #   CEPH_MEMSTORE_BYTES  memstore capacity in bytes                    [3 GiB]
 #   CEPH_WITH_MGR        1 = also run ceph-mgr (~300 MiB more memory;
 #                        S3 works without it, `ceph -s` warns)         [0]
@@ -44,6 +46,7 @@ MON_PORT=${CEPH_MON_PORT:-3300}
 MON_PORT_V1=$((MON_PORT + 1))
 OBJECTSTORE=${CEPH_OBJECTSTORE:-bluestore}
 BLOCK_SIZE=${CEPH_BLOCK_SIZE:-34359738368}
+GC_WAIT=${CEPH_RGW_GC_WAIT:-60}
 MEMSTORE_BYTES=${CEPH_MEMSTORE_BYTES:-3221225472}
 WITH_MGR=${CEPH_WITH_MGR:-0}
 ACCESS_KEY=${CEPH_RGW_ACCESS_KEY:-ci-access-key}
@@ -214,8 +217,8 @@ rgw enable usage log = false
 # Deleted objects' data is reclaimed by RGW's garbage collector, by default only
 # after 2 hours; tests and benchmarks delete GiBs quickly, and a full OSD makes
 # RGW accept requests and never answer them.
-rgw gc obj min wait = 60
-rgw gc processor period = 60
+rgw gc obj min wait = $GC_WAIT
+rgw gc processor period = $GC_WAIT
 rgw gc processor max time = 60
 EOF
 }

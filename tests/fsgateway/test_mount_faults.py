@@ -220,6 +220,7 @@ def test_server_dies_mid_upload_writer_gets_eio_nothing_partial_visible(weed, tm
     objs = s3.list_objects_v2(Bucket="fw-bucket").get("Contents", [])
     assert [o["Key"] for o in objs if not o["Key"].startswith(".fsgateway/")] == []
     assert "fw.bin" in m.log.read_text()
+    assert not (path / "fw.bin").exists()  # a file that never reached the bucket does not linger
 
 
 def _try(fn) -> bool:

@@ -348,3 +348,13 @@ def test_two_handles_closing_at_once_commit_all_the_data(mount, s3):
 def test_reserved_name_cannot_be_created(mount):
     with pytest.raises(PermissionError):
         os.mkdir(mount.path / ".fsgateway")
+
+
+def test_open_reader_keeps_reading_after_the_file_is_renamed(mount, s3):
+    data = os.urandom(30 * MiB)  # several read chunks: most are fetched after the rename
+    s3.put_object(Bucket=mount.bucket, Key="before", Body=data)
+    with open(mount.path / "before", "rb") as f:
+        head_part = f.read(MiB)
+        os.rename(mount.path / "before", mount.path / "after")
+        rest = f.read()
+    assert head_part + rest == data
