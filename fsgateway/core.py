@@ -335,13 +335,10 @@ class Filesystem:
         node = self.node(ino)
         if node.is_dir or self._fresh(node) or node.detached:
             return node
-        info = await self._head(self.key(node))
+        info = await self.store.head(self.key(node))
         if info is not None:
             self._set_remote(node, self._remote_from_info(info, False))
         return node
-
-    async def _head(self, key: str) -> ObjectInfo | None:
-        return await self.store.head(key)
 
     async def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                       size: int | None = None, mtime_ns: int | None = None) -> Node:

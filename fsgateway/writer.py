@@ -123,6 +123,7 @@ class DirtyFile:
         self.error: BaseException | None = None
         # staged mode
         self.path: str | None = None
+        self.fd: int | None = None
         self.reserved = 0
         self.closed = False
         metrics.UPLOADS_IN_FLIGHT.inc()
@@ -264,9 +265,10 @@ class DirtyFile:
             return len(data)
 
     def _fd(self) -> int:
-        if not hasattr(self, "_fdcache"):
-            self._fdcache = os.open(self.path, os.O_RDWR)  # type: ignore[arg-type]
-        return self._fdcache
+        """The staging file, opened once for all pread/pwrite of this file."""
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDWR)  # type: ignore[arg-type]
+        return self.fd
 
     async def read(self, off: int, size: int) -> bytes:
         async with self.lock:
@@ -357,9 +359,9 @@ class DirtyFile:
     # ------------------------------------------------------------ teardown
     def discard_now(self) -> None:
         """Drop local state (staging file, memory); the caller aborts remote uploads."""
-        if hasattr(self, "_fdcache"):
-            os.close(self._fdcache)
-            del self._fdcache
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
         if self.path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
