@@ -187,10 +187,14 @@ class Filesystem:
             raise FsError(errno.EEXIST)
         return parent, name
 
+    def _holds_reserved(self, parent: Node) -> bool:
+        """The bucket root, where the gateway's own `.fsgateway/` prefix lives, hidden."""
+        return parent is self.table.root and self.cfg.prefix == ""
+
     def _new_name(self, parent: Node, name: str) -> str:
         """A name to create: valid, and not the gateway's own reserved prefix."""
         name = self._name(name)
-        if parent is self.table.root and self.cfg.prefix == "" and name + "/" == RESERVED_PREFIX:
+        if self._holds_reserved(parent) and name + "/" == RESERVED_PREFIX:
             raise FsError(errno.EPERM, f"{name} is reserved for the gateway")
         return name
 
@@ -272,21 +276,25 @@ class Filesystem:
     def _known_absent(self, parent: Node, name: str) -> bool:
         return parent.names is not None and parent.names_until > time.monotonic() and name not in parent.names
 
-    def _names_add(self, parent: Node, name: str) -> None:
+    def _name_added(self, parent: Node, name: str) -> None:
+        """A name now exists in `parent`: both name caches learn it."""
+        self.negative.discard(parent.ino, name)
         parent.names_gen += 1
         if parent.names is not None:
             parent.names.add(name)
             if len(parent.names) > MAX_KNOWN_NAMES:
                 parent.names = None
 
-    def _names_discard(self, parent: Node, name: str) -> None:
+    def _name_removed(self, parent: Node, name: str) -> None:
+        """A name no longer exists in `parent`: both name caches learn it."""
+        self.negative.add(parent.ino, name)
         parent.names_gen += 1
         if parent.names is not None:
             parent.names.discard(name)
 
     async def _resolve(self, parent: Node, name: str) -> Node | None:
         """The node at parent/name, asking the bucket when the cache cannot answer."""
-        if parent is self.table.root and self.cfg.prefix == "" and name + "/" == RESERVED_PREFIX:
+        if self._holds_reserved(parent) and name + "/" == RESERVED_PREFIX:
             return None
         child = self.table.child(parent, name)
         if child is not None and self._fresh(child):
@@ -303,10 +311,9 @@ class Filesystem:
         if remote is None:
             if child is not None:
                 self.table.detach(child)
-            self.negative.add(parent.ino, name)
+            self._name_removed(parent, name)
             return None
-        self.negative.discard(parent.ino, name)
-        self._names_add(parent, name)  # appeared from elsewhere
+        self._name_added(parent, name)  # maybe from elsewhere
         if child is None or stat.S_IFMT(child.attrs.mode) != stat.S_IFMT(remote.attrs.mode):
             child = self.table.add(parent, name, remote.attrs)
         self._set_remote(child, remote)
@@ -347,8 +354,9 @@ class Filesystem:
         if size is not None and node.is_dir:
             raise FsError(errno.EISDIR)
         async with node.lock:
-            if node.dirty is None and node.in_bucket and not node.detached and not node.is_dir:
-                # Listed attributes may be defaults: start from what the bucket really stores.
+            if (node.dirty is None and node.in_bucket and not node.detached and not node.is_dir
+                    and node.remote_at + self.cfg.stat_ttl < time.monotonic()):
+                # Listed attributes are defaults, old ones may be stale: start from what the bucket stores.
                 info = await self.store.head(self.key(node))
                 if info is not None:
                     self._set_remote(node, self._remote_from_info(info, False))
@@ -385,10 +393,11 @@ class Filesystem:
             return
         meta = encode_metadata(node.attrs, node.sha256)
         key = self.key(node)
-        await self.store.copy(key, key, node.attrs.size, meta, content_type_for(node.attrs.mode))
-        info = await self.store.head(key)
-        if info is not None:
-            self._set_remote(node, Remote(node.attrs, info.etag, node.sha256))
+        etag = await self.store.copy(key, key, node.attrs.size, meta, content_type_for(node.attrs.mode))
+        if not etag:  # RGW answers a multipart completion with an empty ETag
+            info = await self.store.head(key)
+            etag = info.etag if info else ""
+        self._set_remote(node, Remote(node.attrs, etag, node.sha256))
 
     # ------------------------------------------------------------------ directories
     async def opendir(self, ino: int) -> int:
@@ -407,7 +416,7 @@ class Filesystem:
         objects, prefixes, token = await self.store.list_page(prefix, dh.token)
         dh.started = True
         listing = split_listing(prefix, objects, prefixes,
-                                hide_reserved=dh.node is self.table.root and self.cfg.prefix == "")
+                                hide_reserved=self._holds_reserved(dh.node))
         for problem in listing.rejected:
             self._report(problem)
         names = sorted(set(listing.files) | listing.dirs)
@@ -472,6 +481,7 @@ class Filesystem:
             if child.dirty is None and child.in_bucket and not child.is_dir and child.remote_at < dh.listed_at and (
                     child.etag != etag or child.attrs.size != attrs.size):
                 child.attrs, child.etag, child.sha256 = attrs, etag, None
+                child.remote_at = 0.0  # listed, not read from the bucket's metadata
                 child.expires = time.monotonic() + self.cfg.stat_ttl
             return child
         child = self.table.add(parent, name, attrs)
@@ -487,8 +497,7 @@ class Filesystem:
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs))
         node.names, node.names_until = set(), time.monotonic() + self.cfg.stat_ttl  # known empty
-        self.negative.discard(parent.ino, name)
-        self._names_add(parent, name)
+        self._name_added(parent, name)
         node.lookups += 1
         return node
 
@@ -511,8 +520,7 @@ class Filesystem:
             raise FsError(errno.ENOTEMPTY)
         await self.store.delete(self.dir_prefix(node))
         self.table.detach(node)
-        self.negative.add(parent.ino, name)
-        self._names_discard(parent, name)
+        self._name_removed(parent, name)
 
     # ------------------------------------------------------------------ files
     async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int
@@ -521,8 +529,7 @@ class Filesystem:
         node = self.table.add(parent, name, self._new_attrs(stat.S_IFREG, mode, uid, gid))
         node.in_bucket = False
         node.dirty = DirtyFile(self.uploads)
-        self.negative.discard(parent.ino, name)
-        self._names_add(parent, name)
+        self._name_added(parent, name)
         node.lookups += 1
         node.open_count += 1
         fh = self._fh()
@@ -681,8 +688,7 @@ class Filesystem:
         if not node.in_bucket and node.parent is not None and not node.detached:
             parent, name = node.parent, node.name
             self.table.detach(node)
-            self.negative.add(parent.ino, name)
-            self._names_discard(parent, name)
+            self._name_removed(parent, name)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
         self._check_writable()
@@ -697,8 +703,7 @@ class Filesystem:
             if node.in_bucket:
                 await self.store.delete(self.key(node))
             self.table.detach(node)
-        self.negative.add(parent.ino, name)
-        self._names_discard(parent, name)
+        self._name_removed(parent, name)
 
     async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
         parent, name = await self._vacant(parent_ino, name)
@@ -708,8 +713,7 @@ class Filesystem:
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs, etag))
         node.symlink_target = target
-        self.negative.discard(parent.ino, name)
-        self._names_add(parent, name)
+        self._name_added(parent, name)
         node.lookups += 1
         return node
 
@@ -765,10 +769,8 @@ class Filesystem:
                 await self.store.delete(new_key)  # replaced by a file not uploaded yet
             self.table.move(src, dst_dir, new_name)
             src.version += 1
-        self.negative.add(src_dir.ino, old_name)
-        self.negative.discard(dst_dir.ino, new_name)
-        self._names_discard(src_dir, old_name)
-        self._names_add(dst_dir, new_name)
+        self._name_removed(src_dir, old_name)
+        self._name_added(dst_dir, new_name)
 
     async def _rename_tree(self, old_prefix: str, new_prefix: str) -> None:
         """Copy every key below old_prefix, then delete the originals (nothing lost if a copy fails)."""

@@ -288,11 +288,13 @@ class ObjectStore:
         metrics.BYTES_UP.inc(body.length if isinstance(body, FileSlice) else len(body))
         return result
 
-    async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None:
+    async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> str:
+        """Returns the object's ETag as the server reports it (RGW 16.2: empty)."""
         parts = [{"ETag": e, "PartNumber": i + 1} for i, e in enumerate(etags)]
-        await self._call("complete_multipart", key, partial(
+        r = await self._call("complete_multipart", key, partial(
             self.client.complete_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id,
             MultipartUpload={"Parts": parts}))
+        return r.get("ETag", "")
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         try:
@@ -314,15 +316,18 @@ class ObjectStore:
             kw["UploadIdMarker"] = r.get("NextUploadIdMarker", "")
 
     async def copy(self, src: str, dst: str, size: int, metadata: dict[str, str] | None,
-                   content_type: str | None) -> None:
-        """Server-side copy; `metadata` None keeps the source's. Above 5 GiB, part by part."""
+                   content_type: str | None) -> str:
+        """Server-side copy; `metadata` None keeps the source's. Above 5 GiB, part by part.
+
+        Returns the new object's ETag as the server reports it ("" when it does not).
+        """
         source = {"Bucket": self.bucket, "Key": src}
         if size <= MAX_SINGLE_COPY:
             kw: dict[str, Any] = {"Bucket": self.bucket, "Key": dst, "CopySource": source}
             if metadata is not None:
                 kw.update(MetadataDirective="REPLACE", Metadata=metadata, ContentType=content_type or "")
-            await self._call("copy", dst, partial(self.client.copy_object, **kw))
-            return
+            r = await self._call("copy", dst, partial(self.client.copy_object, **kw))
+            return r.get("CopyObjectResult", {}).get("ETag", "")
         if metadata is None:
             info = await self.head(src)
             if info is None:
@@ -339,7 +344,7 @@ class ObjectStore:
 
         try:
             etags = await gather([partial(copy_part, n, s, e) for n, s, e in ranges], limit=8)
-            await self.complete_multipart(dst, upload_id, etags)
+            return await self.complete_multipart(dst, upload_id, etags)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.abort_multipart(dst, upload_id)
