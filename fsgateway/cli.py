@@ -11,17 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import sys
-import time
 from dataclasses import fields
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from . import config, credentials, logs, metrics
+from . import config, credentials, daemon, logs, metrics
 from .config import Config, ConfigError
-from .retry import is_transient
-from .store import StoreSettings, make_client, startup_problem
+from .store import StoreSettings
 
 EPILOG = """\
 options (-o name=value,flag,...; also keys of [s3]/[mount] in the config file,
@@ -66,36 +61,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fail(message: str) -> int:
-    print(f"fsgateway: {message}", file=sys.stderr)
-    return 1
-
-
-def check_bucket(settings: StoreSettings) -> str | None:
-    """HeadBucket with a few quick retries; the one-line problem, or None if usable."""
-    client = make_client(settings)
-    deadline = time.monotonic() + min(settings.retry_deadline, 15)
-    while True:
-        try:
-            client.head_bucket(Bucket=settings.bucket)
-            return None
-        except (ClientError, BotoCoreError, OSError) as exc:
-            if not is_transient(exc) or time.monotonic() > deadline:
-                return startup_problem(exc, settings)
-            time.sleep(0.5)
-
-
-def check_metrics_port(address: str) -> str | None:
-    try:
-        parsed = metrics.parse_address(address)
-    except ValueError as exc:
-        return str(exc)
-    if parsed is None:
-        return None
-    try:
-        with socket.create_server(parsed, family=socket.AF_INET6 if ":" in parsed[0] else socket.AF_INET):
-            return None
-    except OSError as exc:
-        return f"metrics_address {address}: {exc.strerror} (set metrics_address=HOST:PORT or off)"
+    return daemon.fail("fsgateway", message)
 
 
 def settings_for(cfg: Config, keys: credentials.Keys | None) -> StoreSettings:
@@ -144,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except credentials.CredentialsError as exc:
         return fail(str(exc))
     settings = settings_for(cfg, keys)
-    problem = check_bucket(settings) or check_metrics_port(cfg.metrics_address)
+    problem = daemon.check_bucket(settings) or daemon.check_metrics_port(cfg.metrics_address)
     if problem:
         return fail(problem)
     ready_fd = None if cfg.foreground else daemonize()

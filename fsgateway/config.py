@@ -15,6 +15,8 @@ from pathlib import Path
 
 DEFAULT_CONFIG_FILE = "/etc/fsgateway/fsgateway.toml"
 ENV_PREFIX = "FSGATEWAY_"
+#: Environment prefixes of the other daemons (`settings`); the mount leaves their variables alone.
+OTHER_DAEMON_PREFIXES = ("FSGATEWAY_CHECKER_", "FSGATEWAY_SYNCD_")
 
 #: Generic mount(8) options that mount.fuse passes through and that mean nothing to us.
 IGNORED_MOUNT_OPTIONS = frozenset(
@@ -211,13 +213,27 @@ def from_toml(text: str) -> dict[str, object]:
         if not isinstance(table, dict):
             raise ConfigError(f"config file: [{section}] must be a table")
         out.update(table)
+    out.pop("bucket", None)  # for the other daemons; the mount's bucket is its first argument
     return out
 
 
 def from_environ(environ: dict[str, str]) -> dict[str, object]:
     """`FSGATEWAY_STAT_TTL=2` style overrides."""
     return {k[len(ENV_PREFIX) :].lower(): v for k, v in environ.items()
-            if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG"}
+            if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG" and not k.startswith(OTHER_DAEMON_PREFIXES)}
+
+
+def read_config_file(config_file: str | None, environ: dict[str, str]) -> tuple[str, str] | None:
+    """(path, text) of the config file: `--config`, else $FSGATEWAY_CONFIG, else the default if it exists."""
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    if not path:
+        return None
+    try:
+        return path, Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
 
 
 def load(
@@ -231,14 +247,8 @@ def load(
     """The full precedence chain; reads the config file if one is given or the default exists."""
     bucket, prefix = parse_source(source)
     cfg = Config(bucket=bucket, prefix=prefix, mountpoint=mountpoint, foreground=foreground)
-    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
-    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
-        path = DEFAULT_CONFIG_FILE
-    if path:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        cfg = apply(cfg, from_toml(text), f"config file {path}")
+    found = read_config_file(config_file, environ)
+    if found:
+        cfg = apply(cfg, from_toml(found[1]), f"config file {found[0]}")
     cfg = apply(cfg, from_environ(environ), "environment")
     return apply(cfg, parse_o_options(o_options), "-o")

@@ -1,5 +1,7 @@
 """Prometheus metrics of the mount, served on `metrics_address` (127.0.0.1 by default).
 
+The S3 client's own metrics, shared with the other daemons, are in `store_metrics`.
+
 Names follow the Prometheus conventions: base units in the name, `_total` on
 counters. Labels are bounded sets (request kinds, outcomes, reasons), never
 keys, paths or credentials.
@@ -9,17 +11,6 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-REQUESTS = Counter(
-    "fsgateway_s3_requests_total", "S3 requests by kind and outcome (ok, not_found, error, ...)",
-    ["kind", "outcome"],
-)
-REQUEST_SECONDS = Histogram(
-    "fsgateway_s3_request_duration_seconds", "Latency of single S3 requests", ["kind"],
-    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-RETRIES = Counter("fsgateway_s3_retries_total", "S3 requests retried after a transient failure", ["kind"])
-BYTES_UP = Counter("fsgateway_uploaded_bytes_total", "Bytes sent to the object store")
-BYTES_DOWN = Counter("fsgateway_downloaded_bytes_total", "Bytes received from the object store")
 UPLOAD_SECONDS = Histogram(
     "fsgateway_upload_duration_seconds", "From close()/fsync() to the object complete in the bucket",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 import pyfuse3
 import trio
 
-from . import housekeeping, metrics, notify
+from . import daemon, housekeeping, metrics, notify
 from .config import Config
 from .core import Filesystem
 from .fuse_ops import FuseOperations
@@ -32,15 +32,10 @@ def fuse_options(cfg: Config) -> set[str]:
     return opts
 
 
-async def _watch_signals(fs: Filesystem) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            log.info("%s received: committing open files and unmounting", signal.Signals(signum).name)
-            notify.notify("STOPPING=1\nSTATUS=unmounting")
-            with trio.CancelScope(shield=True):  # a forced unmount must not cut commits short
-                await fs.flush_all()
-            pyfuse3.terminate()
-            return
+async def _unmount(fs: Filesystem, signame: str) -> None:
+    log.info("%s received: committing open files and unmounting", signame)
+    await fs.flush_all()  # shielded by daemon.stop_on_signal: a forced unmount must not cut commits short
+    pyfuse3.terminate()
 
 
 def set_kernel_read_ahead(mountpoint: str, size: int) -> None:
@@ -59,12 +54,6 @@ def set_kernel_read_ahead(mountpoint: str, size: int) -> None:
             f.write(str(size // 1024))
     except (OSError, StopIteration) as exc:
         log.info("kept the kernel's default read-ahead (%s)", exc)
-
-
-async def _watchdog(interval: float) -> None:
-    while True:
-        notify.notify("WATCHDOG=1")
-        await trio.sleep(interval)
 
 
 def run(cfg: Config, settings: StoreSettings, on_ready: Callable[[], None]) -> None:
@@ -91,11 +80,9 @@ async def _serve(cfg: Config, settings: StoreSettings, ops: FuseOperations, on_r
         fs = Filesystem(cfg, store, nursery, host, run_id)
         FuseOperations.__init__(ops, fs, after_init=lambda: nursery.start_soon(
             trio.to_thread.run_sync, set_kernel_read_ahead, cfg.mountpoint, cfg.kernel_read_ahead))
-        nursery.start_soon(_watch_signals, fs)
+        nursery.start_soon(daemon.stop_on_signal, partial(_unmount, fs))
         nursery.start_soon(housekeeping.clean_staging, store, host, run_id, cfg.stale_upload_age)
-        interval = notify.watchdog_interval()
-        if interval:
-            nursery.start_soon(_watchdog, interval)
+        nursery.start_soon(daemon.watchdog)
         metrics.UP.set(1)
         on_ready()
         notify.notify(f"READY=1\nSTATUS=serving {cfg.source} at {cfg.mountpoint}")

@@ -26,7 +26,7 @@ import trio
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
 
-from . import metrics
+from . import store_metrics as metrics
 from .concurrency import gather
 from .credentials import Keys
 from .errors import GatewayError
@@ -155,8 +155,9 @@ def startup_problem(exc: BaseException, s: StoreSettings) -> str:
 class ObjectStore:
     """Async S3 operations on one bucket."""
 
-    def __init__(self, settings: StoreSettings, client: Any | None = None) -> None:
+    def __init__(self, settings: StoreSettings, client: Any | None = None, role: str = "primary") -> None:
         self.settings = settings
+        self.role = role
         self.bucket = settings.bucket
         self.client = client or make_client(settings)
         self.limiter = trio.CapacityLimiter(settings.max_connections)
@@ -171,15 +172,15 @@ class ObjectStore:
             try:
                 result = await trio.to_thread.run_sync(fn, limiter=self.limiter)
             except (ClientError, BotoCoreError, OSError) as exc:
-                metrics.REQUEST_SECONDS.labels(kind).observe(time.monotonic() - t0)
+                metrics.REQUEST_SECONDS.labels(self.role, kind).observe(time.monotonic() - t0)
                 status = http_status(exc)
                 outcome = "not_found" if status == 404 else ("error" if not is_transient(exc) else "transient")
-                metrics.REQUESTS.labels(kind, outcome).inc()
+                metrics.REQUESTS.labels(self.role, kind, outcome).inc()
                 if is_transient(exc):
                     delay = self.backoff.delay(attempt)
                     if trio.current_time() + delay < deadline:
                         attempt += 1
-                        metrics.RETRIES.labels(kind).inc()
+                        metrics.RETRIES.labels(self.role, kind).inc()
                         log.warning("retrying %s %s after %s (attempt %d)", kind, key, describe(exc), attempt)
                         await trio.sleep(delay)
                         continue
@@ -187,8 +188,8 @@ class ObjectStore:
                 elif status != 404:
                     log.error("%s %s failed: %s", kind, key, describe(exc))
                 raise StoreError(kind, key, exc, errno_for(exc)) from exc
-            metrics.REQUEST_SECONDS.labels(kind).observe(time.monotonic() - t0)
-            metrics.REQUESTS.labels(kind, "ok").inc()
+            metrics.REQUEST_SECONDS.labels(self.role, kind).observe(time.monotonic() - t0)
+            metrics.REQUESTS.labels(self.role, kind, "ok").inc()
             return result
 
     # ------------------------------------------------------------------ reads
@@ -242,7 +243,7 @@ class ObjectStore:
                 body.close()
 
         data = await self._call("get", key, fetch)
-        metrics.BYTES_DOWN.inc(len(data))
+        metrics.BYTES_DOWN.labels(self.role).inc(len(data))
         return data
 
     async def download_to(self, key: str, size: int, path: str, if_match: str | None, chunk: int) -> None:
@@ -254,7 +255,7 @@ class ObjectStore:
 
     # ------------------------------------------------------------------ writes
     async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str,
-                  if_none_match: bool = False) -> str:
+                  if_none_match: bool = False, cache_control: str | None = None) -> str:
         """PutObject with Content-MD5, so the server rejects a body damaged on the way."""
 
         def send() -> str:
@@ -264,16 +265,20 @@ class ObjectStore:
                                   "Metadata": metadata, "ContentType": content_type}
             if if_none_match:
                 kw["IfNoneMatch"] = "*"
+            if cache_control:
+                kw["CacheControl"] = cache_control
             return self.client.put_object(**kw).get("ETag", "")
 
         etag = await self._call("put", key, send)
-        metrics.BYTES_UP.inc(body.length if isinstance(body, FileSlice) else len(body))
+        metrics.BYTES_UP.labels(self.role).inc(body.length if isinstance(body, FileSlice) else len(body))
         return etag
 
-    async def create_multipart(self, key: str, metadata: dict[str, str], content_type: str) -> str:
+    async def create_multipart(self, key: str, metadata: dict[str, str], content_type: str,
+                               cache_control: str | None = None) -> str:
+        extra = {"CacheControl": cache_control} if cache_control else {}
         r = await self._call("create_multipart", key, partial(
             self.client.create_multipart_upload, Bucket=self.bucket, Key=key, Metadata=metadata,
-            ContentType=content_type))
+            ContentType=content_type, **extra))
         return r["UploadId"]
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
@@ -285,7 +290,7 @@ class ObjectStore:
             return r["ETag"]
 
         result = await self._call("upload_part", key, send)
-        metrics.BYTES_UP.inc(body.length if isinstance(body, FileSlice) else len(body))
+        metrics.BYTES_UP.labels(self.role).inc(body.length if isinstance(body, FileSlice) else len(body))
         return result
 
     async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> str:
@@ -316,9 +321,10 @@ class ObjectStore:
             kw["UploadIdMarker"] = r.get("NextUploadIdMarker", "")
 
     async def copy(self, src: str, dst: str, size: int, metadata: dict[str, str] | None,
-                   content_type: str | None) -> str:
+                   content_type: str | None, cache_control: str | None = None) -> str:
         """Server-side copy; `metadata` None keeps the source's. Above 5 GiB, part by part.
 
+        A `cache_control` needs the metadata replaced, so it comes with `metadata`.
         Returns the new object's ETag as the server reports it ("" when it does not).
         """
         source = {"Bucket": self.bucket, "Key": src}
@@ -326,6 +332,8 @@ class ObjectStore:
             kw: dict[str, Any] = {"Bucket": self.bucket, "Key": dst, "CopySource": source}
             if metadata is not None:
                 kw.update(MetadataDirective="REPLACE", Metadata=metadata, ContentType=content_type or "")
+                if cache_control:
+                    kw["CacheControl"] = cache_control
             r = await self._call("copy", dst, partial(self.client.copy_object, **kw))
             return r.get("CopyObjectResult", {}).get("ETag", "")
         if metadata is None:
@@ -333,7 +341,8 @@ class ObjectStore:
             if info is None:
                 raise StoreError("copy", src, FileNotFoundError(src), 2)
             metadata, content_type = info.metadata, info.content_type
-        upload_id = await self.create_multipart(dst, metadata, content_type or "application/octet-stream")
+        upload_id = await self.create_multipart(dst, metadata, content_type or "application/octet-stream",
+                                                cache_control)
         ranges = [(i, s, min(size, s + COPY_PART_SIZE)) for i, s in enumerate(range(0, size, COPY_PART_SIZE), 1)]
 
         async def copy_part(number: int, start: int, end: int) -> str:

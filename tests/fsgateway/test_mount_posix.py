@@ -290,7 +290,7 @@ def test_metrics_count_requests_and_bytes(mount):
     (mount.path / "m").write_bytes(b"z" * 1000)
     text = mount.metrics()
     assert metric_value(text, "fsgateway_s3_requests_total", kind="put", outcome="ok") >= 1
-    assert metric_value(text, "fsgateway_uploaded_bytes_total") >= 1000
+    assert metric_value(text, "fsgateway_s3_uploaded_bytes_total", role="primary") >= 1000
     assert metric_value(text, "fsgateway_uploads_total", outcome="ok") >= 1
     assert metric_value(text, "fsgateway_mount_up") == 1
     assert "secret" not in text.lower()
