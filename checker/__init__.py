@@ -1,1 +1,1 @@
-"""Firmware package checker (the version check module); see DESIGN.md."""
+"""The version check module: validate firmware packages as they land, record, publish for devices."""

@@ -321,15 +321,18 @@ class ObjectStore:
             kw["UploadIdMarker"] = r.get("NextUploadIdMarker", "")
 
     async def copy(self, src: str, dst: str, size: int, metadata: dict[str, str] | None,
-                   content_type: str | None, cache_control: str | None = None) -> str:
+                   content_type: str | None, cache_control: str | None = None, if_match: str | None = None) -> str:
         """Server-side copy; `metadata` None keeps the source's. Above 5 GiB, part by part.
 
-        A `cache_control` needs the metadata replaced, so it comes with `metadata`.
+        A `cache_control` needs the metadata replaced, so it comes with `metadata`. With `if_match`
+        the copy fails (HTTP 412) unless the source still has that ETag: what was checked is what is copied.
         Returns the new object's ETag as the server reports it ("" when it does not).
         """
         source = {"Bucket": self.bucket, "Key": src}
         if size <= MAX_SINGLE_COPY:
             kw: dict[str, Any] = {"Bucket": self.bucket, "Key": dst, "CopySource": source}
+            if if_match:
+                kw["CopySourceIfMatch"] = if_match
             if metadata is not None:
                 kw.update(MetadataDirective="REPLACE", Metadata=metadata, ContentType=content_type or "")
                 if cache_control:
@@ -348,7 +351,8 @@ class ObjectStore:
         async def copy_part(number: int, start: int, end: int) -> str:
             r = await self._call("upload_part_copy", dst, partial(
                 self.client.upload_part_copy, Bucket=self.bucket, Key=dst, UploadId=upload_id, PartNumber=number,
-                CopySource=source, CopySourceRange=f"bytes={start}-{end - 1}"))
+                CopySource=source, CopySourceRange=f"bytes={start}-{end - 1}",
+                **({"CopySourceIfMatch": if_match} if if_match else {})))
             return r["CopyPartResult"]["ETag"]
 
         try:

@@ -1,0 +1,312 @@
+"""The version database (the RDS role): SQLite on one host, PostgreSQL for several.
+
+UNIQUE constraints settle races between checkers: (model, version) and
+(model, channel, release_counter) for releases, the package id for verdicts,
+so of two hosts judging the same upload exactly one records the verdict.
+Decisions that read before they write run under a lock (SQLite: BEGIN
+IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock). The schema is
+versioned; `migrate()` applies what is missing, once, under the same lock.
+Blocking calls: the daemon runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .rules import ModelPolicy, Release
+from .signing import AuthorisedKey, public_key_from_json
+
+# Each entry is one schema version; statements use {serial} and {real} for the dialect's spellings.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE models (name TEXT PRIMARY KEY, hw_revisions TEXT NOT NULL, max_payload BIGINT NOT NULL)""",
+        """CREATE TABLE keys (keyid TEXT PRIMARY KEY, public_key TEXT NOT NULL, label TEXT NOT NULL,
+           added_at {real} NOT NULL, revoked_at {real})""",
+        """CREATE TABLE key_models (keyid TEXT NOT NULL REFERENCES keys(keyid), model TEXT NOT NULL,
+           UNIQUE (keyid, model))""",
+        """CREATE TABLE releases (id {serial}, model TEXT NOT NULL, channel TEXT NOT NULL,
+           version TEXT NOT NULL, release_counter BIGINT NOT NULL, sha256 TEXT NOT NULL, length BIGINT NOT NULL,
+           name TEXT NOT NULL, hw_revisions TEXT NOT NULL, manifest TEXT NOT NULL, release_key TEXT NOT NULL,
+           package_id TEXT NOT NULL, keyid TEXT NOT NULL, accepted_at {real} NOT NULL,
+           UNIQUE (model, version), UNIQUE (model, channel, release_counter))""",
+        """CREATE TABLE verdicts (package_id TEXT PRIMARY KEY, package TEXT NOT NULL, outcome TEXT NOT NULL,
+           reason TEXT NOT NULL, detail TEXT NOT NULL, decided_at {real} NOT NULL, host TEXT NOT NULL,
+           done INTEGER NOT NULL DEFAULT 0)""",
+        """CREATE TABLE repo_versions (role TEXT PRIMARY KEY, version BIGINT NOT NULL)""",
+    ],
+    [
+        # v2: a release enters the TUF metadata only once its payload is in place under releases/.
+        """ALTER TABLE releases ADD COLUMN stored INTEGER NOT NULL DEFAULT 0""",
+        """CREATE INDEX verdicts_open ON verdicts (done)""",
+    ],
+]
+DIALECT = {
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"},
+    "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION"},
+}
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    package_id: str
+    package: str
+    outcome: str  # accepted | rejected | duplicate
+    reason: str
+    detail: str
+    done: bool
+
+
+def _release(row: tuple) -> Release:
+    model, channel, version, counter, sha, length, name, hw = row
+    return Release(model, channel, version, counter, sha, length, name, tuple(json.loads(hw)))
+
+
+_RELEASE_COLUMNS = "model, channel, version, release_counter, sha256, length, name, hw_revisions"
+
+
+class Tx:
+    """One transaction's statements, in the `?` paramstyle whatever the driver."""
+
+    def __init__(self, cursor: Any, dialect: str) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+
+    def execute(self, sql: str, args: tuple = ()) -> Tx:
+        self.cursor.execute(sql.replace("?", "%s") if self.dialect == "postgresql" else sql, args)
+        return self
+
+    def one(self) -> tuple | None:
+        return self.cursor.fetchone()
+
+    def all(self) -> list[tuple]:
+        return self.cursor.fetchall()
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.lock = threading.Lock()  # one connection, shared by the daemon's worker threads
+        if url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            self.dialect = "postgresql"
+            self.unique_violation: tuple[type[Exception], ...] = (psycopg.errors.UniqueViolation,)
+            try:
+                self.conn: Any = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise DatabaseError(f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[-1]}") from exc
+        else:
+            path = url.removeprefix("sqlite://")  # sqlite:///var/lib/x.db or a plain path
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.dialect = "sqlite"
+            self.unique_violation = (sqlite3.IntegrityError,)
+            try:
+                self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise DatabaseError(f"cannot open SQLite database {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def begin(self, lock_name: str = "fsgateway-checker") -> Tx:
+        """Start a serialised read-then-write transaction: every checker on this database queues here.
+
+        Held across awaits by the publisher (the lock is released by `end`, maybe in another thread).
+        """
+        self.lock.acquire()
+        try:
+            tx = Tx(self.conn.cursor(), self.dialect)
+            if self.dialect == "sqlite":
+                tx.execute("BEGIN IMMEDIATE")
+            else:
+                tx.execute("BEGIN")
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (lock_name,))
+        except BaseException:
+            self.lock.release()
+            raise
+        return tx
+
+    def end(self, tx: Tx, commit: bool) -> None:
+        try:
+            tx.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            self.lock.release()
+
+    @contextmanager
+    def transaction(self, lock_name: str = "fsgateway-checker") -> Iterator[Tx]:
+        tx = self.begin(lock_name)
+        try:
+            yield tx
+        except BaseException:
+            self.end(tx, commit=False)
+            raise
+        self.end(tx, commit=True)
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self.lock:
+            return Tx(self.conn.cursor(), self.dialect).execute(sql, args).all()
+
+    # ------------------------------------------------------------------ schema
+    def migrate(self) -> int:
+        """Bring the schema to the newest version; returns how many migrations were applied."""
+        with self.transaction("fsgateway-checker-migrate") as tx:
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = tx.execute("SELECT version FROM schema_version").one()
+            if row is None:
+                tx.execute("INSERT INTO schema_version (version) VALUES (0)")
+            version = row[0] if row else 0
+            if version > len(MIGRATIONS):
+                raise DatabaseError(f"database schema {version} is newer than this checker knows ({len(MIGRATIONS)})")
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    tx.execute(statement.format(**DIALECT[self.dialect]))
+            tx.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+        return len(MIGRATIONS) - version
+
+    # ------------------------------------------------------------------ models and keys
+    def set_model(self, policy: ModelPolicy) -> None:
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM models WHERE name = ?", (policy.name,))
+            tx.execute("INSERT INTO models (name, hw_revisions, max_payload) VALUES (?, ?, ?)",
+                       (policy.name, json.dumps(sorted(policy.hw_revisions)), policy.max_payload))
+
+    def models(self) -> dict[str, ModelPolicy]:
+        rows = self.query("SELECT name, hw_revisions, max_payload FROM models ORDER BY name")
+        return {n: ModelPolicy(n, tuple(json.loads(hw)), cap) for n, hw, cap in rows}
+
+    def add_key(self, keyid: str, public_key_json: str, label: str, models: list[str]) -> None:
+        """Authorise a key for model patterns (adding a second key for a model is a rotation)."""
+        with self.transaction() as tx:
+            if tx.execute("SELECT revoked_at FROM keys WHERE keyid = ?", (keyid,)).one() is None:
+                tx.execute("INSERT INTO keys (keyid, public_key, label, added_at) VALUES (?, ?, ?, ?)",
+                           (keyid, public_key_json, label, time.time()))
+            for model in models:
+                tx.execute("DELETE FROM key_models WHERE keyid = ? AND model = ?", (keyid, model))
+                tx.execute("INSERT INTO key_models (keyid, model) VALUES (?, ?)", (keyid, model))
+
+    def revoke_key(self, keyid: str) -> bool:
+        """Revoke at once (the next signature check sees it); False if the key is unknown."""
+        with self.transaction() as tx:
+            found = tx.execute("SELECT keyid FROM keys WHERE keyid = ?", (keyid,)).one()
+            if found:
+                tx.execute("UPDATE keys SET revoked_at = ? WHERE keyid = ? AND revoked_at IS NULL",
+                           (time.time(), keyid))
+            return found is not None
+
+    def keys(self) -> dict[str, AuthorisedKey]:
+        rows = self.query("SELECT k.keyid, k.public_key, k.revoked_at, m.model FROM keys k "
+                          "LEFT JOIN key_models m ON m.keyid = k.keyid ORDER BY k.keyid, m.model")
+        out: dict[str, AuthorisedKey] = {}
+        for keyid, public, revoked, model in rows:
+            prev = out.get(keyid)
+            models = (*prev.models, model) if prev else ((model,) if model else ())
+            out[keyid] = AuthorisedKey(public_key_from_json(public), models, revoked is not None)
+        return out
+
+    def key_rows(self) -> list[tuple[str, str, float, float | None, str]]:
+        """(keyid, label, added_at, revoked_at, models) for listings."""
+        rows = self.query("SELECT k.keyid, k.label, k.added_at, k.revoked_at, m.model FROM keys k "
+                          "LEFT JOIN key_models m ON m.keyid = k.keyid ORDER BY k.added_at, m.model")
+        merged: dict[str, list] = {}
+        for keyid, label, added, revoked, model in rows:
+            merged.setdefault(keyid, [keyid, label, added, revoked, []])[4].append(model or "")
+        return [(k, lbl, a, r, ",".join(m for m in ms if m)) for k, lbl, a, r, ms in merged.values()]
+
+    # ------------------------------------------------------------------ releases
+    def release(self, model: str, version: str) -> Release | None:
+        rows = self.query(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE model = ? AND version = ?",
+                          (model, version))
+        return _release(rows[0]) if rows else None
+
+    def latest(self, model: str, channel: str) -> Release | None:
+        rows = self.query(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE model = ? AND channel = ? "
+                          "ORDER BY release_counter DESC LIMIT 1", (model, channel))
+        return _release(rows[0]) if rows else None
+
+    def releases(self, model: str | None = None) -> list[tuple[Release, str, float]]:
+        """(release, release key, accepted_at), oldest first."""
+        where, args = ("WHERE model = ?", (model,)) if model else ("", ())
+        rows = self.query(f"SELECT {_RELEASE_COLUMNS}, release_key, accepted_at FROM releases {where} "
+                          "ORDER BY model, release_counter", args)
+        return [(_release(r[:8]), r[8], r[9]) for r in rows]
+
+    def record_release(self, tx: Tx, r: Release, manifest: str, release_key: str, package_id: str,
+                       keyid: str) -> None:
+        tx.execute(f"INSERT INTO releases ({_RELEASE_COLUMNS}, manifest, release_key, package_id, keyid, "
+                   "accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (r.model, r.channel, r.version, r.release_counter, r.sha256, r.length, r.name,
+                    json.dumps(list(r.hw_revisions)), manifest, release_key, package_id, keyid, time.time()))
+
+    def tx_release(self, tx: Tx, model: str, version: str) -> Release | None:
+        row = tx.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE model = ? AND version = ?",
+                         (model, version)).one()
+        return _release(row) if row else None
+
+    def tx_latest(self, tx: Tx, model: str, channel: str) -> Release | None:
+        row = tx.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE model = ? AND channel = ? "
+                         "ORDER BY release_counter DESC LIMIT 1", (model, channel)).one()
+        return _release(row) if row else None
+
+    def mark_stored(self, model: str, version: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("UPDATE releases SET stored = 1 WHERE model = ? AND version = ?", (model, version))
+
+    def tx_stored_releases(self, tx: Tx) -> list[Release]:
+        rows = tx.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE stored = 1 ORDER BY model, "
+                          "release_counter").all()
+        return [_release(r) for r in rows]
+
+    # ------------------------------------------------------------------ verdicts
+    def record_verdict(self, tx: Tx, v: Verdict, host: str) -> bool:
+        """Insert the verdict unless one exists; True if this call recorded it."""
+        if tx.execute("SELECT 1 FROM verdicts WHERE package_id = ?", (v.package_id,)).one():
+            return False
+        tx.execute("INSERT INTO verdicts (package_id, package, outcome, reason, detail, decided_at, host, done) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                   (v.package_id, v.package, v.outcome, v.reason, v.detail, time.time(), host))
+        return True
+
+    def verdict(self, package_id: str) -> Verdict | None:
+        rows = self.query("SELECT package_id, package, outcome, reason, detail, done FROM verdicts "
+                          "WHERE package_id = ?", (package_id,))
+        return Verdict(*rows[0][:5], bool(rows[0][5])) if rows else None
+
+    def mark_done(self, package_id: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("UPDATE verdicts SET done = 1 WHERE package_id = ?", (package_id,))
+
+    def verdict_rows(self, limit: int = 50) -> list[tuple]:
+        return self.query("SELECT decided_at, package, outcome, reason, detail, host FROM verdicts "
+                          "ORDER BY decided_at DESC LIMIT ?", (limit,))
+
+    # ------------------------------------------------------------------ TUF metadata versions
+    def next_version(self, tx: Tx, role: str) -> int:
+        row = tx.execute("SELECT version FROM repo_versions WHERE role = ?", (role,)).one()
+        version = (row[0] if row else 0) + 1
+        if row:
+            tx.execute("UPDATE repo_versions SET version = ? WHERE role = ?", (version, role))
+        else:
+            tx.execute("INSERT INTO repo_versions (role, version) VALUES (?, ?)", (role, version))
+        return version
+
+    def current_version(self, tx: Tx, role: str) -> int:
+        row = tx.execute("SELECT version FROM repo_versions WHERE role = ?", (role,)).one()
+        return row[0] if row else 0
+
+    def release_of_package(self, package_id: str) -> Release | None:
+        rows = self.query(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE package_id = ?", (package_id,))
+        return _release(rows[0]) if rows else None

@@ -1,0 +1,99 @@
+"""`fsgateway-device`: a simulated device. TUF (python-tuf's ngclient) over plain HTTP, as through a CDN.
+
+It trusts only the root metadata it was provisioned with, refreshes
+timestamp → snapshot → targets (rejecting expired, rolled-back or badly
+signed metadata), reads its model's release index (itself a TUF target),
+picks the newest release for its hardware revision and channel, and
+downloads it through TUF (length and SHA-256 verified). A release whose
+counter is not above the installed one is refused: no rollback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from tuf.api.exceptions import DownloadError, RepositoryError
+from tuf.ngclient import Updater
+
+from fsgateway import daemon
+
+
+def fail(message: str) -> int:
+    return daemon.fail("fsgateway-device", message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fsgateway-device", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", required=True, help="base URL of the published tree, e.g. http://cdn.example/bucket/")
+    p.add_argument("--root", required=True, help="the root.json the device was provisioned with")
+    p.add_argument("--model", required=True)
+    p.add_argument("--hw", required=True, help="this device's hardware revision")
+    p.add_argument("--channel", default="stable")
+    p.add_argument("--state-dir", required=True, help="metadata cache, installed.json, downloaded firmware")
+    return p
+
+
+def newest(index: dict, hw: str, channel: str) -> dict | None:
+    candidates = [r for r in index.get("releases", []) if hw in r["hw_revisions"] and r["channel"] == channel]
+    return max(candidates, key=lambda r: r["release_counter"], default=None)
+
+
+def update(args: argparse.Namespace) -> dict:
+    base = args.url.rstrip("/") + "/"
+    meta_dir = os.path.join(args.state_dir, "metadata")
+    target_dir = os.path.join(args.state_dir, "targets")
+    os.makedirs(meta_dir, exist_ok=True)
+    os.makedirs(target_dir, exist_ok=True)
+    bootstrap = None  # after the first run: the cached root, which follows root rotations
+    if not os.path.exists(os.path.join(meta_dir, "root.json")):
+        with open(args.root, "rb") as f:
+            bootstrap = f.read()
+    updater = Updater(meta_dir, base + "metadata/", target_dir, base + "releases/", bootstrap=bootstrap)
+    updater.refresh()
+    index_info = updater.get_targetinfo(f"{args.model}/index.json")
+    if index_info is None:
+        return {"result": "no_release", "model": args.model}
+    with open(updater.download_target(index_info), "rb") as f:
+        index = json.load(f)
+    choice = newest(index, args.hw, args.channel)
+    if choice is None:
+        return {"result": "no_release", "model": args.model, "hw": args.hw}
+    info = updater.get_targetinfo(choice["target"])
+    custom = (info.custom if info else None) or {}
+    if info is None or custom.get("release_counter") != choice["release_counter"] or args.hw not in custom.get(
+            "hw_revisions", []):
+        raise RepositoryError(f"index entry {choice['target']} disagrees with the signed targets metadata")
+    installed_path = os.path.join(args.state_dir, "installed.json")
+    installed = {}
+    if os.path.exists(installed_path):
+        with open(installed_path) as f:
+            installed = json.load(f)
+    if installed and custom["release_counter"] <= installed["release_counter"]:
+        result = "up_to_date" if custom["release_counter"] == installed["release_counter"] else "rollback_refused"
+        return {"result": result, "installed": installed, "offered": custom}
+    path = updater.find_cached_target(info) or updater.download_target(info)
+    installed = {**custom, "path": path, "sha256": info.hashes["sha256"], "length": info.length}
+    with open(installed_path + ".tmp", "w") as f:
+        json.dump(installed, f)
+    os.replace(installed_path + ".tmp", installed_path)
+    return {"result": "updated", "installed": installed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        result = update(args)
+    except (RepositoryError, DownloadError) as exc:
+        return fail(f"update refused: {type(exc).__name__}: {exc}")
+    except OSError as exc:
+        return fail(str(exc))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Judging one landed package: the checks, cheapest first, with the reads they need. No verdict is written here.
+
+Before any payload byte is hashed, the payload is copied (server side, only
+if its ETag is still the one listed) to a private staging key. The hash is
+taken of that copy and the release is made from it, so what was checked is
+exactly what devices get, even if the upload is overwritten meanwhile.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from fsgateway.store import ObjectStore, StoreError
+
+from . import manifest as manifest_mod
+from . import metrics, rules, signing
+from .db import Database
+from .landing import Package
+from .manifest import Manifest, ManifestError
+
+log = logging.getLogger("checker.judge")
+
+HASH_CHUNK = 16 << 20
+STAGING = ".fsgateway/checker/"  # hidden from mount listings, ignored by syncd
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # pending | accepted | duplicate | rejected
+    reason: str
+    detail: str
+    manifest: Manifest | None = None
+    manifest_text: str = ""
+    keyid: str = ""
+    staged: str = ""  # staging key holding the hashed payload
+
+
+def pending(reason: str, detail: str) -> Decision:
+    return Decision("pending", reason, detail)
+
+
+def rejected(reason: str, detail: str, m: Manifest | None = None) -> Decision:
+    return Decision("rejected", reason, detail, m)
+
+
+def staging_key(prefix: str, package_id: str) -> str:
+    return f"{prefix}{STAGING}{package_id}"
+
+
+async def sha256_of(store: ObjectStore, key: str, size: int, etag: str | None = None) -> tuple[str, int]:
+    """Stream an object through SHA-256: one ranged GET ahead of the hashing (bounded: 2 chunks)."""
+    h = hashlib.sha256()
+    total = 0
+    send, receive = trio.open_memory_channel[bytes](1)
+
+    async def fetch() -> None:
+        async with send:
+            for start in range(0, size, HASH_CHUNK):
+                await send.send(await store.get(key, start, min(size, start + HASH_CHUNK), etag))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fetch)
+        async with receive:
+            async for chunk in receive:
+                await trio.to_thread.run_sync(h.update, chunk)  # hashlib drops the GIL for big buffers
+                total += len(chunk)
+                metrics.HASHED.inc(len(chunk))
+    return h.hexdigest(), total
+
+
+def _changed(exc: StoreError) -> bool:
+    """The object was overwritten or removed since it was listed."""
+    return exc.errno in (errno.ESTALE, errno.ENOENT)
+
+
+class Judge:
+    def __init__(self, store: ObjectStore, db: Database, prefix: str, pending_deadline: float) -> None:
+        self.store = store
+        self.db = db
+        self.prefix = prefix
+        self.pending_deadline = pending_deadline
+
+    def _waiting(self, pkg: Package, now: float, reason: str, detail: str) -> Decision:
+        """Pending until the deadline (counted from the first part's arrival), then rejected."""
+        if now - pkg.first_seen() >= self.pending_deadline:
+            return rejected(reason, f"{detail} after {self.pending_deadline:.0f} s")
+        return pending(reason, detail)
+
+    async def examine(self, pkg: Package, now: float) -> Decision:
+        if pkg.problem:
+            return rejected(pkg.problem.reason, pkg.problem.detail)
+        part = pkg.manifest
+        if part is None:
+            return self._waiting(pkg, now, "incomplete", "manifest.json has not arrived")
+        if part.size > manifest_mod.MAX_MANIFEST_BYTES:
+            return rejected("manifest_too_large", f"{part.size} bytes > {manifest_mod.MAX_MANIFEST_BYTES}")
+        try:
+            data = await self.store.get(part.key, if_match=part.etag)
+        except StoreError as exc:
+            if _changed(exc):
+                return pending("changed", "manifest.json changed while being read")
+            raise
+        try:
+            m = manifest_mod.parse(data)
+        except ManifestError as exc:
+            return rejected(exc.reason, exc.detail)
+        models, keys = await trio.to_thread.run_sync(lambda: (self.db.models(), self.db.keys()))
+        problem = rules.check_package(m, pkg.model, pkg.version, models.get(m.model))
+        if problem:
+            return rejected(problem.reason, problem.detail, m)
+        try:
+            keyid = signing.verify(m, keys)
+        except ManifestError as exc:
+            return rejected(exc.reason, exc.detail, m)
+        extra = sorted(set(pkg.parts) - {rules.MANIFEST_NAME, m.payload_name})
+        payload = pkg.parts.get(m.payload_name)
+        if payload is None:
+            detail = f"payload {m.payload_name!r} has not arrived" + (f" (found {', '.join(extra)})" if extra else "")
+            return self._waiting(pkg, now, "incomplete", detail)
+        if extra:
+            return rejected("unexpected_file", f"unexpected file(s) beside the package: {', '.join(extra)}", m)
+        if payload.size != m.payload_length:
+            return self._waiting(pkg, now, "length_mismatch",
+                                 f"payload is {payload.size} bytes, manifest says {m.payload_length}")
+        same, latest = await trio.to_thread.run_sync(
+            lambda: (self.db.release(m.model, m.version), self.db.latest(m.model, m.channel)))
+        problem = rules.version_decision(m, same, latest)
+        if problem and problem.reason != "duplicate":  # a downgrade is refused before hashing anything
+            return rejected(problem.reason, problem.detail, m)
+        staged = staging_key(self.prefix, pkg.package_id())
+        try:
+            await self.store.copy(payload.key, staged, payload.size, None, None, if_match=payload.etag)
+        except StoreError as exc:
+            if _changed(exc):
+                return pending("changed", "payload changed while being checked")
+            raise
+        digest, length = await sha256_of(self.store, staged, payload.size)
+        if length != m.payload_length:
+            return Decision("rejected", "length_mismatch", f"read {length} bytes, manifest says {m.payload_length}",
+                            m, staged=staged)
+        if digest != m.payload_sha256:
+            return Decision("rejected", "sha256_mismatch", f"payload SHA-256 is {digest}", m, staged=staged)
+        outcome = "duplicate" if problem else "accepted"
+        return Decision(outcome, problem.reason if problem else "ok", problem.detail if problem else "", m,
+                        data.decode(), keyid, staged)

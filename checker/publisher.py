@@ -1,0 +1,154 @@
+"""Carrying out verdicts: releases, TUF metadata, quarantine, clean-up. Every step is idempotent.
+
+A verdict is recorded in the database before any of this runs, and marked
+done after it; a checker that dies in between finds the verdict open on the
+next look at the package and finishes the same steps again (same keys, same
+bytes), so nothing is published twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import trio
+from securesystemslib.signer import Signer
+
+from fsgateway.store import ObjectStore
+
+from . import metrics, tufrepo
+from .db import Database, Verdict
+from .landing import Package, Part
+from .rules import Release
+
+log = logging.getLogger("checker.publish")
+
+QUARANTINE = "quarantine/"
+OCTET = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class RepoPolicy:
+    targets_expiry: float
+    timestamp_expiry: float
+    timestamp_max_age: int
+
+    @property
+    def timestamp_cache(self) -> str:
+        return f"public, max-age={self.timestamp_max_age}"
+
+
+def _safe(name: str, index: int) -> str:
+    """A quarantine file name: the original when printable and sane, else a placeholder."""
+    ok = name and name not in (".", "..") and name.isprintable() and len(name.encode("utf-8", "replace")) <= 200
+    ok = ok and not any(0xDC80 <= ord(c) <= 0xDCFF for c in name)
+    return name if ok else f"part-{index}"
+
+
+def quarantine_prefix(prefix: str, pkg: Package | None, package_id: str) -> str:
+    if pkg is not None and _safe(pkg.model, 0) == pkg.model and _safe(pkg.version, 0) == pkg.version:
+        return f"{prefix}{QUARANTINE}{pkg.model}/{pkg.version}/{package_id[:16]}/"
+    return f"{prefix}{QUARANTINE}_invalid/{package_id[:16]}/"
+
+
+class Publisher:
+    def __init__(self, store: ObjectStore, db: Database, prefix: str, signer: Signer, policy: RepoPolicy,
+                 host: str) -> None:
+        self.store = store
+        self.db = db
+        self.prefix = prefix
+        self.signer = signer
+        self.policy = policy
+        self.host = host
+
+    # ------------------------------------------------------------------ TUF
+    async def publish(self) -> None:
+        """New targets, snapshot and timestamp from the stored releases, under the database's lock.
+
+        Version numbers are taken and kept even when a write fails, so an
+        immutable `N.targets.json` is never rewritten with other content.
+        """
+        tx = await trio.to_thread.run_sync(self.db.begin, "fsgateway-checker-publish")
+        failure: BaseException | None = None
+        try:
+            releases = self.db.tx_stored_releases(tx)
+            versions = tufrepo.Versions(*(self.db.next_version(tx, r) for r in tufrepo.ONLINE_ROLES))
+            now = tufrepo.utcnow()
+            blobs = tufrepo.build(releases, versions, self.signer, now, self.policy.targets_expiry,
+                                  self.policy.timestamp_expiry, self.policy.timestamp_cache)
+            try:
+                for blob in blobs:
+                    await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
+                                         cache_control=blob.cache_control)
+            except Exception as exc:
+                failure = exc
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.db.end, tx, True)
+        if failure is not None:
+            metrics.PUBLISHES.labels("error").inc()
+            raise failure
+        metrics.PUBLISHES.labels("ok").inc()
+        metrics.TIMESTAMP_EXPIRY.set(time.time() + self.policy.timestamp_expiry)
+        log.info("published TUF metadata: targets v%d (%d releases), snapshot v%d, timestamp v%d",
+                 versions.targets, len(releases), versions.snapshot, versions.timestamp)
+
+    async def refresh_timestamp(self) -> None:
+        """Re-sign timestamp.json (same snapshot) so devices never see it expire; publish if never done."""
+        tx = await trio.to_thread.run_sync(self.db.begin, "fsgateway-checker-publish")
+        try:
+            snapshot = self.db.current_version(tx, "snapshot")
+            if snapshot:
+                versions = tufrepo.Versions(self.db.current_version(tx, "targets"), snapshot,
+                                            self.db.next_version(tx, "timestamp"))
+                blob = tufrepo.timestamp(versions, self.signer, tufrepo.utcnow(), self.policy.timestamp_expiry,
+                                         self.policy.timestamp_cache)
+                await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
+                                     cache_control=blob.cache_control)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.db.end, tx, True)
+        if not snapshot:
+            await self.publish()
+            return
+        metrics.TIMESTAMP_EXPIRY.set(time.time() + self.policy.timestamp_expiry)
+        log.info("re-signed timestamp.json (v%d)", versions.timestamp)
+
+    # ------------------------------------------------------------------ verdicts
+    async def release(self, r: Release, staged: str) -> None:
+        """Put the staged payload at its content-addressed key (if not there yet), then publish."""
+        key = self.prefix + tufrepo.release_key(r)
+        if await self.store.head(key) is None:
+            await self.store.copy(staged, key, r.length, {"fsg-sha256": r.sha256}, OCTET,
+                                  cache_control=tufrepo.IMMUTABLE)
+        await trio.to_thread.run_sync(self.db.mark_stored, r.model, r.version)
+        await self.publish()
+
+    async def quarantine(self, pkg: Package | None, parts: list[Part], verdict: Verdict) -> str:
+        """Copy the parts under quarantine/ with a reason.json beside them; returns the folder."""
+        folder = quarantine_prefix(self.prefix, pkg, verdict.package_id)
+        listed = []
+        for i, part in enumerate(parts):
+            name = _safe(part.key.rsplit("/", 1)[-1], i)
+            info = await self.store.head(part.key)
+            if info is not None and info.etag == part.etag:
+                await self.store.copy(part.key, folder + name, part.size, None, None, if_match=part.etag)
+            listed.append({"key": part.key.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                           "stored_as": name, "size": part.size, "etag": part.etag})
+        reason = {"package": verdict.package, "outcome": verdict.outcome, "reason": verdict.reason,
+                  "detail": verdict.detail, "parts": listed, "checker_host": self.host,
+                  "decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        await self.store.put(folder + "reason.json", json.dumps(reason, indent=1).encode() + b"\n", {},
+                             "application/json")
+        return folder
+
+    async def remove(self, parts: list[Part], staged: str) -> None:
+        """Clear the upload area: only parts still holding the bytes that were judged."""
+        for part in parts:
+            info = await self.store.head(part.key)
+            if info is not None and info.etag == part.etag:
+                await self.store.delete(part.key)
+        if staged:
+            await self.store.delete(staged)

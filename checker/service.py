@@ -1,0 +1,301 @@
+"""The checker daemon: events and listings in, one verdict per landed package out.
+
+Two ways a package comes to be looked at: inotify events on the mount
+(watchdog `close_write`/`moved_to`, the fast path for uploads through this
+host) and a periodic listing of incoming/ (uploads from other hosts or
+straight into the bucket, and anything an event missed). Either way the
+package's objects are listed afresh and judged under a per-package lock, so
+events only ever say "look again".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import trio
+from watchdog.events import (
+    DirMovedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from fsgateway.store import ObjectStore
+
+from . import landing, metrics, rules
+from .db import Database, Tx, Verdict
+from .judge import Decision, Judge, staging_key
+from .landing import Package, Part
+from .publisher import Publisher
+from .tufrepo import release_key
+
+log = logging.getLogger("checker")
+
+
+def _part(obj: dict) -> Part:
+    return Part(obj["Key"], obj["Size"], obj.get("ETag", ""), obj["LastModified"].timestamp())
+
+
+@dataclass
+class Checker:
+    store: ObjectStore
+    db: Database
+    judge: Judge
+    publisher: Publisher
+    prefix: str
+    host: str
+    reconcile_interval: float
+    concurrency: int
+    timestamp_expiry: float
+    locks: dict[str, trio.Lock] = field(default_factory=dict)
+    pending: dict[str, float] = field(default_factory=dict)  # package prefix -> first part's arrival
+    queued: set[str] = field(default_factory=set)
+    timers: set[str] = field(default_factory=set)
+
+    @property
+    def incoming(self) -> str:
+        return f"{self.prefix}{rules.INCOMING}"
+
+    # ------------------------------------------------------------------ wiring
+    async def run(self, mount_dir: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        send, receive = trio.open_memory_channel[str](10_000)
+        self.send = send
+        await self.resume_open_verdicts()
+        await self.publisher.refresh_timestamp()
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            for _ in range(self.concurrency):
+                nursery.start_soon(self._worker, receive.clone())
+            if mount_dir:
+                nursery.start_soon(self._watch, mount_dir)
+            nursery.start_soon(self._reconcile_loop)
+            nursery.start_soon(self._timestamp_loop)
+            task_status.started()
+
+    def enqueue(self, package_prefix: str) -> None:
+        if package_prefix not in self.queued:
+            self.queued.add(package_prefix)
+            self.send.send_nowait(package_prefix)
+
+    async def _worker(self, receive: trio.MemoryReceiveChannel[str]) -> None:
+        async for package_prefix in receive:
+            self.queued.discard(package_prefix)
+            try:
+                await self.look(package_prefix)
+            except Exception:
+                metrics.ERRORS.labels("judge").inc()
+                log.exception("looking at %s failed; it will be looked at again", package_prefix)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception:
+                metrics.ERRORS.labels("reconcile").inc()
+                log.exception("listing %s failed; retrying at the next interval", self.incoming)
+            await trio.sleep(self.reconcile_interval)
+
+    async def _timestamp_loop(self) -> None:
+        while True:
+            await trio.sleep(self.timestamp_expiry / 4)
+            try:
+                await self.publisher.refresh_timestamp()
+            except Exception:
+                metrics.ERRORS.labels("timestamp").inc()
+                log.exception("re-signing timestamp.json failed; retrying in a minute")
+                await trio.sleep(60)
+
+    async def _watch(self, mount_dir: str) -> None:
+        """Run a watchdog observer on <mount>/incoming; events become package prefixes to look at."""
+        root = os.path.join(mount_dir, rules.INCOMING.rstrip("/"))
+        await trio.to_thread.run_sync(lambda: os.makedirs(root, exist_ok=True))
+        token = trio.lowlevel.current_trio_token()
+        checker = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if isinstance(event, FileClosedEvent):
+                    path, kind = event.src_path, "close_write"
+                elif isinstance(event, FileMovedEvent | DirMovedEvent):
+                    path, kind = event.dest_path, "moved_to"
+                else:
+                    return
+                rel = os.path.relpath(os.fsdecode(path), root)
+                parts = rel.split(os.sep)
+                if rel.startswith("..") or len(parts) < 2:
+                    return
+                metrics.EVENTS.labels(kind).inc()
+                target = f"{checker.incoming}{parts[0]}/{parts[1]}/"
+                with contextlib.suppress(trio.RunFinishedError):  # shutting down
+                    trio.from_thread.run_sync(checker.enqueue, target, trio_token=token)
+
+        observer = Observer()
+        observer.schedule(Handler(), root, recursive=True)
+        observer.start()
+        log.info("watching %s for close_write and moved_to", root)
+        try:
+            await trio.sleep_forever()
+        finally:
+            observer.stop()
+            await trio.to_thread.run_sync(observer.join)
+
+    # ------------------------------------------------------------------ listing
+    async def _list(self, prefix: str) -> list[Part]:
+        out: list[Part] = []
+        token = None
+        while True:
+            objects, _, token = await self.store.list_page(prefix, token, delimiter="")
+            out.extend(_part(o) for o in objects)
+            if not token:
+                return out
+
+    async def reconcile(self) -> None:
+        packages, strays = landing.group(await self._list(self.incoming), self.incoming)
+        for pkg in packages:
+            self.enqueue(pkg.prefix)
+        for part, problem in strays:
+            await self.reject_stray(part, problem)
+        live = {p.prefix for p in packages}
+        for gone in set(self.pending) - live:
+            self.pending.pop(gone, None)
+        self._pending_gauges()
+        metrics.LAST_RECONCILE.set(time.time())
+
+    def _pending_gauges(self) -> None:
+        metrics.PENDING.set(len(self.pending))
+        oldest = min(self.pending.values(), default=None)
+        metrics.OLDEST_PENDING.set(time.time() - oldest if oldest else 0)
+
+    # ------------------------------------------------------------------ one package
+    async def look(self, package_prefix: str) -> None:
+        lock = self.locks.setdefault(package_prefix, trio.Lock())
+        async with lock:
+            packages, _ = landing.group(await self._list(package_prefix), self.incoming)
+            pkg = next((p for p in packages if p.prefix == package_prefix), None)
+            if pkg is None or not pkg.parts:
+                self.pending.pop(package_prefix, None)
+                if pkg is None:
+                    self.locks.pop(package_prefix, None)
+                self._pending_gauges()
+                return
+            await self.handle(pkg)
+            self._pending_gauges()
+
+    async def handle(self, pkg: Package) -> None:
+        package_id = pkg.package_id()
+        existing = await trio.to_thread.run_sync(self.db.verdict, package_id)
+        if existing is not None:  # judged before (by us before a crash, or by another host)
+            await self.finish(pkg, existing)
+            return
+        decision = await self.judge.examine(pkg, time.time())
+        if decision.outcome == "pending":
+            self.pending.setdefault(pkg.prefix, pkg.first_seen())
+            self._recheck_at_deadline(pkg)
+            log.debug("pending %s: %s", pkg.prefix, decision.detail)
+            return
+        self.pending.pop(pkg.prefix, None)
+        verdict, ours = await trio.to_thread.run_sync(self.record, pkg, package_id, decision)
+        if ours:
+            metrics.VERDICTS.labels(verdict.outcome, verdict.reason).inc()
+            metrics.LATENCY.observe(max(0.0, time.time() - pkg.landed_at()))
+            level = logging.INFO if verdict.outcome != "rejected" else logging.WARNING
+            log.log(level, "%s %s: %s%s", verdict.outcome, pkg.prefix, verdict.reason,
+                    f" ({verdict.detail})" if verdict.detail else "")
+        await self.finish(pkg, verdict)
+
+    def record(self, pkg: Package, package_id: str, d: Decision) -> tuple[Verdict, bool]:
+        """Arbitrate in one transaction: the version policy again, then release and verdict rows."""
+        with self.db.transaction() as tx:
+            found = tx.execute("SELECT outcome, reason, detail FROM verdicts WHERE package_id = ?",
+                               (package_id,)).one()
+            if found:
+                return Verdict(package_id, pkg.prefix, *found, False), False
+            outcome, reason, detail = d.outcome, d.reason, d.detail
+            if outcome in ("accepted", "duplicate") and d.manifest is not None:
+                outcome, reason, detail = self._arbitrate(tx, package_id, d)
+            verdict = Verdict(package_id, pkg.prefix, outcome, reason, detail, False)
+            self.db.record_verdict(tx, verdict, self.host)
+            return verdict, True
+
+    def _arbitrate(self, tx: Tx, package_id: str, d: Decision) -> tuple[str, str, str]:
+        m = d.manifest
+        assert m is not None
+        problem = rules.version_decision(m, self.db.tx_release(tx, m.model, m.version),
+                                         self.db.tx_latest(tx, m.model, m.channel))
+        if problem is None:
+            release = rules.Release(m.model, m.channel, m.version, m.release_counter, m.payload_sha256,
+                                    m.payload_length, m.payload_name, m.hw_revisions)
+            self.db.record_release(tx, release, d.manifest_text, self.prefix + release_key(release), package_id,
+                                   d.keyid)
+            return "accepted", "ok", f"{m.model} {m.version} (counter {m.release_counter}, {m.channel})"
+        if problem.reason == "duplicate":
+            return "duplicate", "duplicate", problem.detail
+        return "rejected", problem.reason, problem.detail
+
+    async def finish(self, pkg: Package, verdict: Verdict) -> None:
+        """Carry out a recorded verdict (idempotent), clear the upload area, close the verdict."""
+        staged = staging_key(self.prefix, verdict.package_id)
+        parts = list(pkg.parts.values())
+        if not verdict.done:
+            if verdict.outcome in ("accepted", "duplicate"):
+                release = await trio.to_thread.run_sync(self.db.release, pkg.model, pkg.version)
+                if release is not None:
+                    await self.publisher.release(release, staged)
+            else:
+                folder = await self.publisher.quarantine(pkg, parts, verdict)
+                log.info("quarantined %s in %s", pkg.prefix, folder)
+        await self.publisher.remove(parts, staged)
+        if not verdict.done:
+            await trio.to_thread.run_sync(self.db.mark_done, verdict.package_id)
+
+    async def reject_stray(self, part: Part, problem: rules.Problem) -> None:
+        """A key outside incoming/<model>/<version>/: quarantined on its own."""
+        package_id = hashlib.sha256(f"{part.key}\0{part.etag}\0{part.last_modified}".encode(
+            "utf-8", "surrogateescape")).hexdigest()[:32]
+        verdict = Verdict(package_id, part.key.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                          "rejected", problem.reason, problem.detail, False)
+        with_lock = self.locks.setdefault(part.key, trio.Lock())
+        async with with_lock:
+            existing = await trio.to_thread.run_sync(self.db.verdict, package_id)
+            if existing is None:
+                def insert() -> bool:
+                    with self.db.transaction() as tx:
+                        return self.db.record_verdict(tx, verdict, self.host)
+
+                if await trio.to_thread.run_sync(insert):
+                    metrics.VERDICTS.labels("rejected", problem.reason).inc()
+                    log.warning("rejected %s: %s (%s)", verdict.package, problem.reason, problem.detail)
+            elif existing.done:
+                await self.publisher.remove([part], "")
+                return
+            await self.publisher.quarantine(None, [part], verdict)
+            await self.publisher.remove([part], "")
+            await trio.to_thread.run_sync(self.db.mark_done, package_id)
+        self.locks.pop(part.key, None)
+
+    def _recheck_at_deadline(self, pkg: Package) -> None:
+        if pkg.prefix in self.timers:
+            return
+        self.timers.add(pkg.prefix)
+        delay = max(0.0, pkg.first_seen() + self.judge.pending_deadline - time.time()) + 0.5
+
+        async def later() -> None:
+            await trio.sleep(delay)
+            self.timers.discard(pkg.prefix)
+            self.enqueue(pkg.prefix)
+
+        self.nursery.start_soon(later)
+
+    async def resume_open_verdicts(self) -> None:
+        """At start: verdicts recorded but not carried out (a crash in between) are finished first."""
+        rows = await trio.to_thread.run_sync(self.db.query, "SELECT package FROM verdicts WHERE done = 0")
+        for (package,) in rows:
+            if package.startswith(self.incoming) and package.endswith("/"):
+                self.enqueue(package)

@@ -1,0 +1,132 @@
+"""Ed25519 keys and manifest signatures (securesystemslib: the same key format and keyids as TUF).
+
+A private key is a PKCS#8 PEM file that must not be readable by group or
+others (refused otherwise, like an ssh key); a public key is the TUF key JSON
+(`{"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": HEX}}`),
+whose canonical form's SHA-256 is the keyid.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from securesystemslib.exceptions import UnverifiedSignatureError
+from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
+
+from .manifest import Manifest, ManifestError, canonical
+
+
+class KeyFileError(ValueError):
+    """A key file that cannot be used; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class AuthorisedKey:
+    """A row of the authorisation table: which models a key may sign, and whether it is revoked."""
+
+    key: SSlibKey
+    models: tuple[str, ...]  # fnmatch patterns
+    revoked: bool
+
+    def may_sign(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+
+def generate(private_path: str, public_path: str) -> SSlibKey:
+    """Write a new Ed25519 key pair: the private key 0600 (never overwritten), the public key JSON."""
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{private_path} exists; refusing to overwrite a private key") from exc
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    key = SSlibKey.from_crypto(private.public_key())
+    with open(public_path, "w") as f:
+        json.dump(key.to_dict(), f, indent=1, sort_keys=True)
+        f.write("\n")
+    return key
+
+
+def load_signer(private_path: str) -> CryptoSigner:
+    try:
+        st = os.stat(private_path)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(f"private key {private_path} is readable by group or others: chmod 600 it")
+        with open(private_path, "rb") as f:
+            private = serialization.load_pem_private_key(f.read(), password=None)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read private key {private_path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise KeyFileError(f"{private_path} is not a PEM private key: {exc}") from exc
+    if not isinstance(private, Ed25519PrivateKey):
+        raise KeyFileError(f"{private_path} is not an Ed25519 key")
+    return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
+
+
+def public_key_from_json(text: str) -> SSlibKey:
+    try:
+        doc = json.loads(text)
+        material = {"keytype": doc["keytype"], "scheme": doc["scheme"], "keyval": {"public": doc["keyval"]["public"]}}
+        key = SSlibKey.from_dict(keyid(material), dict(material))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise KeyFileError(f"not a public key JSON: {exc}") from exc
+    if key.keytype != "ed25519" or key.scheme != "ed25519":
+        raise KeyFileError(f"only ed25519 keys are accepted, not {key.keytype}/{key.scheme}")
+    return key
+
+
+def keyid(material: dict) -> str:
+    """SHA-256 of the canonical key JSON: the TUF keyid."""
+    return hashlib.sha256(canonical(material)).hexdigest()
+
+
+def load_public_key(path: str) -> SSlibKey:
+    try:
+        with open(path) as f:
+            return public_key_from_json(f.read())
+    except OSError as exc:
+        raise KeyFileError(f"cannot read public key {path}: {exc.strerror}") from exc
+
+
+def sign(signed_bytes: bytes, signer: CryptoSigner) -> dict[str, str]:
+    sig = signer.sign(signed_bytes)
+    return {"keyid": sig.keyid, "sig": sig.signature}
+
+
+def verify(manifest: Manifest, keys: dict[str, AuthorisedKey]) -> str:
+    """The keyid of a valid signature by a key authorised for the model; ManifestError otherwise.
+
+    One good signature suffices. Failing that, the reason names the most
+    specific problem seen: a forged signature by a known key is worse than a
+    stranger's, and is reported as such.
+    """
+    problems: list[tuple[int, str, str]] = []
+    for s in manifest.signatures:
+        record = keys.get(s.keyid)
+        if record is None:
+            problems.append((0, "key_unknown", f"keyid {s.keyid[:16]}... is not in the authorisation table"))
+            continue
+        if record.revoked:
+            problems.append((2, "key_revoked", f"key {s.keyid[:16]}... is revoked"))
+            continue
+        if not record.may_sign(manifest.model):
+            problems.append((1, "key_not_authorised", f"key {s.keyid[:16]}... may not sign model {manifest.model}"))
+            continue
+        try:
+            record.key.verify_signature(Signature(s.keyid, s.sig), manifest.signed_bytes)
+        except UnverifiedSignatureError:
+            problems.append((3, "signature_invalid", f"signature by {s.keyid[:16]}... does not verify"))
+            continue
+        return s.keyid
+    _, reason, detail = max(problems)
+    raise ManifestError(reason, detail)
