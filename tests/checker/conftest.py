@@ -229,6 +229,30 @@ def pipelines(server, s3, passwd_file, tmp_path) -> Iterator[Callable[..., Pipel
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on the server scripts/postgres-up.sh runs (CHECKER_PG_URL)."""
+    base = os.environ.get("CHECKER_PG_URL")
+    if not base:
+        pytest.skip("CHECKER_PG_URL is not set (scripts/run-tests starts PostgreSQL and sets it)")
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Each version-database test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'versions.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
 def pipeline(pipelines) -> Pipeline:
     p = pipelines()
     p.init()

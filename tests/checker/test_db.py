@@ -1,0 +1,99 @@
+"""The version database on SQLite and PostgreSQL: migrations, authorisation, arbitration under races."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from checker import db as dbmod
+from checker.db import Database, Verdict
+from checker.rules import ModelPolicy, Release
+from checker.signing import generate
+
+
+def release(version: str, counter: int, sha: str = "a" * 64) -> Release:
+    return Release("m", "stable", version, counter, sha, 10, "fw.bin", ("A",))
+
+
+def test_migrations_run_once_and_refuse_a_newer_schema(database_url):
+    db = Database(database_url)
+    assert db.migrate() == len(dbmod.MIGRATIONS)
+    assert db.migrate() == 0
+    with db.transaction() as tx:
+        tx.execute("UPDATE schema_version SET version = ?", (len(dbmod.MIGRATIONS) + 1,))
+    with pytest.raises(dbmod.DatabaseError, match="newer"):
+        db.migrate()
+    db.close()
+
+
+def test_upgrade_from_the_first_schema_keeps_data(database_url, monkeypatch):
+    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS[:1])
+    db = Database(database_url)
+    assert db.migrate() == 1
+    db.set_model(ModelPolicy("m", ("A",), 100))
+    monkeypatch.undo()
+    assert db.migrate() == len(dbmod.MIGRATIONS) - 1
+    assert db.models()["m"].hw_revisions == ("A",)
+    with db.transaction() as tx:  # the v2 column exists and defaults to "not stored"
+        db.record_release(tx, release("1.0.0", 1), "{}", "k", "p1", "kid")
+        assert db.tx_stored_releases(tx) == []
+    db.close()
+
+
+def test_keys_are_authorised_per_model_and_revoked_at_once(database_url, tmp_path):
+    db = Database(database_url)
+    db.migrate()
+    key = generate(str(tmp_path / "k.key"), str(tmp_path / "k.pub"))
+    db.add_key(key.keyid, json.dumps(key.to_dict()), "builder", ["sensor-*", "gw"])
+    record = db.keys()[key.keyid]
+    assert record.may_sign("sensor-x") and record.may_sign("gw") and not record.may_sign("other")
+    assert not record.revoked
+    assert db.revoke_key(key.keyid)
+    assert db.keys()[key.keyid].revoked
+    assert not db.revoke_key("0" * 64)
+    db.close()
+
+
+def test_unique_constraints_refuse_a_second_release_of_a_version_or_counter(database_url):
+    db = Database(database_url)
+    db.migrate()
+    with db.transaction() as tx:
+        db.record_release(tx, release("1.0.0", 1), "{}", "k1", "p1", "kid")
+    for dup in (release("1.0.0", 2), release("1.1.0", 1)):
+        with pytest.raises(db.unique_violation), db.transaction() as tx:
+            db.record_release(tx, dup, "{}", "k2", "p2", "kid")
+    assert [r.version for r, _, _ in db.releases("m")] == ["1.0.0"]
+    db.close()
+
+
+def test_two_checkers_racing_on_one_version_exactly_one_wins(database_url):
+    """Two connections (two hosts) decide the same version at once: one release, one verdict each."""
+    from checker.rules import version_decision
+    from tests.checker.manifests import manifest_for
+
+    dbs = [Database(database_url) for _ in range(2)]
+    dbs[0].migrate()
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def decide(i: int) -> None:
+        m = manifest_for("m", "2.0.0", 5, sha=str(i) * 64)
+        barrier.wait()
+        with dbs[i].transaction() as tx:
+            problem = version_decision(m, dbs[i].tx_release(tx, "m", "2.0.0"), dbs[i].tx_latest(tx, "m", "stable"))
+            if problem is None:
+                dbs[i].record_release(tx, release("2.0.0", 5, sha=str(i) * 64), "{}", "k", f"p{i}", "kid")
+            dbs[i].record_verdict(tx, Verdict(f"p{i}", "incoming/m/2.0.0/", "x", "y", "", False), f"h{i}")
+        outcomes.append("accepted" if problem is None else problem.reason)
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["accepted", "version_exists"]
+    assert len(dbs[0].releases("m")) == 1
+    for d in dbs:
+        d.close()
