@@ -261,9 +261,12 @@ class Database:
                          "ORDER BY release_counter DESC LIMIT 1", (model, channel)).one()
         return _release(row) if row else None
 
-    def mark_stored(self, model: str, version: str) -> None:
+    def mark_stored(self, model: str, version: str) -> bool:
+        """Record that the payload is in place; True if it was not recorded before."""
         with self.transaction() as tx:
-            tx.execute("UPDATE releases SET stored = 1 WHERE model = ? AND version = ?", (model, version))
+            tx.execute("UPDATE releases SET stored = 1 WHERE model = ? AND version = ? AND stored = 0",
+                       (model, version))
+            return tx.cursor.rowcount > 0
 
     def tx_stored_releases(self, tx: Tx) -> list[Release]:
         rows = tx.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE stored = 1 ORDER BY model, "

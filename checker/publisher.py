@@ -118,13 +118,14 @@ class Publisher:
 
     # ------------------------------------------------------------------ verdicts
     async def release(self, r: Release, staged: str) -> None:
-        """Put the staged payload at its content-addressed key (if not there yet), then publish."""
+        """Put the staged payload at its content-addressed key (if not there yet), then publish if new."""
         key = self.prefix + tufrepo.release_key(r)
-        if await self.store.head(key) is None:
+        missing = await self.store.head(key) is None
+        if missing:
             await self.store.copy(staged, key, r.length, {"fsg-sha256": r.sha256}, OCTET,
                                   cache_control=tufrepo.IMMUTABLE)
-        await trio.to_thread.run_sync(self.db.mark_stored, r.model, r.version)
-        await self.publish()
+        if await trio.to_thread.run_sync(self.db.mark_stored, r.model, r.version) or missing:
+            await self.publish()
 
     async def quarantine(self, pkg: Package | None, parts: list[Part], verdict: Verdict) -> str:
         """Copy the parts under quarantine/ with a reason.json beside them; returns the folder."""
@@ -144,11 +145,15 @@ class Publisher:
                              "application/json")
         return folder
 
-    async def remove(self, parts: list[Part], staged: str) -> None:
-        """Clear the upload area: only parts still holding the bytes that were judged."""
+    async def remove(self, parts: list[Part], staged: str, folder: str = "") -> None:
+        """Clear the upload area: parts still holding the bytes that were judged, then an emptied folder."""
         for part in parts:
             info = await self.store.head(part.key)
             if info is not None and info.etag == part.etag:
                 await self.store.delete(part.key)
         if staged:
             await self.store.delete(staged)
+        if folder:
+            left, _, _ = await self.store.list_page(folder, None, delimiter="", max_keys=2)
+            if [o["Key"] for o in left] == [folder]:  # only the directory marker a mkdir left
+                await self.store.delete(folder)

@@ -251,7 +251,7 @@ class Checker:
             else:
                 folder = await self.publisher.quarantine(pkg, parts, verdict)
                 log.info("quarantined %s in %s", pkg.prefix, folder)
-        await self.publisher.remove(parts, staged)
+        await self.publisher.remove(parts, staged, pkg.prefix)
         if not verdict.done:
             await trio.to_thread.run_sync(self.db.mark_done, verdict.package_id)
 
