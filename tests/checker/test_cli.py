@@ -49,6 +49,7 @@ def test_checker_refuses_to_start_with_a_one_line_reason(pipeline, tmp_path):
     assert r.returncode == 1 and "not a mount point" in r.stderr
 
 
+@pytest.mark.tls
 def test_ready_after_serving_stopping_on_sigterm_and_clean_exit(pipeline, tmp_path):
     sock_path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
