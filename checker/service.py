@@ -27,6 +27,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from fsgateway import notify
 from fsgateway.store import ObjectStore
 
 from . import landing, metrics, rules
@@ -58,6 +59,7 @@ class Checker:
     pending: dict[str, float] = field(default_factory=dict)  # package prefix -> first part's arrival
     queued: set[str] = field(default_factory=set)
     timers: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)  # verdicts by outcome since start, for STATUS=
 
     @property
     def incoming(self) -> str:
@@ -203,6 +205,10 @@ class Checker:
         self.pending.pop(pkg.prefix, None)
         verdict, ours = await trio.to_thread.run_sync(self.record, pkg, package_id, decision)
         if ours:
+            self.counts[verdict.outcome] = self.counts.get(verdict.outcome, 0) + 1
+            notify.notify(f"STATUS={verdict.outcome} {pkg.prefix} ({verdict.reason}); so far: "
+                          + ", ".join(f"{n} {o}" for o, n in sorted(self.counts.items()))
+                          + f"; {len(self.pending)} pending")
             metrics.VERDICTS.labels(verdict.outcome, verdict.reason).inc()
             metrics.LATENCY.observe(max(0.0, time.time() - pkg.landed_at()))
             level = logging.INFO if verdict.outcome != "rejected" else logging.WARNING

@@ -72,6 +72,10 @@ def test_ready_after_serving_stopping_on_sigterm_and_clean_exit(pipeline, tmp_pa
 
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert metric(text, "fsgateway_checker_publishes_total", outcome="ok") >= 1
+        pipeline.put(pipeline.package("1.0.0", 1, b"p" * 100), "1.0.0")
+        while "STATUS=accepted incoming/sensor-x/1.0.0/" not in (msg := sock.recv(4096).decode()):
+            assert "WATCHDOG=1" in msg
+        assert "so far: 1 accepted" in msg
         proc.send_signal(signal.SIGTERM)
         while "STOPPING=1" not in (msg := sock.recv(4096).decode()):
             assert "WATCHDOG=1" in msg
