@@ -27,8 +27,8 @@ MAX_MANIFEST_BYTES = 64 << 10
 _SIGNED_FIELDS = {"_type": str, "spec_version": int, "model": str, "hw_revisions": list, "version": str,
                   "release_counter": int, "channel": str, "payload": dict}
 _PAYLOAD_FIELDS = {"name": str, "length": int, "sha256": str}
-_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # model, channel, hardware revision
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # model, channel, hardware revision
+_HEX64 = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: "$" would let a "\n" through
 _SIG_FIELDS = {"keyid": str, "sig": str}
 
 
@@ -93,7 +93,7 @@ def _fields(obj: object, spec: dict[str, type], where: str) -> dict[str, Any]:
 
 
 def _token(value: str, what: str) -> str:
-    if not _TOKEN.match(value):
+    if not _TOKEN.fullmatch(value):
         raise ManifestError("schema", f"{what} {value!r} must be 1-64 of [A-Za-z0-9._-], not starting with . - _")
     return value
 
@@ -126,7 +126,7 @@ def parse(data: bytes) -> Manifest:
         raise ManifestError("schema", "release_counter must be in [0, 2^63)")
     if not 0 <= payload["length"] < 2**63:
         raise ManifestError("schema", "payload.length must be in [0, 2^63)")
-    if not _HEX64.match(payload["sha256"]):
+    if not _HEX64.fullmatch(payload["sha256"]):
         raise ManifestError("schema", "payload.sha256 must be 64 lowercase hex digits")
     name = payload["name"]
     if name in ("manifest.json", ".", "..") or "/" in name or name.startswith(".") or not name.isprintable():

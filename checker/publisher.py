@@ -40,15 +40,27 @@ class RepoPolicy:
         return f"public, max-age={self.timestamp_max_age}"
 
 
-def _safe(name: str, index: int) -> str:
-    """A quarantine file name: the original when printable and sane, else a placeholder."""
-    ok = name and name not in (".", "..") and name.isprintable() and len(name.encode("utf-8", "replace")) <= 200
-    ok = ok and not any(0xDC80 <= ord(c) <= 0xDCFF for c in name)
-    return name if ok else f"part-{index}"
+def _sane(name: str) -> bool:
+    """Whether a name can be kept as it is under quarantine/ (printable, valid UTF-8, short)."""
+    return bool(name) and name not in (".", "..") and name.isprintable() and \
+        len(name.encode("utf-8", "surrogateescape")) <= 200 and not any(0xDC80 <= ord(c) <= 0xDCFF for c in name)
+
+
+def stored_names(names: list[str]) -> list[str]:
+    """Quarantine file names: the originals when sane, else `part-<n>`; all distinct, none `reason.json`."""
+    used = {"reason.json"}
+    out = []
+    for i, name in enumerate(names):
+        candidate = name if _sane(name) else f"part-{i}"
+        while candidate in used:
+            candidate += "~"
+        used.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def quarantine_prefix(prefix: str, pkg: Package | None, package_id: str) -> str:
-    if pkg is not None and _safe(pkg.model, 0) == pkg.model and _safe(pkg.version, 0) == pkg.version:
+    if pkg is not None and _sane(pkg.model) and _sane(pkg.version):
         return f"{prefix}{QUARANTINE}{pkg.model}/{pkg.version}/{package_id[:16]}/"
     return f"{prefix}{QUARANTINE}_invalid/{package_id[:16]}/"
 
@@ -131,8 +143,8 @@ class Publisher:
         """Copy the parts under quarantine/ with a reason.json beside them; returns the folder."""
         folder = quarantine_prefix(self.prefix, pkg, verdict.package_id)
         listed = []
-        for i, part in enumerate(parts):
-            name = _safe(part.key.rsplit("/", 1)[-1], i)
+        names = stored_names([part.key.rsplit("/", 1)[-1] for part in parts])
+        for part, name in zip(parts, names, strict=True):
             info = await self.store.head(part.key)
             if info is not None and info.etag == part.etag:
                 await self.store.copy(part.key, folder + name, part.size, None, None, if_match=part.etag)

@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
+# ASCII digits only, and used with fullmatch ("$" would accept a trailing newline).
 _SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?",
+    re.ASCII,
 )
 
 
@@ -24,7 +26,7 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        m = _SEMVER.match(text) if len(text) <= 128 else None
+        m = _SEMVER.fullmatch(text) if len(text) <= 128 else None
         if not m:
             raise ValueError(f"not a SemVer 2.0.0 version: {text!r}")
         pre = tuple(m.group(4).split(".")) if m.group(4) else ()

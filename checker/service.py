@@ -257,7 +257,11 @@ class Checker:
             else:
                 folder = await self.publisher.quarantine(pkg, parts, verdict)
                 log.info("quarantined %s in %s", pkg.prefix, folder)
-        await self.publisher.remove(parts, staged, pkg.prefix)
+        # Hidden temporaries older than the package (an interrupted rsync's) would stay forever.
+        leftovers = [h for h in pkg.hidden if h.last_modified <= pkg.landed_at()]
+        if leftovers:
+            log.info("removing %d leftover temporary file(s) in %s", len(leftovers), pkg.prefix)
+        await self.publisher.remove(parts + leftovers, staged, pkg.prefix)
         if not verdict.done:
             await trio.to_thread.run_sync(self.db.mark_done, verdict.package_id)
 
