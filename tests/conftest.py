@@ -81,6 +81,12 @@ def s3(server):
     return server.client()
 
 
+def user_keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    """The bucket's keys without the gateway's own (`.fsgateway/`: staging uploads, the change feed)."""
+    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", []) if not o["Key"].startswith(".fsgateway/")]
+
+
 def empty_bucket(s3, bucket: str) -> None:
     for up in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
         s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
