@@ -41,7 +41,7 @@ class Event:
     etag: str | None = None
     src: str | None = None
 
-    def keys(self) -> tuple[str, ...]:
+    def touched(self) -> tuple[str, ...]:
         """Every key whose state this event changed."""
         return (self.src, self.key) if self.src is not None else (self.key,)
 
