@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.conftest import metric_value, wait_for
+from tests.conftest import metric_value, user_keys, wait_for
 from tests.syncd.conftest import backup_body, backup_keys
 
 MiB = 1 << 20
@@ -77,6 +77,10 @@ def test_overwrite_chmod_rename_and_delete_in_keep_mode(mount, s3, backup, syncd
     assert backup_body(backup, "f") == b"two" and backup_body(backup, "g") == b"two"  # keep mode keeps both
 
 
+def files(keys) -> set[str]:
+    return {k for k in keys if not k.endswith("/")}
+
+
 def test_mirror_mode_follows_deletes_and_renames(mount, s3, backup, syncd_factory):
     syncd = syncd_factory(mount.bucket, backup).start(delete="mirror")
     p = mount.path
@@ -87,7 +91,10 @@ def test_mirror_mode_follows_deletes_and_renames(mount, s3, backup, syncd_factor
     (p / "d" / "a").unlink()
     (p / "d" / "b").rename(p / "d" / "e")
     (p / "d").rename(p / "x")
-    wait_for(lambda: set(backup_keys(backup)) == {"x/", "x/c", "x/e"}, 30, "deletes and renames mirrored")
+    wait_for(lambda: set(backup_keys(backup)) >= {"x/", "x/c", "x/e"}, 30, "renames mirrored")
+    # SeaweedFS shows an emptied directory `d/` for a while (HEAD and listings): compare files only
+    wait_for(lambda: files(backup_keys(backup)) == files(user_keys(s3, mount.bucket)) == {"x/c", "x/e"}, 30,
+             "deletes mirrored")
     assert metric_value(syncd.metrics(), "fsgateway_syncd_deletes_total", outcome="done") >= 4
 
 
