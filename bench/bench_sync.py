@@ -144,7 +144,8 @@ class Bench:
                                              request_checksum_calculation="when_required",
                                              response_checksum_validation="when_required"))
         run = uuid.uuid4().hex[:8]
-        self.primary, self.b_syncd, self.b_rclone = (f"fsgw-sync-{run}-{t}" for t in ("p", "syncd", "rclone"))
+        self.primary, self.b_syncd, self.b_rclone, self.b_rclone_sum = (
+            f"fsgw-sync-{run}-{t}" for t in ("p", "syncd", "rclone", "rclone-sum"))
         self.passwd = work / "passwd"
         self.passwd.write_text(f"{self.key}:{self.secret}\n")
         self.passwd.chmod(0o600)
@@ -161,15 +162,15 @@ class Bench:
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(REPO)}
 
-    def rclone(self) -> tuple[list[str], dict[str, str]]:
+    def rclone(self, backup: str, *flags: str) -> tuple[list[str], dict[str, str]]:
         env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone 1.60 refuses to start with it
         env.update(RCLONE_CONFIG_BENCH_TYPE="s3", RCLONE_CONFIG_BENCH_PROVIDER=self.args.rclone_provider,
                    RCLONE_CONFIG_BENCH_ENV_AUTH="false", RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=self.key,
                    RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=self.secret, RCLONE_CONFIG_BENCH_ENDPOINT=self.proxy.endpoint,
                    RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE="true")
-        argv = ["rclone", "sync", f"bench:{self.primary}", f"bench:{self.b_rclone}", "--config",
+        argv = ["rclone", "sync", f"bench:{self.primary}", f"bench:{backup}", "--config",
                 str(self.work / "rclone.conf"), "--transfers", str(self.args.concurrency),
-                "--checkers", str(self.args.concurrency)]
+                "--checkers", str(self.args.concurrency), *flags]
         return argv, env
 
     def measure(self, row: str, tool: str, argv: list[str], env: dict[str, str]) -> None:
@@ -179,9 +180,10 @@ class Bench:
         self.results.setdefault(row, {})[tool] = r
         log(f"{row} / {tool}: {r.seconds:.2f} s, {r.requests.get('total')} requests")
 
-    def both(self, row: str) -> None:
+    def all_tools(self, row: str) -> None:
         self.measure(row, "syncd once", self.syncd_argv("once"), self.env())
-        self.measure(row, "rclone sync", *self.rclone())
+        self.measure(row, "rclone sync", *self.rclone(self.b_rclone))
+        self.measure(row, "rclone sync --checksum", *self.rclone(self.b_rclone_sum, "--checksum"))
 
     def change(self, keys: list[str], size: int) -> None:
         seed_objects(self.s3, self.primary, keys, os.urandom(size))
@@ -253,18 +255,18 @@ class Bench:
     def run(self) -> None:
         n, k = self.args.objects, self.args.changed
         keys = [f"data/{i // 100:03d}/obj{i:06d}" for i in range(n)]
-        for b in (self.primary, self.b_syncd, self.b_rclone):
+        for b in (self.primary, self.b_syncd, self.b_rclone, self.b_rclone_sum):
             create_bucket(self.s3, b)
         log(f"seeding {n} objects of {SMALL} bytes into {self.primary}")
         seed_objects(self.s3, self.primary, keys, os.urandom(SMALL), threads=16)
-        self.both(f"initial seeding, {n} objects")
-        self.both("no change")
+        self.all_tools(f"initial seeding, {n} objects")
+        self.all_tools("no change")
         self.change(keys[:k], 2 * SMALL)
-        self.both(f"incremental, {k} changed by another tool")
+        self.all_tools(f"incremental, {k} changed by another tool")
         self.feed_path(keys[k:2 * k])
 
     def cleanup(self) -> None:
-        for b in (self.primary, self.b_syncd, self.b_rclone):
+        for b in (self.primary, self.b_syncd, self.b_rclone, self.b_rclone_sum):
             delete_bucket(self.s3, b)
 
     def table(self) -> str:
