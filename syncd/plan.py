@@ -5,7 +5,8 @@ Change detection, as the issue asks, never trusts an ETag as a content hash:
 * Between the buckets: equal size and equal `fsg-sha256` metadata (the SHA-256
   the gateway stores) mean equal bytes. Objects without that metadata (written
   by other tools) are taken as equal when the sizes match and the backup copy
-  is not older than the primary's (Last-Modified); otherwise both are hashed.
+  is newer than the primary's (Last-Modified, whole seconds: a tie proves
+  nothing); otherwise both are hashed.
   User metadata and Content-Type must match too, else only the metadata is
   rewritten on the backup.
 * Against syncd's own memory: a listing's (size, ETag, Last-Modified) is a
@@ -104,7 +105,7 @@ def compare(src: ObjectInfo, dst: ObjectInfo | None) -> str:
     if sha is not None:
         if dst.metadata.get(SHA256_META) != sha:
             return COPY
-    elif seconds(dst.last_modified) < seconds(src.last_modified):
+    elif seconds(dst.last_modified) <= seconds(src.last_modified):
         return HASH
     return same_metadata(src, dst)
 

@@ -1,10 +1,10 @@
 """The full reconcile: paged listings of both buckets, compared with syncd's records.
 
 It catches what the feed cannot see (objects written by other tools, journal
-objects lost or too late) and repairs drift in the backup. The backup is
-listed first, then the primary page by page; each page's out-of-sync keys are
-replicated before the next page is read. A key whose listings match syncd's
-record costs no request. Deletes (mirror mode) come last, all or nothing:
+objects lost or too late) and repairs drift in the backup. Both buckets are
+listed at once (memory: one small entry per key), then out-of-sync keys are
+replicated a batch at a time. A key whose listings match syncd's record costs
+no request. Deletes (mirror mode) come last, all or nothing:
 only when both listings completed, nothing failed in the run, and there are
 no more than `max_delete` of them; each is confirmed by a HEAD on the primary.
 """
@@ -42,7 +42,10 @@ class Report:
                 f"{self.deleted} deleted, {self.held} deletes held back, {self.seconds:.1f} s")
 
 
-async def list_backup(store: ObjectStore, filters: Filters) -> dict[str, Version]:
+BATCH = 1000  # keys replicated per gather, so a million-key bucket is not a million tasks at once
+
+
+async def list_versions(store: ObjectStore, filters: Filters) -> dict[str, Version]:
     out: dict[str, Version] = {}
     token = None
     while True:
@@ -58,39 +61,27 @@ async def reconcile(rep: Replicator, state: State, filters: Filters, concurrency
     t0 = time.monotonic()
     report = Report()
     rep.new_run()
-    backup = await list_backup(rep.backup, filters)
-    seen: set[str] = set()
-    token = None
-    while True:
-        objs, _, token = await rep.primary.list_page("", token, delimiter="")
-        todo: list[tuple[str, Version, bool]] = []
-        for obj in objs:
-            key = obj["Key"]
-            if not filters.wanted(key):
-                continue
-            seen.add(key)
-            version = Version.of_listing(obj)
-            kind = classify(version, backup.get(key), state.record(key))
-            if kind != IN_SYNC:
-                todo.append((key, version, kind == MISSING))
-        report.listed += len(objs)
-        report.replicated += len(todo)
-        for key, _, missing in todo:
-            metrics.DRIFT.labels("missing" if missing else "changed").inc()
+    backup, primary = await gather([partial(list_versions, rep.backup, filters),
+                                    partial(list_versions, rep.primary, filters)])
+    todo: list[tuple[str, Version, bool]] = []
+    for key, version in primary.items():
+        kind = classify(version, backup.get(key), state.record(key))
+        if kind != IN_SYNC:
+            todo.append((key, version, kind == MISSING))
+            metrics.DRIFT.labels("missing" if kind == MISSING else "changed").inc()
             if out is not None:
-                print(f"{'copy' if missing else 'check'} {key}", file=out)
-        if not dry_run:
-            errors = await gather([partial(rep.sync, key, version, missing) for key, version, missing in todo],
-                                  limit=concurrency)
-            report.failed += sum(e is not None for e in errors)
-        if token is None:
-            break
-    extra = sorted(k for k in backup if k not in seen)
+                print(f"{'copy' if kind == MISSING else 'check'} {key}", file=out)
+    report.listed, report.replicated = len(primary), len(todo)
+    for start in range(0, 0 if dry_run else len(todo), BATCH):
+        errors = await gather([partial(rep.sync, key, version, missing)
+                               for key, version, missing in todo[start:start + BATCH]], limit=concurrency)
+        report.failed += sum(e is not None for e in errors)
+    extra = sorted(k for k in backup if k not in primary)
     metrics.DRIFT.labels("extra").inc(len(extra))
     if mirror and extra:
         await _deletes(rep, extra, dry_run, out, report)
     if not dry_run:
-        state.forget(k for k in state.recorded_keys() if k not in seen)
+        state.forget(k for k in state.recorded_keys() if k not in primary)
     report.seconds = time.monotonic() - t0
     metrics.RECONCILE_SECONDS.observe(report.seconds)
     return report

@@ -48,7 +48,7 @@ def test_objects_without_our_checksum_use_size_and_time_then_hash():
     older_backup = info(sha=None, t=T - timedelta(seconds=5))
     assert compare(info(sha=None), older_backup) == HASH
     assert compare(info(sha=None), info(sha=None, t=T + timedelta(seconds=5))) == SAME
-    assert compare(info(sha=None, t=T + timedelta(milliseconds=300)), info(sha=None, t=T)) == SAME  # same second
+    assert compare(info(sha=None), info(sha=None, t=T + timedelta(milliseconds=300))) == HASH  # same second
     assert compare(info(sha=None), info(sha=None, size=9)) == COPY
 
 

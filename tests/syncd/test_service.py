@@ -51,7 +51,7 @@ def test_objects_put_straight_into_the_primary_are_caught_by_the_reconcile(bucke
     wait_for(lambda: same_object(s3, bucket, backup, "before"), 30, "the first reconcile")
     s3.put_object(Bucket=bucket, Key="later/x", Body=b"by another tool")
     wait_for(lambda: same_object(s3, bucket, backup, "later/x"), 30, "a later reconcile")
-    s3.put_object(Bucket=bucket, Key="before", Body=b"changed!", Metadata={"a": "2"})  # same size, no fsg-sha256
+    s3.put_object(Bucket=bucket, Key="before", Body=b"SEEDED", Metadata={"a": "2"})  # same size, no fsg-sha256
     wait_for(lambda: same_object(s3, bucket, backup, "before"), 30, "the overwrite")
     text = syncd.metrics()
     assert metric_value(text, "fsgateway_syncd_last_reconcile_success_timestamp_seconds") > 0
