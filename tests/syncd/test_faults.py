@@ -71,3 +71,20 @@ def test_backup_down_for_a_while_then_everything_pending_arrives(mount, weed_bac
     wait_for(lambda: {"a", "b", "c"} <= set(backup_keys(backup)), 60, "the pending changes to arrive")
     assert backup.client.get_object(Bucket="backup", Key="c")["Body"].read() == b"c" * 1000
     wait_for(lambda: metric_value(syncd.metrics(), "fsgateway_syncd_pending_objects") == 0, 30, "no backlog")
+
+
+@pytest.mark.ceph_only
+def test_no_deletes_after_an_error_in_the_same_run(bucket, s3, weed_backup, syncd_factory):
+    _, backup = weed_backup
+    for key in ("k0", "k1"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    syncd = syncd_factory(bucket, backup)
+    assert syncd.once(delete="mirror").returncode == 0
+    s3.delete_object(Bucket=bucket, Key="k0")
+    s3.put_object(Bucket=bucket, Key="x" * 300, Body=b"SeaweedFS refuses keys this long")
+    r = syncd.once(delete="mirror")
+    assert r.returncode == 1 and "1 failed, 0 deleted, 1 deletes held back" in r.stdout, r.stdout
+    assert "errors in this run" in r.stderr and "k0" in backup_keys(backup)
+    s3.delete_object(Bucket=bucket, Key="x" * 300)
+    r = syncd.once(delete="mirror")
+    assert r.returncode == 0 and "1 deleted" in r.stdout and set(backup_keys(backup)) == {"k1"}
