@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -34,6 +35,7 @@ class FeedReader:
         self.state = state
         self.filters = filters
         self.lookback = timedelta(seconds=lookback)
+        self.read_at = time.time()  # when the feed was last read to its end
 
     def start_cursor(self) -> None:
         """A fresh state starts reading at now minus the lookback; the first reconcile covers what came before."""
@@ -57,7 +59,7 @@ class FeedReader:
             if token is None:
                 break
         self.state.prune_applied(start)
-        metrics.FEED_LAG.set(max(0.0, (datetime.now(UTC) - self.cursor_time()).total_seconds()))
+        self.read_at = time.time()
         return count
 
     async def _apply(self, name: str) -> None:

@@ -29,7 +29,8 @@ DRIFT = Counter("fsgateway_syncd_drift_objects_total",
                 "Keys a reconcile found out of sync, by kind (missing, changed, extra)", ["kind"])
 LAST_RECONCILE = Gauge("fsgateway_syncd_last_reconcile_success_timestamp_seconds",
                        "When the last successful full reconcile ended (Unix time)")
-FEED_LAG = Gauge("fsgateway_syncd_feed_cursor_lag_seconds", "Now minus the write time of the last journal applied")
+FEED_LAG = Gauge("fsgateway_syncd_feed_cursor_lag_seconds",
+                 "Seconds since the cursor last reached the end of the change feed (grows while polls fail)")
 FEED_JOURNALS = Counter("fsgateway_syncd_feed_journal_objects_total",
                         "Journal objects read from the change feed, by outcome (applied, malformed)", ["outcome"])
 FEED_EXPIRED = Counter("fsgateway_syncd_feed_journal_objects_expired_total",

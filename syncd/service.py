@@ -162,6 +162,7 @@ class Service:
             metrics.PENDING_BYTES.set(b.bytes)
             metrics.BEHIND.set(behind)
             metrics.FAILING.set(b.failing)
+            metrics.FEED_LAG.set(time.time() - self.feed.read_at)
             status = f"STATUS={b.objects} pending, {behind:.0f} s behind, {b.failing} failing"
             if status != self.status:
                 self.status = status

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import trio
+from prometheus_client import REGISTRY
 
 from fsgateway import feed
+from fsgateway.cli import settings_for
+from fsgateway.config import Config
+from fsgateway.credentials import Keys
+from fsgateway.feedwriter import FeedWriter
+from fsgateway.store import ObjectStore
 from tests.conftest import metric_value, wait_for
 
 T0 = datetime(2026, 11, 27, 5, 20, 0, 123456, tzinfo=UTC)
@@ -78,8 +86,6 @@ def test_mount_announces_uploads_deletes_renames_and_metadata_changes(mount, s3)
 
 
 def test_many_closes_share_journal_objects(mount, s3):
-    import threading
-
     def write(i: int) -> None:
         (mount.path / f"f{i}").write_bytes(b"x")
 
@@ -101,3 +107,23 @@ def test_feed_off_writes_no_journal(mounter, bucket, s3):
     wait_for(lambda: "f" in os.listdir(path), 10, "the file")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["f"]
+
+
+def test_a_journal_that_cannot_be_stored_is_counted_and_does_not_fail_the_caller(server, tmp_path):
+    cfg = Config(bucket="no-such-bucket-for-the-feed", endpoint=server.endpoint, path_style=True,
+                 ca_bundle=server.ca_bundle, retry_deadline=2)
+    store = ObjectStore(settings_for(cfg, Keys(server.access_key, server.secret_key)))
+    def failures() -> float:
+        return REGISTRY.get_sample_value("fsgateway_feed_write_failures_total") or 0.0
+
+    before = failures()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            writer = FeedWriter(store, "h", "r")
+            nursery.start_soon(writer.run)
+            await writer.announce(writer.event("put", "a"), writer.event("delete", "b"))  # returns, no raise
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert failures() == before + 2
