@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import free_port, metric_value
 from tests.syncd.conftest import backup_keys, make_passwd
 
@@ -18,6 +20,7 @@ def test_help_explains_itself():
     assert "--dry-run" in r.stdout and "--set NAME=VALUE" in r.stdout
 
 
+@pytest.mark.tls
 def test_once_dry_run_changes_nothing_then_once_seeds(bucket, s3, same_backup, syncd_factory):
     for i in range(3):
         s3.put_object(Bucket=bucket, Key=f"k{i}", Body=b"x" * i)
