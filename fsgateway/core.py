@@ -794,6 +794,7 @@ class Filesystem:
         self._name_added(dst_dir, new_name)
 
     async def _announce_renames(self, moved: list[tuple[str, str, int]]) -> None:
+        """A directory rename: one event per key moved, all in one journal object (up to 1,000)."""
         if self.feed is not None and moved:
             await self.feed.announce(*(self.feed.event("rename", new, src=old, size=size) for old, new, size in moved))
 
