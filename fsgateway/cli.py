@@ -32,6 +32,7 @@ and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
   multipart_size=SIZE (16M)  parallel=N (8)  write_buffer_size=SIZE (128M)  read_ahead=SIZE (64M)
   kernel_read_ahead=SIZE (1M)  the kernel's read-ahead for the mount (needs root; 0 keeps 128K)
   retry_deadline=SECONDS (60)  after this an operation fails with EIO
+  feed=on|off (on)         announce every change in the change feed (.fsgateway/feed/), read by syncd
   log_level=debug|info|warning|error   log_format=text|json
   metrics_address=HOST:PORT (127.0.0.1:9877) or off
 Generic mount options (_netdev, nofail, rw, nosuid, ...) are accepted and ignored.

@@ -25,6 +25,7 @@ from . import metrics
 from .concurrency import gather
 from .config import Config
 from .errors import GatewayError
+from .feedwriter import FeedWriter
 from .inodes import InodeTable, Node
 from .keys import RESERVED_PREFIX, Unmappable, name_problem, split_listing
 from .reader import ObjectReader
@@ -154,6 +155,9 @@ class Filesystem:
         self._next_fh = 1
         self._reported: set[str] = set()
         self.closing = False  # set at unmount: no new writes are accepted
+        self.feed = FeedWriter(store, host_id, run_id) if cfg.feed else None
+        if self.feed is not None:
+            nursery.start_soon(self.feed.run)
 
     # ------------------------------------------------------------------ helpers
     def key(self, node: Node) -> str:
@@ -233,6 +237,11 @@ class Filesystem:
         """A directory with no marker object (or not HEADed): defaults, dated like the root."""
         return Attrs(self.defaults.mode(stat.S_IFDIR), self.defaults.uid, self.defaults.gid,
                      self.table.root.attrs.mtime_ns)
+
+    async def _announce(self, op: str, key: str, **fields: object) -> None:
+        """Put a change in the feed; returns once it is stored there (syncd and the checker read it)."""
+        if self.feed is not None:
+            await self.feed.announce(self.feed.event(op, key, **fields))
 
     def _report(self, problem: Unmappable) -> None:
         metrics.UNMAPPABLE.labels(problem.reason).inc()
@@ -387,9 +396,10 @@ class Filesystem:
     async def _rewrite_metadata(self, node: Node) -> None:
         """Store changed attributes: a self-copy with new metadata (directories: a new marker)."""
         if node.is_dir:
-            await self.store.put(self.key(node) + "/", b"", encode_metadata(node.attrs), content_type_for(
+            etag = await self.store.put(self.key(node) + "/", b"", encode_metadata(node.attrs), content_type_for(
                 node.attrs.mode))
             node.in_bucket = True
+            await self._announce("meta", self.key(node) + "/", size=0, etag=etag)
             return
         meta = encode_metadata(node.attrs, node.sha256)
         key = self.key(node)
@@ -398,6 +408,7 @@ class Filesystem:
             info = await self.store.head(key)
             etag = info.etag if info else ""
         self._set_remote(node, Remote(node.attrs, etag, node.sha256))
+        await self._announce("meta", key, size=node.attrs.size, sha256=node.sha256, etag=etag)
 
     # ------------------------------------------------------------------ directories
     async def opendir(self, ino: int) -> int:
@@ -492,8 +503,9 @@ class Filesystem:
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
         parent, name = await self._vacant(parent_ino, name)
         attrs = self._new_attrs(stat.S_IFDIR, mode, uid, gid)
-        await self.store.put(self.dir_prefix(parent) + name + "/", b"", encode_metadata(attrs),
-                             content_type_for(attrs.mode))
+        marker = self.dir_prefix(parent) + name + "/"
+        etag = await self.store.put(marker, b"", encode_metadata(attrs), content_type_for(attrs.mode))
+        await self._announce("put", marker, size=0, etag=etag)
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs))
         node.names, node.names_until = set(), time.monotonic() + self.cfg.stat_ttl  # known empty
@@ -519,6 +531,7 @@ class Filesystem:
         if not await self._dir_is_empty(node):
             raise FsError(errno.ENOTEMPTY)
         await self.store.delete(self.dir_prefix(node))
+        await self._announce("delete", self.dir_prefix(node))
         self.table.detach(node)
         self._name_removed(parent, name)
 
@@ -613,6 +626,7 @@ class Filesystem:
         node.version += 1
         dirty.discard_now()
         self._set_remote(node, Remote(attrs, result.etag, result.sha256))
+        await self._announce("put", self.key(node), size=result.size, sha256=result.sha256, etag=result.etag)
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         h = self.handle(fh)
@@ -702,14 +716,16 @@ class Filesystem:
             self.metadata.discard(self.key(node))
             if node.in_bucket:
                 await self.store.delete(self.key(node))
+                await self._announce("delete", self.key(node))
             self.table.detach(node)
         self._name_removed(parent, name)
 
     async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
         parent, name = await self._vacant(parent_ino, name)
         attrs = replace(self._new_attrs(stat.S_IFLNK, 0o777, uid, gid), size=len(target))
-        etag = await self.store.put(self.dir_prefix(parent) + name, target, encode_metadata(attrs),
-                                    content_type_for(attrs.mode))
+        key = self.dir_prefix(parent) + name
+        etag = await self.store.put(key, target, encode_metadata(attrs), content_type_for(attrs.mode))
+        await self._announce("put", key, size=len(target), etag=etag)
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs, etag))
         node.symlink_target = target
@@ -754,26 +770,39 @@ class Filesystem:
             if src.is_dir:
                 if dst is not None and dst.in_bucket:
                     await self.store.delete(self.dir_prefix(dst))  # the empty target's marker, before the copy
+                    await self._announce("delete", self.dir_prefix(dst))
                 try:
-                    await self._rename_tree(self.dir_prefix(src), new_key + "/")
+                    moved = await self._rename_tree(self.dir_prefix(src), new_key + "/")
                 except GatewayError:
                     dst_dir.names = None  # some keys may already exist under the new name
                     raise
+                await self._announce_renames(moved)
             elif src.in_bucket:
                 old_key = self.key(src)
                 await self.store.copy(old_key, new_key, src.attrs.size, None, None)
                 await self.store.delete(old_key)
                 self.metadata.discard(old_key)
                 self.metadata.put(new_key, Remote(src.attrs, src.etag, src.sha256))  # same bytes, same ETag
+                await self._announce("rename", new_key, src=old_key, size=src.attrs.size, sha256=src.sha256,
+                                     etag=src.etag)
             elif dst is not None and dst.in_bucket:
                 await self.store.delete(new_key)  # replaced by a file not uploaded yet
+                await self._announce("delete", new_key)
             self.table.move(src, dst_dir, new_name)
             src.version += 1
         self._name_removed(src_dir, old_name)
         self._name_added(dst_dir, new_name)
 
-    async def _rename_tree(self, old_prefix: str, new_prefix: str) -> None:
-        """Copy every key below old_prefix, then delete the originals (nothing lost if a copy fails)."""
+    async def _announce_renames(self, moved: list[tuple[str, str, int]]) -> None:
+        """A directory rename: one event per key moved, all in one journal object (up to 1,000)."""
+        if self.feed is not None and moved:
+            await self.feed.announce(*(self.feed.event("rename", new, src=old, size=size) for old, new, size in moved))
+
+    async def _rename_tree(self, old_prefix: str, new_prefix: str) -> list[tuple[str, str, int]]:
+        """Copy every key below old_prefix, then delete the originals (nothing lost if a copy fails).
+
+        Returns (old key, new key, size) of every key moved.
+        """
         keys: list[tuple[str, int]] = []
         token = None
         while True:
@@ -784,6 +813,7 @@ class Filesystem:
         await gather([partial(self._copy_key, key, new_prefix + key[len(old_prefix):], size)
                       for key, size in keys], limit=self.cfg.parallel)
         await gather([partial(self.store.delete, key) for key, _ in keys], limit=self.cfg.parallel)
+        return [(key, new_prefix + key[len(old_prefix):], size) for key, size in keys]
 
     async def _copy_key(self, src: str, dst: str, size: int) -> None:
         """Server-side copy; directory markers are re-created (SeaweedFS cannot copy them)."""

@@ -207,9 +207,10 @@ class ObjectStore:
                           r.get("Metadata", {}), r.get("ContentType"))
 
     async def list_page(
-        self, prefix: str, token: str | None, delimiter: str = "/", max_keys: int = 1000
+        self, prefix: str, token: str | None, delimiter: str = "/", max_keys: int = 1000,
+        start_after: str | None = None,
     ) -> tuple[list[dict], list[str], str | None]:
-        """One ListObjectsV2 page: (objects, common prefixes, next token).
+        """One ListObjectsV2 page: (objects, common prefixes, next token); keys after `start_after` only.
 
         Keys are requested URL-encoded (so any byte survives the XML) and decoded
         here; bytes that are not UTF-8 stay as surrogates, which `keys.name_problem`
@@ -220,6 +221,8 @@ class ObjectStore:
             kw["Delimiter"] = delimiter
         if token:
             kw["ContinuationToken"] = token
+        if start_after:
+            kw["StartAfter"] = start_after
         r = await self._call("list", prefix, partial(self.client.list_objects_v2, **kw))
         decode = decode_key if r.get("EncodingType") == "url" else str  # servers may ignore the request
         prefixes = [decode(p["Prefix"]) for p in r.get("CommonPrefixes", [])]
@@ -229,22 +232,31 @@ class ObjectStore:
 
     async def get(self, key: str, start: int = 0, end: int | None = None, if_match: str | None = None) -> bytes:
         """Bytes [start, end) of `key` (all of it by default); with `if_match` an overwrite is ESTALE."""
+        return (await self.get_with_info(key, start, end, if_match))[0]
 
-        def fetch() -> bytes:
+    async def get_with_info(self, key: str, start: int = 0, end: int | None = None,
+                            if_match: str | None = None) -> tuple[bytes, ObjectInfo]:
+        """Like `get`, plus what the response says of the whole object (size, ETag, metadata): no HEAD needed."""
+
+        def fetch() -> tuple[bytes, ObjectInfo]:
             kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
             if start or end is not None:
                 kw["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
             if if_match:
                 kw["IfMatch"] = if_match
-            body = self.client.get_object(**kw)["Body"]
+            r = self.client.get_object(**kw)
+            body = r["Body"]
             try:
-                return body.read()
+                data = body.read()
             finally:
                 body.close()
+            size = int(r["ContentRange"].rpartition("/")[2]) if r.get("ContentRange") else r["ContentLength"]
+            return data, ObjectInfo(key, size, r.get("ETag", ""), r.get("LastModified"), r.get("Metadata", {}),
+                                    r.get("ContentType"))
 
-        data = await self._call("get", key, fetch)
+        data, info = await self._call("get", key, fetch)
         metrics.BYTES_DOWN.labels(self.role).inc(len(data))
-        return data
+        return data, info
 
     async def download_to(self, key: str, size: int, path: str, if_match: str | None, chunk: int) -> None:
         """Copy object bytes into a local file, chunk by chunk (bounded memory)."""
@@ -365,3 +377,12 @@ class ObjectStore:
 
     async def delete(self, key: str) -> None:
         await self._call("delete", key, partial(self.client.delete_object, Bucket=self.bucket, Key=key))
+
+    async def copy_from(self, src_bucket: str, src: str, dst: str) -> str:
+        """Server-side copy from another bucket on the same endpoint and account, metadata kept (up to 5 GiB).
+
+        Returns the new object's ETag as the server reports it.
+        """
+        r = await self._call("copy", dst, partial(self.client.copy_object, Bucket=self.bucket, Key=dst,
+                                                  CopySource={"Bucket": src_bucket, "Key": src}))
+        return r.get("CopyObjectResult", {}).get("ETag", "")

@@ -50,12 +50,14 @@ def is_mounted(path: str | Path) -> bool:
 
 
 class S3Server:
-    def __init__(self) -> None:
-        self.endpoint = os.environ.get("S3_ENDPOINT_URL")
-        self.access_key = os.environ.get("AWS_ACCESS_KEY_ID")
-        self.secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY")
-        self.ca_bundle = os.environ.get("S3_CA_BUNDLE") or None
-        self.name = os.environ.get("S3_SERVER", "unknown")
+    def __init__(self, endpoint: str | None = None, access_key: str | None = None, secret_key: str | None = None,
+                 name: str = "") -> None:
+        """The run's server from the environment; or, with arguments, another one (plain http)."""
+        self.endpoint = endpoint or os.environ.get("S3_ENDPOINT_URL")
+        self.access_key = access_key or os.environ.get("AWS_ACCESS_KEY_ID")
+        self.secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
+        self.ca_bundle = None if endpoint else os.environ.get("S3_CA_BUNDLE") or None
+        self.name = name or os.environ.get("S3_SERVER", "unknown")
         if not (self.endpoint and self.access_key and self.secret_key):
             pytest.exit("S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must name a real S3 server "
                         "(run ./scripts/run-tests, which starts one)", returncode=2)
@@ -77,8 +79,24 @@ def server() -> S3Server:
 
 
 @pytest.fixture(scope="session")
+def alt_server() -> S3Server | None:
+    """The run's other S3 server (S3_ALT_ENDPOINT_URL, S3_ALT_ACCESS_KEY_ID, S3_ALT_SECRET_ACCESS_KEY), if any."""
+    endpoint = os.environ.get("S3_ALT_ENDPOINT_URL")
+    if not endpoint:
+        return None
+    return S3Server(endpoint, os.environ["S3_ALT_ACCESS_KEY_ID"], os.environ["S3_ALT_SECRET_ACCESS_KEY"],
+                    os.environ.get("S3_ALT_SERVER", "alt"))
+
+
+@pytest.fixture(scope="session")
 def s3(server):
     return server.client()
+
+
+def user_keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    """The bucket's keys without the gateway's own (`.fsgateway/`: staging uploads, the change feed)."""
+    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", []) if not o["Key"].startswith(".fsgateway/")]
 
 
 def empty_bucket(s3, bucket: str) -> None:

@@ -15,6 +15,7 @@ from fsgateway.core import Filesystem, FsError, NegativeCache
 from fsgateway.credentials import Keys
 from fsgateway.inodes import ROOT_INODE
 from fsgateway.store import ObjectStore
+from tests.conftest import user_keys
 
 
 def run_core(server, bucket, tmp_path, body, **cfg_overrides):
@@ -50,7 +51,7 @@ def test_create_write_commit_list_rename_unlink(server, bucket, s3, tmp_path):
         assert names == ["a.bin"]
 
         await fs.rename(ROOT_INODE, "a.bin", ROOT_INODE, "b.bin", noreplace=False)
-        assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["b.bin"]
+        assert user_keys(s3, bucket) == ["b.bin"]
         await fs.unlink(ROOT_INODE, "b.bin")
         with pytest.raises(FsError) as e:
             await fs.lookup(ROOT_INODE, "b.bin")

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from tests.conftest import drop_caches, metric_value, wait_for
+from tests.conftest import drop_caches, metric_value, user_keys, wait_for
 
 MiB = 1 << 20
 
@@ -52,7 +52,7 @@ def test_large_file_streams_multipart_and_reads_back_after_drop_caches(mount, s3
     assert h["ContentLength"] == len(data)
     assert h["Metadata"]["fsg-sha256"] == hashlib.sha256(data).hexdigest()
     # no staging leftovers once close() returned
-    assert s3.list_objects_v2(Bucket=mount.bucket, Prefix=".fsgateway/").get("KeyCount", 0) == 0
+    assert s3.list_objects_v2(Bucket=mount.bucket, Prefix=".fsgateway/staging/").get("KeyCount", 0) == 0
     assert not s3.list_multipart_uploads(Bucket=mount.bucket).get("Uploads")
     drop_caches()
     assert hashlib.sha256(p.read_bytes()).digest() == hashlib.sha256(data).digest()
@@ -156,7 +156,7 @@ def test_rename_file_and_directory_tree(mount, s3):
     (mount.path / "d" / "g").write_bytes(b"top")
     os.rename(mount.path / "d" / "g", mount.path / "d" / "h")
     os.rename(mount.path / "d", mount.path / "e")
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=mount.bucket)["Contents"])
+    keys = sorted(user_keys(s3, mount.bucket))
     assert keys == ["e/", "e/h", "e/sub/", "e/sub/f"]
     assert (mount.path / "e" / "sub" / "f").read_bytes() == b"deep"
     assert not (mount.path / "d").exists()
@@ -183,7 +183,7 @@ def test_unlink_and_rmdir(mount, s3):
     assert e.value.errno == errno.ENOTEMPTY
     os.unlink(mount.path / "d" / "f")
     os.rmdir(mount.path / "d")
-    assert s3.list_objects_v2(Bucket=mount.bucket).get("KeyCount", 0) == 0
+    assert user_keys(s3, mount.bucket) == []
     with pytest.raises(FileNotFoundError):
         os.unlink(mount.path / "nothing")
 
@@ -194,7 +194,7 @@ def test_unlink_of_open_file_being_written_uploads_nothing(mount, s3):
     os.unlink(mount.path / "gone")
     f.write(b"more")
     f.close()
-    assert s3.list_objects_v2(Bucket=mount.bucket).get("KeyCount", 0) == 0
+    assert user_keys(s3, mount.bucket) == []
     assert not (mount.path / "gone").exists()
 
 
@@ -311,7 +311,7 @@ def test_rename_directory_onto_empty_directory_keeps_it(mount, s3):
     (mount.path / "b").mkdir()
     subprocess.run(["mv", "-T", str(mount.path / "a"), str(mount.path / "b")], check=True)
     assert os.path.isdir(mount.path / "b") and not os.path.exists(mount.path / "a")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=mount.bucket)["Contents"]]
+    keys = user_keys(s3, mount.bucket)
     assert keys == ["b/"]
 
 

@@ -1,0 +1,90 @@
+"""Crashes and outages: SIGKILL mid-copy, a backup endpoint that goes away and comes back."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.conftest import metric_value, wait_for
+from tests.fsgateway.test_mount_faults import Weed, _try
+from tests.syncd.conftest import Backup, backup_keys, make_passwd
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def weed_backup(tmp_path):
+    """A private SeaweedFS as the backup (streamed copies), which a test may kill and restart."""
+    weed = Weed(tmp_path)
+    weed.start()
+    client = boto3.client("s3", endpoint_url=weed.endpoint, aws_access_key_id="fault-key",
+                          aws_secret_access_key="fault-secret", region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+    wait_for(lambda: _try(lambda: client.create_bucket(Bucket="backup")), 30, "the backup bucket")
+    yield weed, Backup("backup", client, weed.endpoint, make_passwd(tmp_path / "weedpass", "fault-key",
+                                                                     "fault-secret"), True)
+    weed.stop()
+
+
+def test_sigkill_mid_copy_then_restart_converges_without_recopying(bucket, s3, weed_backup, syncd_factory):
+    _, backup = weed_backup
+    sizes = {f"obj{i:02d}": 3 * MiB for i in range(10)} | {"multi.bin": 14 * MiB}
+    for key, size in sizes.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=os.urandom(size))
+    syncd = syncd_factory(bucket, backup).start(bandwidth_limit="10M", concurrency=2, part_size="5M",
+                                                copy_buffers=2)
+    wait_for(lambda: len(backup_keys(backup)) >= 3, 60, "some copies to complete")
+    syncd.proc.send_signal(signal.SIGKILL)
+    syncd.proc.wait(timeout=30)
+    syncd.proc = None
+    complete = {k for k, size in backup_keys(backup).items() if sizes.get(k) == size}
+    assert len(complete) < len(sizes), "everything was copied before the kill: make the objects bigger"
+    syncd.start()
+    wait_for(lambda: backup_keys(backup) == sizes, 120, "the backup to converge after the restart")
+    copied = metric_value(syncd.metrics(), "fsgateway_syncd_copies_total", outcome="ok")
+    assert copied <= len(sizes) - len(complete)  # what was complete was recognised, not copied again
+    for key in ("obj00", "multi.bin"):
+        assert (s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                == backup.client.get_object(Bucket="backup", Key=key)["Body"].read())
+    wait_for(lambda: not backup.client.list_multipart_uploads(Bucket="backup").get("Uploads"), 30,
+             "the killed run's multipart upload to be aborted")
+
+
+def test_backup_down_for_a_while_then_everything_pending_arrives(mount, weed_backup, syncd_factory):
+    weed, backup = weed_backup
+    syncd = syncd_factory(mount.bucket, backup).start(retry_deadline=2)
+    (mount.path / "a").write_bytes(b"before")
+    wait_for(lambda: "a" in backup_keys(backup), 30, "a in the backup")
+    weed.stop()
+    for name in ("b", "c"):
+        (mount.path / name).write_bytes(name.encode() * 1000)  # the mount does not care about the backup
+    wait_for(lambda: metric_value(syncd.metrics(), "fsgateway_syncd_failing_objects") >= 1, 60,
+             "the outage to show as failing objects")
+    text = syncd.metrics()
+    assert metric_value(text, "fsgateway_syncd_pending_objects") >= 2
+    assert metric_value(text, "fsgateway_syncd_behind_seconds") > 0
+    weed.start()
+    wait_for(lambda: {"a", "b", "c"} <= set(backup_keys(backup)), 60, "the pending changes to arrive")
+    assert backup.client.get_object(Bucket="backup", Key="c")["Body"].read() == b"c" * 1000
+    wait_for(lambda: metric_value(syncd.metrics(), "fsgateway_syncd_pending_objects") == 0, 30, "no backlog")
+
+
+@pytest.mark.ceph_only
+def test_no_deletes_after_an_error_in_the_same_run(bucket, s3, weed_backup, syncd_factory):
+    _, backup = weed_backup
+    for key in ("k0", "k1"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    syncd = syncd_factory(bucket, backup)
+    assert syncd.once(delete="mirror").returncode == 0
+    s3.delete_object(Bucket=bucket, Key="k0")
+    s3.put_object(Bucket=bucket, Key="x" * 300, Body=b"SeaweedFS refuses keys this long")
+    r = syncd.once(delete="mirror")
+    assert r.returncode == 1 and "1 failed, 0 deleted, 1 deletes held back" in r.stdout, r.stdout
+    assert "errors in this run" in r.stderr and "k0" in backup_keys(backup)
+    s3.delete_object(Bucket=bucket, Key="x" * 300)
+    r = syncd.once(delete="mirror")
+    assert r.returncode == 0 and "1 deleted" in r.stdout and set(backup_keys(backup)) == {"k1"}

@@ -1,0 +1,72 @@
+"""The durable state: pending keys, cursor, records, the lock; across reopen (a restart)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from syncd.plan import Record, Version
+from syncd.state import State, StateLocked
+
+
+def test_journal_changes_survive_a_restart_and_newer_changes_win(tmp_path):
+    s = State(str(tmp_path / "st"))
+    assert stat.S_IMODE(os.stat(tmp_path / "st").st_mode) == 0o700
+    s.apply_journal("j1", [("a", 10.0, 5), ("b\udcff", 11.0, 6)], "j1")
+    item = next(p for p in s.due(10) if p.key == "a")
+    s.apply_journal("j2", [("a", 12.0, 7)], "j2")  # a new change while `a` is being copied
+    s.done(item)  # ... so `a` stays pending
+    s.close()
+    s = State(str(tmp_path / "st"))
+    assert s.get("cursor") == "j2"
+    assert {p.key for p in s.due(10)} == {"a", "b\udcff"}
+    assert s.backlog().objects == 2 and s.backlog().oldest == 10.0 and s.backlog().bytes == 13
+    for p in s.due(10):
+        s.done(p)
+    assert s.backlog().objects == 0
+
+
+def test_failed_keys_wait_for_their_retry_time(tmp_path):
+    s = State(str(tmp_path))
+    s.apply_journal("j1", [("a", 1.0, 1)], "j1")
+    s.failed("a", "boom", retry_at=1e12)
+    assert s.due(10) == [] and s.backlog().failing == 1 and s.next_due() == 1e12
+    s.apply_journal("j2", [("a", 2.0, 1)], "j2")  # a new change: try at once
+    assert [p.key for p in s.due(10)] == ["a"]
+
+
+def test_applied_journals_are_bounded_by_the_window(tmp_path):
+    s = State(str(tmp_path))
+    for name in ("j1", "j2", "j3"):
+        s.apply_journal(name, [], name)
+    assert s.applied("j1") == {"j2", "j3"}
+    s.prune_applied("j2")
+    assert s.applied("") == {"j3"}
+    assert s.get("cursor") == "j3"
+
+
+def test_records_uploads_and_single_owner(tmp_path):
+    s = State(str(tmp_path))
+    rec = Record(Version(3, "e", 100), 3, "d")
+    s.remember("k", rec)
+    assert s.record("k") == rec and s.recorded_keys() == ["k"]
+    s.forget(["k"])
+    assert s.record("k") is None
+    s.upload_started("big", "u1")
+    assert s.uploads() == [("big", "u1")]
+    s.upload_ended("u1")
+    assert s.uploads() == []
+    with pytest.raises(StateLocked):
+        State(str(tmp_path))
+    ro = State(str(tmp_path), read_only=True)  # a dry run may look while the daemon runs
+    assert ro.get("cursor") is None
+    ro.close()
+
+
+def test_read_only_state_of_a_fresh_dir_creates_nothing(tmp_path):
+    s = State(str(tmp_path / "none"), read_only=True)
+    assert s.record("k") is None and s.backlog().objects == 0
+    s.close()
+    assert not (tmp_path / "none").exists()
