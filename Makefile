@@ -1,0 +1,59 @@
+# make install - put fsgateway on this host: a virtualenv with the package,
+# the commands on the PATH (mount(8) finds `fsgateway` there for fstab lines),
+# the systemd units, an example configuration, the Prometheus rules and the
+# Grafana dashboard. Existing configuration is never overwritten.
+#
+#   make install                     everything (as root)
+#   make install-files DESTDIR=/tmp/stage    only the files, under a staging root
+#   make check-units                 systemd-analyze verify on the units
+#   make check-rules                 promtool check rules + promtool test rules
+#
+# Variables: PREFIX (/usr/local), VENV (/opt/fsgateway), SYSTEMD_DIR
+# (/etc/systemd/system), SYSCONF_DIR (/etc/fsgateway), PROMETHEUS_DIR
+# (/etc/prometheus), PYTHON (python3), DESTDIR (empty).
+
+PREFIX ?= /usr/local
+VENV ?= /opt/fsgateway
+SYSTEMD_DIR ?= /etc/systemd/system
+SYSCONF_DIR ?= /etc/fsgateway
+PROMETHEUS_DIR ?= /etc/prometheus
+PYTHON ?= python3
+DESTDIR ?=
+COMMANDS = fsgateway fsgateway-checker fsgateway-fw fsgateway-device fsgateway-syncd
+UNITS = systemd/fsgateway@.service systemd/fsgateway-checker.service systemd/fsgateway-syncd.service
+
+.PHONY: install install-python install-files check-units check-rules
+
+install: install-python install-files
+	systemctl daemon-reload 2>/dev/null || true
+	@echo "next: edit $(SYSCONF_DIR)/fsgateway.toml, write $(SYSCONF_DIR)/passwd (0600),"
+	@echo "      systemctl enable --now fsgateway@srv-firmware fsgateway-checker fsgateway-syncd"
+
+install-python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet .
+	install -d $(PREFIX)/bin
+	for c in $(COMMANDS); do ln -sf $(VENV)/bin/$$c $(PREFIX)/bin/$$c; done
+
+install-files:
+	install -d $(DESTDIR)$(SYSTEMD_DIR) $(DESTDIR)$(PROMETHEUS_DIR) \
+	    $(DESTDIR)$(PREFIX)/share/fsgateway $(DESTDIR)$(PREFIX)/share/doc/fsgateway
+	install -d -m 0755 $(DESTDIR)$(SYSCONF_DIR)
+	install -m 0644 $(UNITS) $(DESTDIR)$(SYSTEMD_DIR)/
+	install -m 0644 deploy/prometheus/fsgateway-rules.yml $(DESTDIR)$(PROMETHEUS_DIR)/
+	install -m 0644 deploy/prometheus/prometheus.yml deploy/grafana/fsgateway-dashboard.json \
+	    $(DESTDIR)$(PREFIX)/share/fsgateway/
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/fsgateway/
+	install -m 0644 systemd/README.md $(DESTDIR)$(PREFIX)/share/doc/fsgateway/systemd.md
+	for f in fsgateway.toml srv-firmware.env; do \
+	    [ -e $(DESTDIR)$(SYSCONF_DIR)/$$f ] || install -m 0644 deploy/etc/fsgateway/$$f $(DESTDIR)$(SYSCONF_DIR)/$$f; \
+	done
+
+check-units:  # a template is verified through an instance of it
+	tmp=$$(mktemp -d) && cp $(UNITS) $$tmp/ && cp systemd/fsgateway@.service $$tmp/fsgateway@srv-firmware.service && \
+	    cd $$tmp && systemd-analyze verify fsgateway@srv-firmware.service fsgateway-checker.service \
+	    fsgateway-syncd.service; rc=$$?; rm -rf $$tmp; exit $$rc
+
+check-rules:
+	promtool check rules deploy/prometheus/fsgateway-rules.yml
+	cd deploy/prometheus && promtool test rules fsgateway-rules.test.yml
