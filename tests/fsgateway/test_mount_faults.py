@@ -152,31 +152,39 @@ class Weed:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start on fresh ports; a port taken meanwhile (weed exits at once) means another try."""
+        for _ in range(3):
+            self.proc = subprocess.Popen(self._command(), stdout=open(self.dir / "log", "ab"),
+                                         stderr=subprocess.STDOUT)
+            wait_for(lambda: self._answers() or self.proc.poll() is not None, 60, "SeaweedFS to answer")
+            if self.proc.poll() is None:
+                return
+            self.proc.wait()
+        pytest.fail(f"SeaweedFS would not start: {(self.dir / 'log').read_text()[-1500:]}")
+
+    def _command(self) -> list[str]:
         ports = {k: low_free_port() for k in ("master", "volume", "filer", "master.port.grpc", "volume.port.grpc",
                                           "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
                                           "admin.port", "admin.port.grpc", "debug.port", "s3.debug.port",
                                           "filer.port.public", "volume.port.public", "webdav.port")}
-        cmd = [weed_binary(), "mini", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               "-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:9/",
-               f"-s3.config={self.conf}", "-s3.allowDeleteBucketNotEmpty=false", "-s3.autoCreateBucket=false",
-               "-webdav=false", "-admin.ui=false", f"-s3.port={self.port}", f"-master.port={ports['master']}",
-               f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-               *(f"-{k}={v}" for k, v in ports.items() if "." in k)]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.dir / "log", "ab"), stderr=subprocess.STDOUT)
+        return [weed_binary(), "mini", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                "-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:9/",
+                f"-s3.config={self.conf}", "-s3.allowDeleteBucketNotEmpty=false", "-s3.autoCreateBucket=false",
+                "-webdav=false", "-admin.ui=false", f"-s3.port={self.port}", f"-master.port={ports['master']}",
+                f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+                *(f"-{k}={v}" for k, v in ports.items() if "." in k)]
 
-        def up() -> bool:
-            import urllib.error
-            import urllib.request
+    def _answers(self) -> bool:
+        import urllib.error
+        import urllib.request
 
-            try:
-                urllib.request.urlopen(self.endpoint, timeout=1)
-            except urllib.error.HTTPError:
-                return True
-            except OSError:
-                return False
+        try:
+            urllib.request.urlopen(self.endpoint, timeout=1)
+        except urllib.error.HTTPError:
             return True
-
-        wait_for(up, 60, "SeaweedFS to answer")
+        except OSError:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.proc is None:
