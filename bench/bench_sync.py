@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -300,6 +301,8 @@ def main() -> int:
         bench.run()
     finally:
         bench.cleanup()
+        if not is_mounted(work / "mnt"):
+            shutil.rmtree(work, ignore_errors=True)
     print(bench.table())
     if args.json:
         args.json.write_text(json.dumps({row: {t: asdict(r) for t, r in tools.items()}

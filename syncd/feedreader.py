@@ -30,8 +30,10 @@ log = logging.getLogger("syncd.feed")
 
 
 class FeedReader:
-    def __init__(self, primary: ObjectStore, state: State, filters: Filters, lookback: float) -> None:
+    def __init__(self, primary: ObjectStore, state: State, filters: Filters, lookback: float,
+                 concurrency: int) -> None:
         self.primary = primary
+        self.concurrency = concurrency
         self.state = state
         self.filters = filters
         self.lookback = timedelta(seconds=lookback)
@@ -52,24 +54,30 @@ class FeedReader:
         count, token = 0, None
         while True:
             objs, _, token = await self.primary.list_page(feed.FEED_PREFIX, token, delimiter="", start_after=start)
-            for obj in objs:
-                if obj["Key"] not in applied:
-                    await self._apply(obj["Key"])
-                    count += 1
+            new = [o["Key"] for o in objs if o["Key"] not in applied]
+            journals = await gather([partial(self._read, name) for name in new], limit=self.concurrency)
+            for name, journal in zip(new, journals, strict=True):  # applied in order: the cursor only moves on
+                self._apply(name, journal)
+            count += len(new)
             if token is None:
                 break
         self.state.prune_applied(start)
         self.read_at = time.time()
         return count
 
-    async def _apply(self, name: str) -> None:
+    async def _read(self, name: str) -> feed.Journal | None:
+        """The journal object `name`, or None when it is malformed or already gone (skipped)."""
         try:
-            journal = feed.decode(await self.primary.get(name))
+            return feed.decode(await self.primary.get(name))
         except (feed.FeedFormatError, StoreError) as exc:
             if isinstance(exc, StoreError) and exc.errno != errno.ENOENT:
                 raise  # transient trouble: the next poll reads it again
             metrics.FEED_JOURNALS.labels("malformed").inc()
             log.warning("skipping journal object %s: %s", name, exc)
+            return None
+
+    def _apply(self, name: str, journal: feed.Journal | None) -> None:
+        if journal is None:
             self.state.apply_journal(name, [], name)
             return
         changes = [(key, feed.parse_time(e.time).timestamp(), e.size or 0)

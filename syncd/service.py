@@ -42,7 +42,7 @@ class Service:
                              Throttle(opts.bandwidth_limit))
         self.rep = Replicator(primary, backup, self.copier, state, opts.delete == "mirror", opts.max_delete,
                               opts.concurrency, opts.retry_max_interval)
-        self.feed = FeedReader(primary, state, self.filters, opts.feed_lookback)
+        self.feed = FeedReader(primary, state, self.filters, opts.feed_lookback, opts.concurrency)
         self.wake = trio.Event()
         self.status = ""
 
