@@ -7,6 +7,7 @@ S3_CA_BUNDLE selects TLS verification. Nothing here fakes S3.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -107,16 +108,23 @@ def empty_bucket(s3, bucket: str) -> None:
             s3.delete_object(Bucket=bucket, Key=obj["Key"])
 
 
+def remove_bucket(client, name: str) -> None:
+    """Delete a test's bucket with its contents and policy; if the server is down, say so and go on."""
+    with contextlib.suppress(Exception):  # most buckets have no policy
+        client.delete_bucket_policy(Bucket=name)
+    try:
+        empty_bucket(client, name)
+        client.delete_bucket(Bucket=name)
+    except Exception as exc:  # a fault test may have left the server down; leave the bucket
+        print(f"could not remove bucket {name}: {exc}", file=sys.stderr)
+
+
 @pytest.fixture
 def bucket(s3) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     yield name
-    try:
-        empty_bucket(s3, name)
-        s3.delete_bucket(Bucket=name)
-    except Exception as exc:  # the server may be down in a fault test; leave the bucket, say so
-        print(f"could not remove bucket {name}: {exc}", file=sys.stderr)
+    remove_bucket(s3, name)
 
 
 @pytest.fixture(scope="session")

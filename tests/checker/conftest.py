@@ -24,7 +24,7 @@ import pytest
 
 from checker import manifest, signing
 from checker.db import Database
-from tests.conftest import Mount, S3Server, empty_bucket, free_port, wait_for
+from tests.conftest import Mount, S3Server, free_port, remove_bucket, wait_for
 
 MODEL = "sensor-x"
 
@@ -220,12 +220,7 @@ def pipelines(server, s3, passwd_file, tmp_path) -> Iterator[Callable[..., Pipel
         for proc in p.processes:
             proc.stop()
     for name in {p.bucket for p in made}:
-        try:
-            s3.delete_bucket_policy(Bucket=name)
-            empty_bucket(s3, name)
-            s3.delete_bucket(Bucket=name)
-        except Exception as exc:
-            print(f"could not remove bucket {name}: {exc}", file=sys.stderr)
+        remove_bucket(s3, name)
 
 
 @pytest.fixture

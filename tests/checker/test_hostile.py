@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Mount, empty_bucket, wait_for
+from tests.conftest import Mount, remove_bucket, wait_for
 
 from .conftest import MODEL, CheckerProcess, Pipeline, metric
 
@@ -56,12 +55,7 @@ def h(server, s3, passwd_file, tmp_path_factory):
         for proc in p.processes:
             proc.stop()
         mount.stop()
-        try:
-            s3.delete_bucket_policy(Bucket=bucket)
-            empty_bucket(s3, bucket)
-            s3.delete_bucket(Bucket=bucket)
-        except Exception as exc:
-            print(f"could not remove bucket {bucket}: {exc}", file=sys.stderr)
+        remove_bucket(s3, bucket)
 
 
 # ---------------------------------------------------------------------- helpers

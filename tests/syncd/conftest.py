@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import S3Server, empty_bucket, free_port, wait_for
+from tests.conftest import S3Server, free_port, remove_bucket, wait_for
 
 
 @dataclass
@@ -39,14 +39,6 @@ def new_backup(server: S3Server, client, tmp: Path, other: bool) -> Backup:
     client.create_bucket(Bucket=name)
     return Backup(name, client, server.endpoint, make_passwd(tmp / f"passwd-{name}", server.access_key,
                                                              server.secret_key), other)
-
-
-def remove_bucket(client, name: str) -> None:
-    try:
-        empty_bucket(client, name)
-        client.delete_bucket(Bucket=name)
-    except Exception as exc:  # a fault test may have left the server down
-        print(f"could not remove bucket {name}: {exc}", file=sys.stderr)
 
 
 @pytest.fixture(params=["same_server", "other_server"])
