@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port, metric_value
+from tests.conftest import free_port, metric_value, wait_for
 from tests.syncd.conftest import backup_keys, make_passwd
 
 
@@ -104,7 +104,9 @@ def test_sd_notify_ready_status_stopping_and_metrics(server, bucket, s3, same_ba
                      "fsgateway_syncd_feed_cursor_lag_seconds", "fsgateway_s3_requests_total"):
             assert f"# HELP {name} " in text
         assert server.secret_key not in text and server.access_key not in text
-        assert metric_value(text, "fsgateway_s3_requests_total", role="backup") > 0
+        # The start-up reconcile lists the backup: its requests are counted under role="backup".
+        wait_for(lambda: metric_value(syncd.metrics(), "fsgateway_s3_requests_total", role="backup") > 0, 60,
+                 "requests to the backup to be counted")
         syncd.proc.send_signal(signal.SIGTERM)
         while "STOPPING=1" not in messages[-1]:
             messages.append(sock.recv(4096).decode())
