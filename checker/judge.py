@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import trio
 
+from fsgateway import reserved
 from fsgateway.store import ObjectStore, StoreError
 
 from . import manifest as manifest_mod
@@ -26,7 +27,6 @@ from .manifest import Manifest, ManifestError
 log = logging.getLogger("checker.judge")
 
 HASH_CHUNK = 16 << 20
-STAGING = ".fsgateway/checker/"  # hidden from mount listings, ignored by syncd
 
 
 @dataclass(frozen=True)
@@ -49,28 +49,46 @@ def rejected(reason: str, detail: str, m: Manifest | None = None) -> Decision:
 
 
 def staging_key(prefix: str, package_id: str) -> str:
-    return f"{prefix}{STAGING}{package_id}"
+    return reserved.checker_staging_key(prefix, package_id)
 
 
-async def sha256_of(store: ObjectStore, key: str, size: int, etag: str | None = None) -> tuple[str, int]:
-    """Stream an object through SHA-256: one ranged GET ahead of the hashing (bounded: 2 chunks)."""
+async def sha256_of(store: ObjectStore, key: str, size: int, etag: str | None = None) -> tuple[str, str]:
+    """SHA-256 of exactly one version of `key`, which must be `size` bytes; returns (digest, its ETag).
+
+    Every ranged GET is pinned (If-Match) to one ETag — the given one, or the
+    first response's — and the object's total size must be `size`: bytes
+    swapped or appended meanwhile end in StoreError(ESTALE), never in a digest
+    of something else. One GET runs ahead of the hashing (bounded: 2 chunks).
+    """
     h = hashlib.sha256()
-    total = 0
     send, receive = trio.open_memory_channel[bytes](1)
+    pinned = etag or None
 
     async def fetch() -> None:
+        nonlocal pinned
         async with send:
-            for start in range(0, size, HASH_CHUNK):
-                await send.send(await store.get(key, start, min(size, start + HASH_CHUNK), etag))
+            for start in range(0, max(size, 1), HASH_CHUNK):
+                end = min(size, start + HASH_CHUNK)
+                data, info = await store.get_with_info(key, start, end if size else None, pinned)
+                if info.size != size or len(data) != end - start:
+                    raise StoreError("get", key, ValueError(
+                        f"object is {info.size} bytes (ETag {info.etag}), expected {size} (ETag {pinned})"),
+                        errno.ESTALE)
+                pinned = pinned or info.etag or None
+                await send.send(data)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(fetch)
-        async with receive:
-            async for chunk in receive:
-                await trio.to_thread.run_sync(h.update, chunk)  # hashlib drops the GIL for big buffers
-                total += len(chunk)
-                metrics.HASHED.inc(len(chunk))
-    return h.hexdigest(), total
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fetch)
+            async with receive:
+                async for chunk in receive:
+                    await trio.to_thread.run_sync(h.update, chunk)  # hashlib drops the GIL for big buffers
+                    metrics.HASHED.inc(len(chunk))
+    except ExceptionGroup as group:  # callers handle the fetcher's StoreError itself
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], StoreError):
+            raise group.exceptions[0] from None
+        raise
+    return h.hexdigest(), pinned or ""
 
 
 def _changed(exc: StoreError) -> bool:
@@ -134,15 +152,20 @@ class Judge:
             return rejected(problem.reason, problem.detail, m)
         staged = staging_key(self.prefix, pkg.package_id())
         try:
-            await self.store.copy(payload.key, staged, payload.size, None, None, if_match=payload.etag)
+            copied = await self.store.copy(payload.key, staged, payload.size, None, None, if_match=payload.etag)
         except StoreError as exc:
             if _changed(exc):
                 return pending("changed", "payload changed while being checked")
             raise
-        digest, length = await sha256_of(self.store, staged, payload.size)
-        if length != m.payload_length:
-            return Decision("rejected", "length_mismatch", f"read {length} bytes, manifest says {m.payload_length}",
-                            m, staged=staged)
+        try:
+            digest, _ = await sha256_of(self.store, staged, payload.size, copied or None)
+        except StoreError as exc:
+            if not _changed(exc):
+                raise
+            metrics.TAMPERED.labels("staged").inc()
+            log.warning("the staged copy %s changed while being hashed (%s); copying the payload again",
+                        staged, exc)
+            return pending("changed", "the staged copy changed while being hashed")
         if digest != m.payload_sha256:
             return Decision("rejected", "sha256_mismatch", f"payload SHA-256 is {digest}", m, staged=staged)
         outcome = "duplicate" if problem else "accepted"

@@ -18,3 +18,6 @@ TIMESTAMP_EXPIRY = Gauge("fsgateway_checker_timestamp_expiry_timestamp_seconds",
 LAST_RECONCILE = Gauge("fsgateway_checker_last_reconcile_timestamp_seconds",
                        "When the last full listing of incoming/ completed (Unix time)")
 EVENTS = Counter("fsgateway_checker_events_total", "Filesystem events from the mount, by kind", ["kind"])
+TAMPERED = Counter("fsgateway_checker_tampered_objects_total", "Objects found changed behind the checker's back: "
+                   "a staged copy being hashed (staged), a release key holding other bytes (release)", ["where"])
+QUEUED = Gauge("fsgateway_checker_queued_packages", "Packages waiting for a worker")

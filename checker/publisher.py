@@ -8,6 +8,7 @@ bytes), so nothing is published twice and nothing is lost.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 import trio
 from securesystemslib.signer import Signer
 
-from fsgateway.store import ObjectStore
+from fsgateway.store import ObjectStore, StoreError
 
-from . import metrics, tufrepo
+from . import judge, metrics, tufrepo
 from .db import Database, Verdict
 from .landing import Package, Part
 from .rules import Release
@@ -27,6 +28,10 @@ log = logging.getLogger("checker.publish")
 
 QUARANTINE = "quarantine/"
 OCTET = "application/octet-stream"
+
+
+class ReleaseError(RuntimeError):
+    """The released bytes cannot be put in place: no source holds what was judged."""
 
 
 @dataclass(frozen=True)
@@ -129,15 +134,68 @@ class Publisher:
         log.info("re-signed timestamp.json (v%d)", versions.timestamp)
 
     # ------------------------------------------------------------------ verdicts
-    async def release(self, r: Release, staged: str) -> None:
-        """Put the staged payload at its content-addressed key (if not there yet), then publish if new."""
+    async def release(self, r: Release, staged: str, upload: Part | None = None) -> None:
+        """Put the judged payload at its content-addressed key, verified, then publish if new.
+
+        Nothing at the release key is trusted: an object already there (planted
+        by whoever could write the bucket, or left by an earlier run) is hashed
+        against the verdict and replaced unless it is exactly the released
+        bytes, and every copy made is hashed again before the release is
+        recorded as stored. So devices get byte for byte what was hashed when
+        the package was judged. Sources, in order: the staged copy that was
+        hashed, then the upload itself while it still has the judged ETag.
+        """
         key = self.prefix + tufrepo.release_key(r)
-        missing = await self.store.head(key) is None
-        if missing:
-            await self.store.copy(staged, key, r.length, {"fsg-sha256": r.sha256}, OCTET,
-                                  cache_control=tufrepo.IMMUTABLE)
-        if await trio.to_thread.run_sync(self.db.mark_stored, r.model, r.version) or missing:
+        new = not await self._holds(key, r)
+        if new:
+            sources = [(staged, None)] + ([(upload.key, upload.etag)] if upload is not None else [])
+            for source, etag in sources:
+                if await self._copy_verified(source, etag, key, r):
+                    break
+            else:
+                raise ReleaseError(f"no source of {key} holds the {r.length} bytes with SHA-256 {r.sha256}")
+        if await trio.to_thread.run_sync(self.db.mark_stored, r.model, r.version) or new:
             await self.publish()
+
+    async def _matches(self, key: str, r: Release, etag: str | None) -> bool:
+        """Whether `key` (pinned to `etag` if given) holds exactly the release's bytes."""
+        try:
+            digest, _ = await judge.sha256_of(self.store, key, r.length, etag)
+        except StoreError as exc:
+            if exc.errno in (errno.ESTALE, errno.ENOENT):  # other size, or changed while read
+                return False
+            raise
+        return digest == r.sha256
+
+    async def _holds(self, key: str, r: Release) -> bool:
+        """Whether the release key already holds the release; anything else there is counted and logged."""
+        info = await self.store.head(key)
+        if info is None:
+            return False
+        if info.size == r.length and await self._matches(key, r, info.etag or None):
+            return True
+        metrics.TAMPERED.labels("release").inc()
+        log.warning("%s held %d bytes (ETag %s) that are not the release's %d bytes; replacing them",
+                    key, info.size, info.etag, r.length)
+        return False
+
+    async def _copy_verified(self, source: str, etag: str | None, key: str, r: Release) -> bool:
+        """Copy `source` (pinned to `etag` if given) to the release key; False, and nothing left, unless verified."""
+        try:
+            copied = await self.store.copy(source, key, r.length, {"fsg-sha256": r.sha256}, OCTET,
+                                           cache_control=tufrepo.IMMUTABLE, if_match=etag)
+        except StoreError as exc:
+            if exc.errno in (errno.ESTALE, errno.ENOENT):
+                log.warning("cannot copy %s to %s: %s", source, key, exc)
+                return False
+            raise
+        if await self._matches(key, r, copied or None):
+            return True
+        metrics.TAMPERED.labels("staged").inc()
+        log.warning("%s copied from %s is not the release's %d bytes with SHA-256 %s; removed",
+                    key, source, r.length, r.sha256)
+        await self.store.delete(key)
+        return False
 
     async def quarantine(self, pkg: Package | None, parts: list[Part], verdict: Verdict) -> str:
         """Copy the parts under quarantine/ with a reason.json beside them; returns the folder."""

@@ -253,7 +253,7 @@ class Checker:
             if verdict.outcome in ("accepted", "duplicate"):
                 release = await trio.to_thread.run_sync(self.db.release, pkg.model, pkg.version)
                 if release is not None:
-                    await self.publisher.release(release, staged)
+                    await self.publisher.release(release, staged, pkg.parts.get(release.name))
             else:
                 folder = await self.publisher.quarantine(pkg, parts, verdict)
                 log.info("quarantined %s in %s", pkg.prefix, folder)

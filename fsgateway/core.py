@@ -21,13 +21,13 @@ from functools import partial
 
 import trio
 
-from . import metrics
+from . import metrics, reserved
 from .concurrency import gather
 from .config import Config
 from .errors import GatewayError
 from .feedwriter import FeedWriter
 from .inodes import InodeTable, Node
-from .keys import RESERVED_PREFIX, Unmappable, name_problem, split_listing
+from .keys import Unmappable, name_problem, split_listing
 from .reader import ObjectReader
 from .s3format import DIR_CONTENT_TYPE, SHA256_META, Attrs, Defaults, content_type_for, decode_attrs, encode_metadata
 from .store import ObjectInfo, ObjectStore
@@ -191,14 +191,10 @@ class Filesystem:
             raise FsError(errno.EEXIST)
         return parent, name
 
-    def _holds_reserved(self, parent: Node) -> bool:
-        """The bucket root, where the gateway's own `.fsgateway/` prefix lives, hidden."""
-        return parent is self.table.root and self.cfg.prefix == ""
-
     def _new_name(self, parent: Node, name: str) -> str:
-        """A name to create: valid, and not the gateway's own reserved prefix."""
+        """A name to create: valid, and not the gateway's reserved folder (at any depth: see reserved.py)."""
         name = self._name(name)
-        if self._holds_reserved(parent) and name + "/" == RESERVED_PREFIX:
+        if reserved.is_reserved_name(name):
             raise FsError(errno.EPERM, f"{name} is reserved for the gateway")
         return name
 
@@ -303,8 +299,8 @@ class Filesystem:
 
     async def _resolve(self, parent: Node, name: str) -> Node | None:
         """The node at parent/name, asking the bucket when the cache cannot answer."""
-        if self._holds_reserved(parent) and name + "/" == RESERVED_PREFIX:
-            return None
+        if reserved.is_reserved_name(name):
+            raise FsError(errno.EACCES, f"{name} is reserved for the gateway")
         child = self.table.child(parent, name)
         if child is not None and self._fresh(child):
             metrics.CACHE.labels("attr", "hit").inc()
@@ -427,7 +423,7 @@ class Filesystem:
         objects, prefixes, token = await self.store.list_page(prefix, dh.token)
         dh.started = True
         listing = split_listing(prefix, objects, prefixes,
-                                hide_reserved=self._holds_reserved(dh.node))
+                                hide_reserved=True)
         for problem in listing.rejected:
             self._report(problem)
         names = sorted(set(listing.files) | listing.dirs)
@@ -810,6 +806,8 @@ class Filesystem:
             keys.extend((o["Key"], o["Size"]) for o in objs)
             if token is None:
                 break
+        if any(reserved.is_reserved(key[len(old_prefix):]) for key, _ in keys):
+            raise FsError(errno.EPERM, f"{old_prefix} holds the gateway's reserved folder")
         await gather([partial(self._copy_key, key, new_prefix + key[len(old_prefix):], size)
                       for key, size in keys], limit=self.cfg.parallel)
         await gather([partial(self.store.delete, key) for key, _ in keys], limit=self.cfg.parallel)

@@ -20,9 +20,9 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-from .keys import RESERVED_PREFIX
+from . import reserved
 
-FEED_PREFIX = RESERVED_PREFIX + "feed/"
+FEED_PREFIX = reserved.feed()
 FORMAT = "fsgateway-feed/1"
 OPS = ("put", "delete", "rename", "meta")
 _STAMP = "%Y%m%dT%H%M%S.%fZ"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import reserved
+
 NAME_MAX = 255
-#: Keys under this prefix (at the bucket root) belong to the gateway itself:
-#: staging uploads now, the change feed later. Listings never show them.
-RESERVED_PREFIX = ".fsgateway/"
-STAGING_PREFIX = RESERVED_PREFIX + "staging/"
+#: The mount's own reserved keys (see reserved.py): staging uploads and the change feed.
+RESERVED_PREFIX = reserved.root()
+STAGING_PREFIX = reserved.mount_staging()
 
 
 class Unmappable(Exception):
@@ -59,6 +60,7 @@ def split_listing(
     """Names of one directory from a delimited listing under `prefix` (ends with `/` or is "").
 
     `objects` are ListObjectsV2 `Contents` entries with already-decoded keys.
+    With `hide_reserved`, the gateway's reserved folder is left out at any depth.
     A directory shadows a file of the same name (as in mountpoint-s3); the file
     is reported as `shadowed_by_directory`.
     """
@@ -66,7 +68,7 @@ def split_listing(
     for cp in common_prefixes:
         rest = cp[len(prefix) :]
         name = rest[:-1]
-        if hide_reserved and cp == RESERVED_PREFIX:
+        if hide_reserved and reserved.is_reserved_name(name):
             continue
         problem = name_problem(name.encode("utf-8", "surrogateescape"))
         if problem:
@@ -81,6 +83,8 @@ def split_listing(
         if name.endswith("/"):
             # A `name/` marker is listed as an object only without a delimiter hit; treat as dir.
             base = name[:-1]
+            if hide_reserved and reserved.is_reserved_name(base):
+                continue
             if "/" not in base and not name_problem(base.encode()):
                 out.dirs.add(base)
                 out.dir_markers.add(base)

@@ -22,7 +22,7 @@ import fnmatch
 from dataclasses import dataclass
 from datetime import datetime
 
-from fsgateway.keys import RESERVED_PREFIX
+from fsgateway import reserved
 from fsgateway.s3format import SHA256_META
 from fsgateway.store import ObjectInfo
 
@@ -69,8 +69,8 @@ class Filters:
     """Include/exclude patterns: `dir/` is a prefix, anything else an fnmatch glob on the whole key.
 
     `*` also matches `/`. No include means everything; exclude wins. The
-    gateway's own keys (`.fsgateway/`: staging uploads, the change feed) are
-    never copied.
+    gateway's own keys (a `.fsgateway/` folder at any depth: staging uploads,
+    the change feed, the checker's staging copies) are never copied.
     """
 
     include: tuple[str, ...] = ()
@@ -81,7 +81,7 @@ class Filters:
         return key.startswith(pattern) if pattern.endswith("/") else fnmatch.fnmatchcase(key, pattern)
 
     def wanted(self, key: str) -> bool:
-        if key.startswith(RESERVED_PREFIX):
+        if reserved.is_reserved(key):
             return False
         if self.include and not any(self._hit(key, p) for p in self.include):
             return False

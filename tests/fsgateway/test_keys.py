@@ -28,3 +28,10 @@ def test_split_listing_dirs_shadow_files_and_bad_names_are_reported():
 def test_reserved_prefix_hidden_only_when_asked():
     assert split_listing("", [], [".fsgateway/", "a/"], hide_reserved=True).dirs == {"a"}
     assert split_listing("", [], [".fsgateway/", "a/"], hide_reserved=False).dirs == {"a", ".fsgateway"}
+
+
+def test_reserved_folder_hidden_at_any_depth():
+    # A checker with prefix fw/ keeps its staging copies in fw/.fsgateway/checker/.
+    assert split_listing("fw/", [], ["fw/.fsgateway/", "fw/incoming/"], hide_reserved=True).dirs == {"incoming"}
+    marker = [{"Key": "fw/.fsgateway/", "Size": 0}]
+    assert split_listing("fw/", marker, [], hide_reserved=True).dirs == set()

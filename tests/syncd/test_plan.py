@@ -72,6 +72,9 @@ def test_listing_and_head_give_the_same_version():
     ((), (), "incoming/a/1.bin", True),
     ((), (), ".fsgateway/feed/x.json", False),
     ((), (), ".fsgateway/staging/h/r-1", False),
+    ((), (), "fw/.fsgateway/checker/0123", False),  # a checker's staging below its prefix
+    ((), (), "a/b/.fsgateway/feed/x", False),
+    ((), (), "a/.fsgateway", True),  # a file of that name is no reserved folder
     (("incoming/",), (), "incoming/a/1.bin", True),
     (("incoming/",), (), "releases/a", False),
     (("*.bin",), (), "incoming/a/1.bin", True),  # * crosses /

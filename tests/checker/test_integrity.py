@@ -1,0 +1,151 @@
+"""What is released is byte for byte what was judged: pinned reads, verified copies, reserved keys.
+
+Against the real S3 server (and a real mount for the reserved folder); the
+checker's own functions are driven directly where a race would otherwise be
+needed to reach them.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import uuid
+
+import pytest
+import trio
+
+from checker import signing, tufrepo
+from checker.db import Database
+from checker.judge import sha256_of, staging_key
+from checker.landing import Part
+from checker.publisher import Publisher, ReleaseError, RepoPolicy
+from checker.rules import Release
+from fsgateway.credentials import Keys
+from fsgateway.store import ObjectStore, StoreError, StoreSettings
+
+from .conftest import MODEL, metric
+
+
+def store_for(server, bucket: str) -> ObjectStore:
+    return ObjectStore(StoreSettings(bucket=bucket, endpoint=server.endpoint, region="us-east-1", path_style=True,
+                                     keys=Keys(server.access_key, server.secret_key), profile=None,
+                                     verify=server.ca_bundle or True, max_connections=4, connect_timeout=10,
+                                     read_timeout=30, retry_deadline=10))
+
+
+def test_hashing_refuses_an_object_that_is_not_exactly_the_expected_size(server, s3, bucket):
+    """Signed bytes plus appended junk are never hashed as "exactly `length` bytes"."""
+    signed = os.urandom(1000)
+    s3.put_object(Bucket=bucket, Key="staged", Body=signed + b"junk appended by a mount user")
+    store = store_for(server, bucket)
+    with pytest.raises(StoreError) as info:
+        trio.run(sha256_of, store, "staged", len(signed))
+    assert info.value.errno == errno.ESTALE
+    s3.put_object(Bucket=bucket, Key="staged", Body=signed)
+    assert trio.run(sha256_of, store, "staged", len(signed))[0] == hashlib.sha256(signed).hexdigest()
+
+
+def test_hashing_is_pinned_to_one_version(server, s3, bucket):
+    data = os.urandom(100)
+    etag = s3.put_object(Bucket=bucket, Key="staged", Body=data)["ETag"]
+    s3.put_object(Bucket=bucket, Key="staged", Body=os.urandom(100))  # same size, other bytes
+    with pytest.raises(StoreError) as info:
+        trio.run(sha256_of, store_for(server, bucket), "staged", 100, etag)
+    assert info.value.errno == errno.ESTALE
+
+
+@pytest.fixture
+def publisher(server, bucket, tmp_path):
+    db = Database(f"sqlite://{tmp_path / 'versions.db'}")
+    db.migrate()
+    signing.generate(str(tmp_path / "online.key"), str(tmp_path / "online.pub"))
+    store = store_for(server, bucket)
+    p = Publisher(store, db, "", signing.load_signer(str(tmp_path / "online.key")),
+                  RepoPolicy(86400, 86400, 60), "testhost")
+    yield p
+    db.close()
+
+
+def _released(p: Publisher, data: bytes, version: str) -> Release:
+    r = Release(MODEL, "stable", version, 1, hashlib.sha256(data).hexdigest(), len(data), "fw.bin", ("A",))
+    with p.db.transaction() as tx:
+        p.db.record_release(tx, r, "{}", tufrepo.release_key(r), uuid.uuid4().hex, "k")
+    return r
+
+
+def _stored(p: Publisher, r: Release) -> bool:
+    return bool(p.db.query("SELECT stored FROM releases WHERE model = ? AND version = ?", (r.model, r.version))[0][0])
+
+
+def test_a_staged_copy_changed_after_hashing_is_not_released(publisher, s3, bucket):
+    """The staged copy swapped for signed bytes + junk: the release comes from the upload, verified."""
+    data = os.urandom(5000)
+    r = _released(publisher, data, "1.0.0")
+    staged = staging_key("", "p1")
+    s3.put_object(Bucket=bucket, Key=staged, Body=data + b"junk")
+    upload = "incoming/sensor-x/1.0.0/fw.bin"
+    etag = s3.put_object(Bucket=bucket, Key=upload, Body=data)["ETag"]
+    trio.run(publisher.release, r, staged, Part(upload, len(data), etag, 0.0))
+    key = tufrepo.release_key(r)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    assert _stored(publisher, r)
+
+
+def test_no_release_when_no_source_holds_the_judged_bytes(publisher, s3, bucket):
+    data = os.urandom(5000)
+    r = _released(publisher, data, "2.0.0")
+    staged = staging_key("", "p2")
+    s3.put_object(Bucket=bucket, Key=staged, Body=data[:-1] + b"X")  # same size, other bytes
+    upload = "incoming/sensor-x/2.0.0/fw.bin"
+    etag = s3.put_object(Bucket=bucket, Key=upload, Body=data)["ETag"]
+    s3.put_object(Bucket=bucket, Key=upload, Body=b"replaced after the verdict")  # the judged ETag is gone
+    with pytest.raises(ReleaseError):
+        trio.run(publisher.release, r, staged, Part(upload, len(data), etag, 0.0))
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="releases/").get("KeyCount", 0) == 0
+    assert not _stored(publisher, r)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="metadata/").get("KeyCount", 0) == 0  # nothing published
+
+
+def test_a_planted_release_object_is_replaced_and_counted(pipeline, tmp_path):
+    """An object put at the release key before the package lands is never what devices get."""
+    data = os.urandom(4096)
+    files = pipeline.package("1.0.0", 1, data)
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"releases/{MODEL}/1.0.0/{sha}.fw.bin"
+    pipeline.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=b"planted by a mount user")
+    checker = pipeline.start()
+    pipeline.put(files, "1.0.0")
+    assert pipeline.verdict("1.0.0")[:2] == ("accepted", "ok")
+    assert pipeline.get(key) == data
+    assert metric(checker.metrics(), "fsgateway_checker_tampered_objects_total", where="release") == 1
+    assert "that are not the release's" in checker.log.read_text()
+    _, result, _ = pipeline.device(tmp_path / "device", check=True)
+    assert result["installed"]["sha256"] == sha
+
+
+def test_the_reserved_folder_is_unreachable_through_a_mount_whatever_its_prefix(mounter, server, s3, bucket):
+    """A checker with prefix fw/ stages at fw/.fsgateway/checker/; no mount of the bucket may touch it."""
+    staged = "fw/" + staging_key("", "0123")
+    s3.put_object(Bucket=bucket, Key=staged, Body=b"the checker's copy")
+    s3.put_object(Bucket=bucket, Key="fw/incoming/x", Body=b"upload")
+    for source, top in ((f"{bucket}:/fw", ""), (bucket, "fw")):
+        m = mounter()
+        root = m.start(source) / top
+        assert sorted(os.listdir(root)) == ["incoming"]
+        res = root / ".fsgateway"
+        attempts = [(open, (res / "checker" / "0123", "wb")), (open, (res / "checker" / "new", "wb")),
+                    (os.mkdir, (res,)), (os.unlink, (res / "checker" / "0123",)),
+                    (os.rename, (root / "incoming" / "x", res)), (os.rename, (root / "incoming", res)),
+                    (os.stat, (res,))]
+        for fn, args in attempts:
+            with pytest.raises(OSError) as info:
+                fn(*args)
+            assert info.value.errno in (errno.EPERM, errno.EACCES), info.value
+        if top:  # renaming the folder that holds it would move the checker's copy
+            with pytest.raises(OSError) as info:
+                os.rename(root, root.parent / "moved")
+            assert info.value.errno == errno.EPERM
+        m.stop()
+    assert s3.get_object(Bucket=bucket, Key=staged)["Body"].read() == b"the checker's copy"
+    assert s3.get_object(Bucket=bucket, Key="fw/incoming/x")["Body"].read() == b"upload"
