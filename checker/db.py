@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .rules import ModelPolicy, Release
+from .semver import Version
 from .signing import AuthorisedKey, public_key_from_json
 
 # Each entry is one schema version; statements use {serial} and {real} for the dialect's spellings.
@@ -54,6 +55,11 @@ DIALECT = {
 }
 
 
+def storable(text: str) -> str:
+    """`text` as any database and JSON can store it: lone surrogates (undecodable key bytes) become U+FFFD."""
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
 class DatabaseError(RuntimeError):
     """The database cannot be used; the message is the one-line reason."""
 
@@ -74,6 +80,17 @@ def _release(row: tuple) -> Release:
 
 
 _RELEASE_COLUMNS = "model, channel, version, release_counter, sha256, length, name, hw_revisions"
+_KEYS_SQL = ("SELECT k.keyid, k.public_key, k.revoked_at, m.model FROM keys k "
+             "LEFT JOIN key_models m ON m.keyid = k.keyid {where} ORDER BY k.keyid, m.model")
+
+
+def _authorised(rows: list[tuple]) -> dict[str, AuthorisedKey]:
+    out: dict[str, AuthorisedKey] = {}
+    for keyid, public, revoked, model in rows:
+        prev = out.get(keyid)
+        models = (*prev.models, model) if prev else ((model,) if model else ())
+        out[keyid] = AuthorisedKey(public_key_from_json(public), models, revoked is not None)
+    return out
 
 
 class Tx:
@@ -103,6 +120,7 @@ class Database:
 
             self.dialect = "postgresql"
             self.unique_violation: tuple[type[Exception], ...] = (psycopg.errors.UniqueViolation,)
+            self.unavailable: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
             try:
                 self.conn: Any = psycopg.connect(url, autocommit=True, connect_timeout=10)
             except psycopg.Error as exc:
@@ -112,6 +130,7 @@ class Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.dialect = "sqlite"
             self.unique_violation = (sqlite3.IntegrityError,)
+            self.unavailable = (sqlite3.OperationalError,)  # locked, disk I/O: worth another try
             try:
                 self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
                 self.conn.execute("PRAGMA journal_mode=WAL")
@@ -208,14 +227,15 @@ class Database:
             return found is not None
 
     def keys(self) -> dict[str, AuthorisedKey]:
-        rows = self.query("SELECT k.keyid, k.public_key, k.revoked_at, m.model FROM keys k "
-                          "LEFT JOIN key_models m ON m.keyid = k.keyid ORDER BY k.keyid, m.model")
-        out: dict[str, AuthorisedKey] = {}
-        for keyid, public, revoked, model in rows:
-            prev = out.get(keyid)
-            models = (*prev.models, model) if prev else ((model,) if model else ())
-            out[keyid] = AuthorisedKey(public_key_from_json(public), models, revoked is not None)
-        return out
+        return _authorised(self.query(_KEYS_SQL.format(where="")))
+
+    def tx_key(self, tx: Tx, keyid: str) -> AuthorisedKey | None:
+        """The key as this transaction sees it: a revocation committed meanwhile counts."""
+        return _authorised(tx.execute(_KEYS_SQL.format(where="WHERE k.keyid = ?"), (keyid,)).all()).get(keyid)
+
+    def tx_model(self, tx: Tx, name: str) -> ModelPolicy | None:
+        row = tx.execute("SELECT name, hw_revisions, max_payload FROM models WHERE name = ?", (name,)).one()
+        return ModelPolicy(row[0], tuple(json.loads(row[1])), row[2]) if row else None
 
     def key_rows(self) -> list[tuple[str, str, float, float | None, str]]:
         """(keyid, label, added_at, revoked_at, models) for listings."""
@@ -255,6 +275,18 @@ class Database:
         row = tx.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE model = ? AND version = ?",
                          (model, version)).one()
         return _release(row) if row else None
+
+    def tx_equal_release(self, tx: Tx | None, model: str, version: str) -> Release | None:
+        """The release of `model` whose version equals `version` in SemVer precedence (build metadata ignored).
+
+        `61.0.0` and `61.0.0+evil` are one version to a device comparing
+        versions, so at most one of them may name bytes. `tx` None: outside a transaction.
+        """
+        sql, args = f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE model = ?", (model,)
+        rows = tx.execute(sql, args).all() if tx is not None else self.query(sql, args)
+        wanted = Version.parse(version)
+        same = [_release(r) for r in rows if Version.parse(r[2]) == wanted]
+        return next((r for r in same if r.version == version), same[0] if same else None)
 
     def tx_latest(self, tx: Tx, model: str, channel: str) -> Release | None:
         row = tx.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE model = ? AND channel = ? "

@@ -14,9 +14,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
+from urllib.parse import quote
 
 from tuf.api.exceptions import DownloadError, RepositoryError
 from tuf.ngclient import Updater
+from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
 from fsgateway import daemon
 
@@ -42,6 +45,20 @@ def newest(index: dict, hw: str, channel: str) -> dict | None:
     return max(candidates, key=lambda r: r["release_counter"], default=None)
 
 
+class QuotingFetcher(Urllib3Fetcher):
+    """Quotes target paths: python-tuf puts them in the URL as they are, and a payload name may hold `?`, `#`,
+    `%` or a space, which would cut or change the URL (the server then answers 404 or another object)."""
+
+    def __init__(self, targets_base: str) -> None:
+        super().__init__()
+        self.targets_base = targets_base
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        if url.startswith(self.targets_base):
+            url = self.targets_base + quote(url[len(self.targets_base):], safe="/")
+        return super()._fetch(url)
+
+
 def update(args: argparse.Namespace) -> dict:
     base = args.url.rstrip("/") + "/"
     meta_dir = os.path.join(args.state_dir, "metadata")
@@ -52,7 +69,8 @@ def update(args: argparse.Namespace) -> dict:
     if not os.path.exists(os.path.join(meta_dir, "root.json")):
         with open(args.root, "rb") as f:
             bootstrap = f.read()
-    updater = Updater(meta_dir, base + "metadata/", target_dir, base + "releases/", bootstrap=bootstrap)
+    updater = Updater(meta_dir, base + "metadata/", target_dir, base + "releases/", bootstrap=bootstrap,
+                      fetcher=QuotingFetcher(base + "releases/"))
     updater.refresh()
     index_info = updater.get_targetinfo(f"{args.model}/index.json")
     if index_info is None:

@@ -17,6 +17,7 @@ import time
 from fsgateway import daemon
 from fsgateway.config import ConfigError, parse_size
 from fsgateway.credentials import CredentialsError
+from fsgateway.logs import escape
 from fsgateway.store import make_client
 
 from . import manifest, signing, tufrepo
@@ -135,8 +136,8 @@ def cmd_list(args: argparse.Namespace, cfg: CheckerConfig) -> int:
                            "length": r.length, "key": key, "accepted_at": _when(at)} for r, key, at in rows]))
         return 0
     for r, key, at in rows:
-        print(f"{r.model:<16} {r.version:<14} counter={r.release_counter:<6} {r.channel:<8} "
-              f"hw={','.join(r.hw_revisions):<10} {r.length:>12} B  {_when(at)}  {key}")
+        print(escape(f"{r.model:<16} {r.version:<14} counter={r.release_counter:<6} {r.channel:<8} "
+                     f"hw={','.join(r.hw_revisions):<10} {r.length:>12} B  {_when(at)}  {key}"))
     if not rows:
         print("no releases" + (f" for model {args.model}" if args.model else ""))
     return 0
@@ -156,7 +157,7 @@ def cmd_show(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 
 def cmd_verdicts(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     for at, package, outcome, reason, detail, host in _db(cfg).verdict_rows(args.limit):
-        print(f"{_when(at)}  {outcome:<9} {reason:<22} {package}  {detail}  [{host}]")
+        print(escape(f"{_when(at)}  {outcome:<9} {reason:<22} {package}  {detail}  [{host}]"))  # uploaders' text
     return 0
 
 

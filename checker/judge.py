@@ -23,6 +23,7 @@ from . import metrics, rules, signing
 from .db import Database
 from .landing import Package
 from .manifest import Manifest, ManifestError
+from .tufrepo import release_key
 
 log = logging.getLogger("checker.judge")
 
@@ -128,7 +129,8 @@ class Judge:
         except ManifestError as exc:
             return rejected(exc.reason, exc.detail)
         models, keys = await trio.to_thread.run_sync(lambda: (self.db.models(), self.db.keys()))
-        problem = rules.check_package(m, pkg.model, pkg.version, models.get(m.model))
+        problem = rules.check_package(m, pkg.model, pkg.version, models.get(m.model)) or \
+            rules.key_problem(self.prefix + release_key(rules.release_of(m)))  # never accept what cannot be served
         if problem:
             return rejected(problem.reason, problem.detail, m)
         try:
@@ -146,7 +148,7 @@ class Judge:
             return self._waiting(pkg, now, "length_mismatch",
                                  f"payload is {payload.size} bytes, manifest says {m.payload_length}")
         same, latest = await trio.to_thread.run_sync(
-            lambda: (self.db.release(m.model, m.version), self.db.latest(m.model, m.channel)))
+            lambda: (self.db.tx_equal_release(None, m.model, m.version), self.db.latest(m.model, m.channel)))
         problem = rules.version_decision(m, same, latest)
         if problem and problem.reason != "duplicate":  # a downgrade is refused before hashing anything
             return rejected(problem.reason, problem.detail, m)

@@ -77,6 +77,26 @@ def check_key(relative: str) -> Problem | None:
     return None
 
 
+def release_of(m: Manifest) -> Release:
+    return Release(m.model, m.channel, m.version, m.release_counter, m.payload_sha256, m.payload_length,
+                   m.payload_name, m.hw_revisions)
+
+
+def key_problem(key: str) -> Problem | None:
+    """Why an object key derived from a package (its release key) cannot be stored and served, or None.
+
+    S3 keys are at most 1,024 bytes, and a component over 255 bytes cannot be
+    a file name in a mount or a backup of the bucket.
+    """
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        return Problem("name_unpublishable", f"release key would be {size} bytes > {MAX_KEY_BYTES}")
+    longest = max(len(c.encode("utf-8", "surrogatepass")) for c in key.split("/"))
+    if longest > MAX_NAME_BYTES:
+        return Problem("name_unpublishable", f"release key would have a {longest}-byte component > {MAX_NAME_BYTES}")
+    return None
+
+
 def check_package(m: Manifest, model: str, version: str, policy: ModelPolicy | None) -> Problem | None:
     """The manifest against its path and the model registry (before any payload byte is read)."""
     if (m.model, m.version) != (model, version):
@@ -96,11 +116,14 @@ def check_package(m: Manifest, model: str, version: str, policy: ModelPolicy | N
 def version_decision(m: Manifest, same_version: Release | None, latest: Release | None) -> Problem | None:
     """Version policy for model+channel; Problem("duplicate") means an identical re-upload (a no-op).
 
-    `same_version` is the release already recorded under this model and
-    version (any channel); `latest` the one with the highest release counter
+    `same_version` is the release already recorded under this model with a
+    version equal in SemVer precedence (any channel); `latest` the one with the highest release counter
     in this model and channel.
     """
     if same_version is not None:
+        if same_version.version != m.version:
+            return Problem("version_exists", f"{m.model} {m.version} equals {same_version.version} in SemVer "
+                           "precedence, which is already released")
         same = (same_version.sha256, same_version.length, same_version.release_counter, same_version.channel,
                 same_version.name) == (m.payload_sha256, m.payload_length, m.release_counter, m.channel,
                                        m.payload_name)

@@ -28,11 +28,12 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from fsgateway import notify
-from fsgateway.store import ObjectStore
+from fsgateway.logs import escape
+from fsgateway.store import ObjectStore, StoreError
 
-from . import landing, metrics, rules
-from .db import Database, Tx, Verdict
-from .judge import Decision, Judge, staging_key
+from . import landing, metrics, rules, signing
+from .db import Database, Tx, Verdict, storable
+from .judge import Decision, Judge, rejected, staging_key
 from .landing import Package, Part
 from .publisher import Publisher
 from .tufrepo import release_key
@@ -196,7 +197,14 @@ class Checker:
         if existing is not None:  # judged before (by us before a crash, or by another host)
             await self.finish(pkg, existing)
             return
-        decision = await self.judge.examine(pkg, time.time())
+        try:
+            decision = await self.judge.examine(pkg, time.time())
+        except (StoreError, *self.db.unavailable):
+            raise  # the bucket or the database: looked at again
+        except Exception as exc:  # a failure on this package's own bytes: judged, never retried for ever
+            metrics.ERRORS.labels("judge").inc()
+            log.exception("judging %s failed; rejecting it", pkg.prefix)
+            decision = rejected("checker_error", f"{type(exc).__name__}: {exc}")
         if decision.outcome == "pending":
             self.pending.setdefault(pkg.prefix, pkg.first_seen())
             self._recheck_at_deadline(pkg)
@@ -206,7 +214,7 @@ class Checker:
         verdict, ours = await trio.to_thread.run_sync(self.record, pkg, package_id, decision)
         if ours:
             self.counts[verdict.outcome] = self.counts.get(verdict.outcome, 0) + 1
-            notify.notify(f"STATUS={verdict.outcome} {pkg.prefix} ({verdict.reason}); so far: "
+            notify.notify(f"STATUS={verdict.outcome} {escape(pkg.prefix)} ({verdict.reason}); so far: "
                           + ", ".join(f"{n} {o}" for o, n in sorted(self.counts.items()))
                           + f"; {len(self.pending)} pending")
             metrics.VERDICTS.labels(verdict.outcome, verdict.reason).inc()
@@ -217,6 +225,22 @@ class Checker:
         await self.finish(pkg, verdict)
 
     def record(self, pkg: Package, package_id: str, d: Decision) -> tuple[Verdict, bool]:
+        """Record the verdict; any failure but an unavailable database ends in a rejection saying why.
+
+        What is recorded comes from uploaders (names, manifest fields): a
+        string the database cannot store must not leave the package unjudged
+        and retried for ever.
+        """
+        try:
+            return self._record(pkg, package_id, d)
+        except self.db.unavailable:
+            raise
+        except Exception as exc:
+            metrics.ERRORS.labels("record").inc()
+            log.exception("recording the verdict on %s failed; rejecting it", pkg.prefix)
+            return self._record(pkg, package_id, rejected("record_failed", f"{type(exc).__name__}: {exc}"))
+
+    def _record(self, pkg: Package, package_id: str, d: Decision) -> tuple[Verdict, bool]:
         """Arbitrate in one transaction: the version policy again, then release and verdict rows."""
         with self.db.transaction() as tx:
             found = tx.execute("SELECT outcome, reason, detail FROM verdicts WHERE package_id = ?",
@@ -226,18 +250,28 @@ class Checker:
             outcome, reason, detail = d.outcome, d.reason, d.detail
             if outcome in ("accepted", "duplicate") and d.manifest is not None:
                 outcome, reason, detail = self._arbitrate(tx, package_id, d)
-            verdict = Verdict(package_id, pkg.prefix, outcome, reason, detail, False)
+            verdict = Verdict(package_id, storable(pkg.prefix), outcome, reason, escape(detail), False)
             self.db.record_verdict(tx, verdict, self.host)
             return verdict, True
 
     def _arbitrate(self, tx: Tx, package_id: str, d: Decision) -> tuple[str, str, str]:
+        """The decision against what holds at this transaction, not when hashing began.
+
+        A key revoked or a model narrowed while a large payload was hashed
+        turns an acceptance into a rejection here.
+        """
         m = d.manifest
         assert m is not None
-        problem = rules.version_decision(m, self.db.tx_release(tx, m.model, m.version),
+        authority = signing.authority_problem(self.db.tx_key(tx, d.keyid), d.keyid, m.model)
+        if authority:
+            return "rejected", authority[1], authority[2] + " (when the verdict was recorded)"
+        problem = rules.check_package(m, m.model, m.version, self.db.tx_model(tx, m.model))
+        if problem:
+            return "rejected", problem.reason, problem.detail + " (when the verdict was recorded)"
+        problem = rules.version_decision(m, self.db.tx_equal_release(tx, m.model, m.version),
                                          self.db.tx_latest(tx, m.model, m.channel))
         if problem is None:
-            release = rules.Release(m.model, m.channel, m.version, m.release_counter, m.payload_sha256,
-                                    m.payload_length, m.payload_name, m.hw_revisions)
+            release = rules.release_of(m)
             self.db.record_release(tx, release, d.manifest_text, self.prefix + release_key(release), package_id,
                                    d.keyid)
             return "accepted", "ok", f"{m.model} {m.version} (counter {m.release_counter}, {m.channel})"
@@ -269,8 +303,7 @@ class Checker:
         """A key outside incoming/<model>/<version>/: quarantined on its own."""
         package_id = hashlib.sha256(f"{part.key}\0{part.etag}\0{part.last_modified}".encode(
             "utf-8", "surrogateescape")).hexdigest()[:32]
-        verdict = Verdict(package_id, part.key.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                          "rejected", problem.reason, problem.detail, False)
+        verdict = Verdict(package_id, storable(part.key), "rejected", problem.reason, escape(problem.detail), False)
         with_lock = self.locks.setdefault(part.key, trio.Lock())
         async with with_lock:
             existing = await trio.to_thread.run_sync(self.db.verdict, package_id)

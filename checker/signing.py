@@ -103,6 +103,17 @@ def sign(signed_bytes: bytes, signer: CryptoSigner) -> dict[str, str]:
     return {"keyid": sig.keyid, "sig": sig.signature}
 
 
+def authority_problem(record: AuthorisedKey | None, keyid: str, model: str) -> tuple[int, str, str] | None:
+    """(severity, reason, detail) if the key may not sign `model` now, else None (the signature aside)."""
+    if record is None:
+        return 0, "key_unknown", f"keyid {keyid[:16]}... is not in the authorisation table"
+    if record.revoked:
+        return 2, "key_revoked", f"key {keyid[:16]}... is revoked"
+    if not record.may_sign(model):
+        return 1, "key_not_authorised", f"key {keyid[:16]}... may not sign model {model}"
+    return None
+
+
 def verify(manifest: Manifest, keys: dict[str, AuthorisedKey]) -> str:
     """The keyid of a valid signature by a key authorised for the model; ManifestError otherwise.
 
@@ -113,14 +124,9 @@ def verify(manifest: Manifest, keys: dict[str, AuthorisedKey]) -> str:
     problems: list[tuple[int, str, str]] = []
     for s in manifest.signatures:
         record = keys.get(s.keyid)
-        if record is None:
-            problems.append((0, "key_unknown", f"keyid {s.keyid[:16]}... is not in the authorisation table"))
-            continue
-        if record.revoked:
-            problems.append((2, "key_revoked", f"key {s.keyid[:16]}... is revoked"))
-            continue
-        if not record.may_sign(manifest.model):
-            problems.append((1, "key_not_authorised", f"key {s.keyid[:16]}... may not sign model {manifest.model}"))
+        problem = authority_problem(record, s.keyid, manifest.model)
+        if problem or record is None:
+            problems.append(problem or (0, "", ""))
             continue
         try:
             record.key.verify_signature(Signature(s.keyid, s.sig), manifest.signed_bytes)

@@ -16,6 +16,31 @@ import time
 SYSLOG_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
+def escape(text: str) -> str:
+    """`text` with every character that is not printable written as its Python escape (`\\n`, `\\x1b`, `\\ud800`).
+
+    Object keys and manifest fields are chosen by whoever uploads: a newline
+    would forge a log line, an ANSI sequence would drive the operator's
+    terminal, a lone surrogate cannot even be encoded. Every such string goes
+    through here before it reaches a log, a report or a terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+class EscapeFilter(logging.Filter):
+    """Escapes each record's message (arguments included) and its traceback's lines, whatever the formatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = escape(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = "\n".join(escape(line) for line in
+                                         logging.Formatter().formatException(record.exc_info).split("\n"))
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc = {
@@ -25,7 +50,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(doc, ensure_ascii=False)
 
 
@@ -58,6 +83,7 @@ def setup(level: str, fmt: str, daemon_log_file: str | None = None) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter() if fmt == "json" else
                              TextFormatter(timestamps=not os.environ.get("JOURNAL_STREAM")))
+    handler.addFilter(EscapeFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):

@@ -122,3 +122,22 @@ def test_same_version_identical_is_duplicate_and_different_is_version_exists():
         assert version_decision(m, other, other).reason == "version_exists", change
     # the same version is taken whatever the channel: a re-upload never becomes a second release
     assert version_decision(man(channel="beta"), same, None).reason == "version_exists"
+
+
+def test_a_version_equal_in_precedence_to_a_released_one_is_refused():
+    """61.0.0+evil on another channel would name other bytes for what devices compare as 61.0.0."""
+    released = Release("sensor-x", "stable", "61.0.0", 5, "ab" * 32, 10, "fw.bin", ("A",))
+    problem = version_decision(man(version="61.0.0+evil", channel="beta", payload_sha256="cd" * 32), released, None)
+    assert problem is not None and problem.reason == "version_exists"
+    assert "61.0.0" in problem.detail
+
+
+def test_release_keys_that_cannot_be_stored_or_served():
+    from checker.rules import key_problem, release_of
+    from checker.tufrepo import release_key
+
+    assert key_problem(release_key(release_of(man(payload_name="n" * 190)))) is None
+    problem = key_problem(release_key(release_of(man(payload_name="n" * 191))))  # 65 + 191 > 255
+    assert problem is not None and problem.reason == "name_unpublishable"
+    problem = key_problem("p/" * 500 + release_key(release_of(man())))
+    assert problem is not None and "1024" in problem.detail
