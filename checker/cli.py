@@ -9,7 +9,7 @@ import sys
 
 import trio
 
-from fsgateway import daemon, logs, notify
+from fsgateway import daemon, logs, notify, private
 from fsgateway.config import ConfigError
 from fsgateway.credentials import CredentialsError
 from fsgateway.housekeeping import host_id
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = store_settings(cfg)
     except (ConfigError, CredentialsError) as exc:
         return fail(str(exc))
+    os.umask(private.UMASK)  # state, databases, logs: owner-only
     logs.setup(cfg.log_level, cfg.log_format)
     if cfg.mount_dir and not os.path.ismount(cfg.mount_dir):
         return fail(f"mount_dir {cfg.mount_dir} is not a mount point (start the fsgateway mount first)")

@@ -18,8 +18,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from fsgateway.private import private_sqlite
 
 from .rules import ModelPolicy, Release
 from .semver import Version
@@ -127,7 +128,10 @@ class Database:
                 raise DatabaseError(f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[-1]}") from exc
         else:
             path = url.removeprefix("sqlite://")  # sqlite:///var/lib/x.db or a plain path
-            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                private_sqlite(path)  # owner-only, even in a state directory that is not
+            except OSError as exc:
+                raise DatabaseError(f"cannot create SQLite database {path}: {exc.strerror}") from exc
             self.dialect = "sqlite"
             self.unique_violation = (sqlite3.IntegrityError,)
             self.unavailable = (sqlite3.OperationalError,)  # locked, disk I/O: worth another try

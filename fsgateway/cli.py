@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import fields
 
-from . import config, credentials, daemon, logs, metrics
+from . import config, credentials, daemon, logs, metrics, private
 from .config import Config, ConfigError
 from .store import StoreSettings
 
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config.apply(cfg, {"log_level": "debug"}, "-d")
     except ConfigError as exc:
         return fail(str(exc))
+    os.umask(private.UMASK)  # state, databases, logs: owner-only
     logs.setup(cfg.log_level, cfg.log_format)
     if not os.path.isdir(cfg.mountpoint):
         return fail(f"mountpoint {cfg.mountpoint} is not a directory")

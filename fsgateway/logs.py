@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from .private import private_dir, private_file
+
 SYSLOG_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
@@ -66,17 +68,18 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-def setup(level: str, fmt: str, daemon_log_file: str | None = None) -> None:
-    """Log to stderr; a daemon (no terminal) logs to syslog, or to `daemon_log_file` without one."""
+def setup(level: str, fmt: str, daemon_log_file: str | None = None, syslog_socket: str = "/dev/log") -> None:
+    """Log to stderr; a daemon (no terminal) logs to syslog, or to `daemon_log_file` (0600) without one."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
     handler: logging.Handler
-    if daemon_log_file and os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
+    if daemon_log_file and os.path.exists(syslog_socket):
+        handler = logging.handlers.SysLogHandler(address=syslog_socket)
         handler.setFormatter(logging.Formatter("fsgateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
     elif daemon_log_file:
-        os.makedirs(os.path.dirname(daemon_log_file), mode=0o700, exist_ok=True)
+        private_dir(os.path.dirname(daemon_log_file))
+        private_file(daemon_log_file)  # object names are no one else's business, whatever cache_dir's mode
         handler = logging.handlers.WatchedFileHandler(daemon_log_file)
         handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(timestamps=True))
     else:

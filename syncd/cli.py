@@ -13,7 +13,7 @@ import sys
 
 import trio
 
-from fsgateway import credentials, daemon, logs, settings
+from fsgateway import credentials, daemon, logs, private, settings
 from fsgateway import metrics as http_metrics
 from fsgateway.config import DEFAULT_CONFIG_FILE, ConfigError
 from fsgateway.store import ObjectStore
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                              settings.parse_assignments(args.assignments)).validate()
     except ConfigError as exc:
         return fail(str(exc))
+    os.umask(private.UMASK)  # state, databases, logs: owner-only
     logs.setup(opts.log_level, opts.log_format)
     try:
         keys = credentials.resolve(opts.passwd_file, opts.profile, opts.bucket, environ)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from fsgateway.private import private_file, private_sqlite
+
 from .plan import Record, Version
 
 SCHEMA = """
@@ -73,12 +75,14 @@ class State:
             return
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         os.chmod(state_dir, 0o700)
+        private_file(os.path.join(state_dir, "lock"))
         self._lock = open(os.path.join(state_dir, "lock"), "w")  # noqa: SIM115 - held while the state is open
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             self._lock.close()
             raise StateLocked(f"state_dir {state_dir} is in use by another fsgateway-syncd") from exc
+        private_sqlite(path)
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed

