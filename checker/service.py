@@ -37,6 +37,7 @@ from .judge import Decision, Judge, rejected, staging_key
 from .landing import Package, Part
 from .publisher import Publisher
 from .tufrepo import release_key
+from .workqueue import FairQueue
 
 log = logging.getLogger("checker")
 
@@ -58,7 +59,7 @@ class Checker:
     timestamp_expiry: float
     locks: dict[str, trio.Lock] = field(default_factory=dict)
     pending: dict[str, float] = field(default_factory=dict)  # package prefix -> first part's arrival
-    queued: set[str] = field(default_factory=set)
+    queue: FairQueue = field(default_factory=FairQueue)
     timers: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)  # verdicts by outcome since start, for STATUS=
 
@@ -68,14 +69,12 @@ class Checker:
 
     # ------------------------------------------------------------------ wiring
     async def run(self, mount_dir: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        send, receive = trio.open_memory_channel[str](10_000)
-        self.send = send
         await self.resume_open_verdicts()
         await self.publisher.refresh_timestamp()
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             for _ in range(self.concurrency):
-                nursery.start_soon(self._worker, receive.clone())
+                nursery.start_soon(self._worker)
             if mount_dir:
                 nursery.start_soon(self._watch, mount_dir)
             nursery.start_soon(self._reconcile_loop)
@@ -83,13 +82,13 @@ class Checker:
             task_status.started()
 
     def enqueue(self, package_prefix: str) -> None:
-        if package_prefix not in self.queued:
-            self.queued.add(package_prefix)
-            self.send.send_nowait(package_prefix)
+        """Queue a package to be looked at (once however often asked), in its model's lane."""
+        model = package_prefix[len(self.incoming):].split("/", 1)[0]
+        self.queue.put(package_prefix, model, again=package_prefix in self.pending)
 
-    async def _worker(self, receive: trio.MemoryReceiveChannel[str]) -> None:
-        async for package_prefix in receive:
-            self.queued.discard(package_prefix)
+    async def _worker(self) -> None:
+        while True:
+            package_prefix = await self.queue.get()
             try:
                 await self.look(package_prefix)
             except Exception:
@@ -103,6 +102,8 @@ class Checker:
             except Exception:
                 metrics.ERRORS.labels("reconcile").inc()
                 log.exception("listing %s failed; retrying at the next interval", self.incoming)
+            with trio.move_on_after(10 * self.reconcile_interval):  # back-pressure: list again once caught up
+                await self.queue.drained()
             await trio.sleep(self.reconcile_interval)
 
     async def _timestamp_loop(self) -> None:

@@ -23,6 +23,7 @@ from checker.publisher import Publisher, ReleaseError, RepoPolicy
 from checker.rules import Release
 from fsgateway.credentials import Keys
 from fsgateway.store import ObjectStore, StoreError, StoreSettings
+from tests.conftest import wait_for
 
 from .conftest import MODEL, metric
 
@@ -182,3 +183,24 @@ def test_the_checkers_state_files_are_owner_only_in_a_state_dir_that_is_not(serv
         for proc in p.processes:
             proc.stop()
         remove_bucket(s3, bucket)
+
+
+def test_a_flood_of_folders_in_one_model_neither_jams_the_checker_nor_starves_another_model(pipeline):
+    """Cheap one-byte folders queued ahead of a real package: it is looked at in the next turn, not after them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    flood = 300
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: pipeline.s3.put_object(Bucket=pipeline.bucket, Key=f"incoming/other-flood/{i}/x",
+                                                       Body=b"x"), range(flood)))
+    data = os.urandom(1000)
+    pipeline.put(pipeline.package("1.0.0", 1, data), "1.0.0")  # listed after the flood (other-flood < sensor-x)
+    checker = pipeline.start(concurrency="1", pending_deadline="600")
+    assert pipeline.verdict("1.0.0")[:2] == ("accepted", "ok")
+    lines = checker.log.read_text().splitlines()
+    verdict_at = next(i for i, line in enumerate(lines) if f"accepted incoming/{MODEL}/1.0.0/" in line)
+    looked_before = sum("pending incoming/other-flood/" in line for line in lines[:verdict_at])
+    assert looked_before < 10, looked_before
+    # Nothing was lost: every folder of the flood is looked at (and stays pending until its deadline).
+    wait_for(lambda: metric(checker.metrics(), "fsgateway_checker_pending_packages") == flood, 120,
+             "every flood folder to be looked at")
