@@ -14,7 +14,12 @@ afterwards. Measures (see bench/README.md, "bench_checker.py"):
 2. SHA-256 throughput of the large payload: the checker's own ``checker.judge.sha256_of``
    against the bucket, ``sha256sum`` of the same file on local disk (page cache warm) and
    through a fresh mount (page cache dropped), and plain ``hashlib`` on bytes in memory;
-3. peak RSS (VmHWM) of the checker process.
+3. peak RSS (VmHWM) of the checker process;
+4. with ``--flood N`` (default 10,000): N one-byte folders of another model put straight
+   into incoming/ (the cheap flood an uploader can make), then one small legitimate
+   package landed through the mount while the checker works through them: its
+   landing-to-verdict latency, how many flood folders were still queued then, and how
+   long until every flood folder had been looked at (none lost).
 
 Prints a Markdown table on stdout (progress on stderr); ``--json PATH`` writes the raw
 figures. Must run as root (FUSE mount, drop_caches).
@@ -368,6 +373,43 @@ def hashing_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def metric_value(text: str, name: str) -> float:
+    return sum(float(line.split()[1]) for line in text.splitlines() if line.split(" ")[0] == name)
+
+
+def flood_phase(h: Harness, mnt: Path, n: int) -> dict[str, float]:
+    """N one-byte folders of another model, then one legitimate package: its latency under the flood."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: h.s3.put_object(Bucket=h.bucket, Key=f"incoming/flood-model/{i}/x", Body=b"x"),
+                      range(n)))
+    put_s = time.monotonic() - t0
+    log(f"flood: {n} folders put in {put_s:.1f} s; waiting for the checker's listing to queue them")
+    poll_until(lambda: metric_value(h.metrics(), "fsgateway_checker_queued_packages") >= n // 2,
+               h.args.reconcile_interval + 120, "the flood to be queued", 0.2)
+    src = h.work / "src-flood"
+    src.mkdir()
+    make_payload(src / "fw.bin", 1)
+    cell = h.land(mnt, src, "9999.0.0", 1, "flood")
+    queued_then = metric_value(h.metrics(), "fsgateway_checker_queued_packages")
+    log(f"flood: legitimate package verdict {cell['verdict_s']:.3f} s with {queued_then:.0f} folders still queued")
+    poll_until(lambda: metric_value(h.metrics(), "fsgateway_checker_pending_packages") >= n,
+               h.args.verdict_deadline, "every flood folder to be looked at", 0.5)
+    return {"folders": n, "put_s": put_s, "legit_verdict_s": cell["verdict_s"], "legit_done_s": cell["done_s"],
+            "queued_at_verdict": queued_then, "all_looked_at_s": time.monotonic() - t0}
+
+
+def flood_table(f: dict[str, float]) -> list[str]:
+    return ["| flood of one-byte folders in another model | value |", "| --- | ---: |",
+            f"| folders | {f['folders']:.0f} |",
+            f"| legitimate 1 MiB package: landing → verdict, s | {f['legit_verdict_s']:.3f} |",
+            f"| legitimate 1 MiB package: landing → carried out, s | {f['legit_done_s']:.3f} |",
+            f"| flood folders still queued at its verdict | {f['queued_at_verdict']:.0f} |",
+            f"| from the first PUT until every folder was looked at, s | {f['all_looked_at_s']:.1f} |"]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--small-runs", type=int, default=20, help="packages of --small-mib (default 20)")
@@ -379,6 +421,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--verdict-deadline", type=float, default=600.0, help="seconds to wait for one verdict")
     p.add_argument("--workdir", default="/var/tmp", help="parent of the scratch directory (default /var/tmp)")
     p.add_argument("--ca-bundle", help="CA bundle for an https:// endpoint (default $S3_CA_BUNDLE)")
+    p.add_argument("--flood", type=int, default=10_000, help="one-byte folders of the flood phase (0: skip)")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     return p.parse_args(argv)
 
@@ -423,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{label} #{i + 1}: verdict {cell['verdict_s']:.3f} s, carried out {cell['done_s']:.3f} s")
             results["latency"][label] = {k: asdict(Stats.of(v)) for k, v in cells.items()}
             large_src = src if channel == "large" else large_src
+        if args.flood > 0:
+            results["flood"] = flood_phase(h, mnt, args.flood)
         results["checker_rss_mib"] = vm_hwm_mib(h.checker.pid) or 0.0
         results["mount_rss_mib"] = vm_hwm_mib(h.mounts[0][0].pid) or 0.0
 
@@ -468,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += latency_table(results)
     if results.get("hashing"):
         lines += ["", *hashing_table(results)]
+    if results.get("flood"):
+        lines += ["", *flood_table(results["flood"])]
     markdown = "\n".join(lines)
     print(markdown)
     if args.json:

@@ -20,7 +20,7 @@ from fsgateway.credentials import CredentialsError
 from fsgateway.logs import escape
 from fsgateway.store import make_client
 
-from . import manifest, signing, tufrepo
+from . import bucketpolicy, manifest, signing, tufrepo
 from .config import CheckerConfig
 from .context import add_config_arguments, load_config, store_settings
 from .db import Database, DatabaseError
@@ -162,6 +162,13 @@ def cmd_verdicts(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 
 
 # ---------------------------------------------------------------------- repository
+def cmd_bucket_policy(args: argparse.Namespace, cfg: CheckerConfig) -> int:
+    """Printed, not applied: `repo init` sets a policy too, and an operator reviews this one before applying it."""
+    print(json.dumps(bucketpolicy.policy(cfg.bucket, cfg.prefix, args.uploader, args.checker, args.public_read),
+                     indent=1))
+    return 0
+
+
 def cmd_repo_init(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     """Root of trust: offline root key, online key, 1.root.json in the bucket, public read for devices."""
     if not os.path.exists(args.root_key):
@@ -245,6 +252,14 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verdicts", help="the latest verdicts, newest first")
     s.add_argument("--limit", type=int, default=50)
     db_commands.append(s)
+    s = sub.add_parser("bucket-policy", help="print the bucket policy that keeps the upload host from publishing")
+    s.add_argument("--uploader", action="append", required=True, metavar="ARN",
+                   help="principal of the upload mount's credentials, e.g. arn:aws:iam:::user/ID (repeatable)")
+    s.add_argument("--checker", action="append", required=True, metavar="ARN",
+                   help="principal of the checker's credentials (repeatable)")
+    s.add_argument("--no-public-read", dest="public_read", action="store_false",
+                   help="leave out anonymous GET of metadata/ and releases/")
+    db_commands.append(s)
     s = sub.add_parser("repo", help="the TUF repository")
     rs = s.add_subparsers(dest="repo_command", required=True)
     r = rs.add_parser("init", help="root metadata signed by an offline root key; online key; bucket policy")
@@ -260,7 +275,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 HANDLERS = {"key": cmd_key, "model": cmd_model, "list": cmd_list, "show": cmd_show, "verdicts": cmd_verdicts,
-            "repo": cmd_repo_init}
+            "bucket-policy": cmd_bucket_policy, "repo": cmd_repo_init}
 
 
 def main(argv: list[str] | None = None) -> int:
