@@ -152,6 +152,8 @@ class Publisher:
             for source, etag in sources:
                 if await self._copy_verified(source, etag, key, r):
                     break
+                if source == staged:  # the copy that was hashed is not what was hashed any more
+                    metrics.TAMPERED.labels("staged").inc()
             else:
                 raise ReleaseError(f"no source of {key} holds the {r.length} bytes with SHA-256 {r.sha256}")
         if await trio.to_thread.run_sync(self.db.mark_stored, r.model, r.version) or new:
@@ -180,7 +182,16 @@ class Publisher:
         return False
 
     async def _copy_verified(self, source: str, etag: str | None, key: str, r: Release) -> bool:
-        """Copy `source` (pinned to `etag` if given) to the release key; False, and nothing left, unless verified."""
+        """Copy `source` (pinned to `etag`, else to the ETag it has now) to the release key and hash the copy.
+
+        False, with nothing left at the release key, unless the copy is exactly the release.
+        """
+        info = await self.store.head(source)
+        if info is None or info.size != r.length:
+            log.warning("%s is not the judged %d bytes (%s); not copying it to %s", source, r.length,
+                        "gone" if info is None else f"{info.size} bytes, ETag {info.etag}", key)
+            return False
+        etag = etag or info.etag or None  # the copy fails (412) if the source changes meanwhile
         try:
             copied = await self.store.copy(source, key, r.length, {"fsg-sha256": r.sha256}, OCTET,
                                            cache_control=tufrepo.IMMUTABLE, if_match=etag)
@@ -191,7 +202,6 @@ class Publisher:
             raise
         if await self._matches(key, r, copied or None):
             return True
-        metrics.TAMPERED.labels("staged").inc()
         log.warning("%s copied from %s is not the release's %d bytes with SHA-256 %s; removed",
                     key, source, r.length, r.sha256)
         await self.store.delete(key)

@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 import trio
+from prometheus_client import generate_latest
 
 from checker import signing, tufrepo
 from checker.db import Database
@@ -68,8 +69,8 @@ def publisher(server, bucket, tmp_path):
     db.close()
 
 
-def _released(p: Publisher, data: bytes, version: str) -> Release:
-    r = Release(MODEL, "stable", version, 1, hashlib.sha256(data).hexdigest(), len(data), "fw.bin", ("A",))
+def _released(p: Publisher, data: bytes, version: str, counter: int = 1) -> Release:
+    r = Release(MODEL, "stable", version, counter, hashlib.sha256(data).hexdigest(), len(data), "fw.bin", ("A",))
     with p.db.transaction() as tx:
         p.db.record_release(tx, r, "{}", tufrepo.release_key(r), uuid.uuid4().hex, "k")
     return r
@@ -87,10 +88,17 @@ def test_a_staged_copy_changed_after_hashing_is_not_released(publisher, s3, buck
     s3.put_object(Bucket=bucket, Key=staged, Body=data + b"junk")
     upload = "incoming/sensor-x/1.0.0/fw.bin"
     etag = s3.put_object(Bucket=bucket, Key=upload, Body=data)["ETag"]
+    before = metric(generate_latest().decode(), "fsgateway_checker_tampered_objects_total", where="staged")
     trio.run(publisher.release, r, staged, Part(upload, len(data), etag, 0.0))
     key = tufrepo.release_key(r)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
     assert _stored(publisher, r)
+    assert metric(generate_latest().decode(), "fsgateway_checker_tampered_objects_total", where="staged") == before + 1
+    # Same size, other bytes: copied, hashed, removed; the upload is used instead.
+    r2 = _released(publisher, data, "1.0.1", 2)
+    s3.put_object(Bucket=bucket, Key=staged, Body=data[:-1] + b"X")
+    trio.run(publisher.release, r2, staged, Part(upload, len(data), etag, 0.0))
+    assert s3.get_object(Bucket=bucket, Key=tufrepo.release_key(r2))["Body"].read() == data
 
 
 def test_no_release_when_no_source_holds_the_judged_bytes(publisher, s3, bucket):
