@@ -59,6 +59,7 @@ class Pipeline:
     database: str = ""
     builder: signing.CryptoSigner | None = None
     processes: list[CheckerProcess] = field(default_factory=list)
+    prefix: str = ""  # the checker's `prefix` (every helper below but `env` assumes "")
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -72,6 +73,8 @@ class Pipeline:
                "FSGATEWAY_CHECKER_STATE_DIR": str(self.state_dir)}
         if self.database:
             env["FSGATEWAY_CHECKER_DATABASE"] = self.database
+        if self.prefix:
+            env["FSGATEWAY_CHECKER_PREFIX"] = self.prefix
         if self.server.ca_bundle:
             env["FSGATEWAY_CHECKER_CA_BUNDLE"] = self.server.ca_bundle
         env.update(extra)

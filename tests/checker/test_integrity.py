@@ -212,3 +212,30 @@ def test_a_flood_of_folders_in_one_model_neither_jams_the_checker_nor_starves_an
     # Nothing was lost: every folder of the flood is looked at (and stays pending until its deadline).
     wait_for(lambda: metric(checker.metrics(), "fsgateway_checker_pending_packages") == flood, 120,
              "every flood folder to be looked at")
+
+
+def test_a_checker_with_a_prefix_works_through_a_mount_of_that_prefix_and_leaves_no_reserved_key(pipelines, mounter):
+    p = pipelines()
+    p.prefix = "fw/"
+    p.init()
+    mnt = mounter().start(f"{p.bucket}:/fw")
+    p.start(mnt)
+    data = os.urandom(3000)
+    folder = mnt / "incoming" / MODEL / "1.0.0"
+    folder.mkdir(parents=True)
+    for name, content in p.package("1.0.0", 1, data).items():
+        (folder / name).write_bytes(content)
+
+    def done() -> bool:
+        db = p.db()
+        try:
+            return bool(db.query("SELECT 1 FROM verdicts WHERE package = ? AND outcome = 'accepted' AND done = 1",
+                                 (f"fw/incoming/{MODEL}/1.0.0/",)))
+        finally:
+            db.close()
+
+    wait_for(done, 60, "the package to be accepted and released")
+    (release,) = p.keys(f"fw/releases/{MODEL}/1.0.0/")
+    assert p.get(release) == data
+    assert p.keys("fw/.fsgateway/") == []  # the staged copy is gone
+    assert ".fsgateway" not in os.listdir(mnt)
