@@ -92,7 +92,9 @@ def _materialize(body: Body) -> bytes | memoryview:
 
 
 def decode_key(raw: str) -> str:
-    return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
+    """A key from a listing with EncodingType=url: form-encoded, as botocore reads it (SeaweedFS sends a space
+    as `+`, RGW as `%20`; both send a `+` as `%2B`)."""
+    return unquote_to_bytes(raw.replace("+", " ")).decode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True)

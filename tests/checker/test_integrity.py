@@ -239,3 +239,12 @@ def test_a_checker_with_a_prefix_works_through_a_mount_of_that_prefix_and_leaves
     assert p.get(release) == data
     assert p.keys("fw/.fsgateway/") == []  # the staged copy is gone
     assert ".fsgateway" not in os.listdir(mnt)
+
+
+def test_listings_read_back_keys_with_spaces_plus_and_percent(server, s3, bucket):
+    """A key misread from a listing is judged, quarantined and removed under a name that does not exist."""
+    keys = ["incoming/a b+c%20d/fw ?#&.bin", "incoming/x+y/ z +"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    objects, _, _ = trio.run(lambda: store_for(server, bucket).list_page("incoming/", None, delimiter=""))
+    assert sorted(o["Key"] for o in objects) == sorted(keys)
