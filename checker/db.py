@@ -57,8 +57,9 @@ DIALECT = {
 
 
 def storable(text: str) -> str:
-    """`text` as any database and JSON can store it: lone surrogates (undecodable key bytes) become U+FFFD."""
-    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    """`text` as any database and JSON can store it: lone surrogates (undecodable key bytes) and NUL
+    (which PostgreSQL text refuses) become U+FFFD."""
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF or c == "\0" else c for c in text)
 
 
 class DatabaseError(RuntimeError):

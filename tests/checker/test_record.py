@@ -93,3 +93,11 @@ def test_any_failure_while_recording_ends_in_a_rejection_that_says_why(db, key):
     assert (outcome, reason) == ("rejected", "record_failed")
     assert "UnicodeEncodeError" in detail or "Error" in detail
     assert db.releases() == []
+
+
+def test_a_nul_in_what_is_recorded_ends_in_a_verdict(db, key):
+    """PostgreSQL text cannot hold NUL; a detail or a key carrying one is stored escaped or replaced."""
+    outcome, reason, detail = record(db, Decision("rejected", "schema", "unknown field(s) a\0b"),
+                                     prefix=f"incoming/{MODEL}/a\0b/")
+    assert (outcome, reason, detail) == ("rejected", "schema", "unknown field(s) a\\x00b")
+    assert [row[0] for row in db.query("SELECT package FROM verdicts")] == [f"incoming/{MODEL}/a\ufffdb/"]
