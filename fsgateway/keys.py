@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 NAME_MAX = 255
+#: S3's limit on a whole key, in UTF-8 bytes.
+KEY_MAX = 1024
 #: Keys under this prefix (at the bucket root) belong to the gateway itself:
 #: staging uploads now, the change feed later. Listings never show them.
 RESERVED_PREFIX = ".fsgateway/"

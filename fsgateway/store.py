@@ -92,7 +92,12 @@ def _materialize(body: Body) -> bytes | memoryview:
 
 
 def decode_key(raw: str) -> str:
-    return unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
+    """A key from a listing with `EncodingType=url`: form encoding, as botocore decodes it.
+
+    SeaweedFS sends a space as `+` (and a literal `+` as `%2B`), RGW sends `%20`; plain
+    percent-decoding would turn `a b` into `a+b`.
+    """
+    return unquote_to_bytes(raw.replace("+", " ")).decode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True)
