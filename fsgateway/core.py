@@ -719,6 +719,8 @@ class Filesystem:
             if flags & os.O_TRUNC and writable:
                 dirty = await self._ensure_dirty(node, truncating_to=0)
                 await dirty.truncate(0)
+                now = time.time_ns()
+                node.attrs = replace(node.attrs, mtime_ns=now, ctime_ns=now)
                 keep_cache = False
             node.open_count += 1
         fh = self._fh()
