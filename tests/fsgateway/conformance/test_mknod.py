@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tests.fsgateway.conformance.posix import errno_of
+from tests.fsgateway.conformance.posix import KEEPS_DIR_METADATA, errno_of
 
 
 @pytest.mark.parametrize(("kind", "dev"), [(stat.S_IFCHR, os.makedev(1, 3)), (stat.S_IFBLK, os.makedev(8, 17))])
@@ -48,5 +48,10 @@ def test_errors(d, nobody):
     assert errno_of(os.mknod, d / ("n" * 256), stat.S_IFIFO | 0o644) == "ENAMETOOLONG"
     assert errno_of(os.mknod, d / "x", stat.S_IFDIR | 0o755) == "EPERM"  # Linux: use mkdir
     assert errno_of(os.mknod, d / "x", 0o170644) == "EINVAL"  # no such file type
-    assert nobody("os.mknod(V['p'], 0o20600, os.makedev(1, 3))", p=d / "dev") == "EPERM"  # needs CAP_MKNOD
-    assert nobody("os.mknod(V['p'], 0o10600)", p=d / "fifo") == "EACCES"  # root's directory
+    assert nobody("os.mknod(V['p'], 0o10600)", p=d / "fifo") == "EACCES"  # root's directory, 0755
+    if KEEPS_DIR_METADATA:  # a directory anyone may write to (SeaweedFS cannot keep its mode)
+        os.mkdir(d / "open", 0o777)
+        os.chmod(d / "open", 0o777)
+        assert nobody("os.mknod(V['p'], 0o20600, os.makedev(1, 3))", p=d / "open" / "dev") == "EPERM"  # CAP_MKNOD
+        assert nobody("os.mknod(V['p'], 0o10600)", p=d / "open" / "fifo") == "ok"
+        assert os.lstat(d / "open" / "fifo").st_uid == 65534
