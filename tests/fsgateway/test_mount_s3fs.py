@@ -15,12 +15,12 @@ import pytest
 
 from tests.conftest import is_mounted, wait_for
 
-pytestmark = pytest.mark.skipif(shutil.which("s3fs") is None, reason="s3fs (Debian package s3fs) not installed")
-
 
 @pytest.fixture
 def s3fs_mount(server, bucket, passwd_file, tmp_path):
     """s3fs in the foreground on `bucket`, stopped by its pid (unmounted first) at the end."""
+    if shutil.which("s3fs") is None:
+        pytest.fail("s3fs (Debian package s3fs, installed by scripts/setup) is missing")
     path = tmp_path / "s3fs"
     path.mkdir()
     opts = [f"url={server.endpoint}", "use_path_request_style", f"passwd_file={passwd_file}", "use_xattr",
