@@ -53,3 +53,12 @@ def test_errors(d, nobody):
     os.chown(d / "file", 65534, 65534)
     assert nobody("os.chmod(V['p'], 0o600)", p=d / "file") == "ok"  # the owner may
     assert stat.S_IMODE(os.stat(d / "file").st_mode) == 0o600
+
+
+def test_mount_root_has_no_object_to_keep_attributes(conformance_mount):
+    root = conformance_mount.path
+    mode = stat.S_IMODE(os.stat(root).st_mode)
+    os.chmod(root, mode)  # what it shows already: nothing to store
+    assert errno_of(os.chmod, root, 0o700) == "EPERM"
+    assert errno_of(os.utime, root, ns=(1, 1)) == "EPERM"
+    assert stat.S_IMODE(os.stat(root).st_mode) == mode
