@@ -466,52 +466,44 @@ class Filesystem:
         try:
             await self._rewrite_metadata(node, changed)
         except GatewayError:
-            if node.attrs is new:  # a refused directory change already shows what the server kept
-                node.attrs = old
+            node.attrs = old
             raise
         if node.is_dir and "mtime_ns" in changed:
             node.entries_changed_ns = 0  # an explicit mtime wins over our own entry changes
 
-    async def _dir_metadata_lost(self, marker: str, wanted: Attrs, changed: tuple[str, ...]) -> tuple[list[str], Attrs]:
-        """Which of `changed` a `dir/` marker written with `wanted` does not keep, and what it shows.
+    async def _check_dir_metadata(self, marker: str, wanted: Attrs, changed: tuple[str, ...]) -> None:
+        """Refuse (EPERM; ENOTSUP for xattrs) what a `dir/` marker written with `wanted` would not keep.
 
-        SeaweedFS drops all user metadata on `dir/` objects. The first marker written
-        is read back to learn whether this server keeps it; after that no request.
+        SeaweedFS drops all user metadata on `dir/` objects, so there a directory shows
+        the defaults. The first marker written is read back to learn whether this server
+        keeps it; after that this makes no request.
         """
         if self.dir_metadata_kept:
-            return [], wanted
+            return
         if self.dir_metadata_kept is None:
             info = await self.store.head(marker)
             if info is not None and any(k.lower() == "mode" for k in info.metadata):
                 self.dir_metadata_kept = True
-                return [], wanted
+                return
             log.warning("the server keeps no user metadata on directory objects: a directory's mode, owner, "
                         "times and xattrs stay the defaults, and changes to them are refused")
             self.dir_metadata_kept = False
         plain = self._implicit_dir_attrs()
-        return [f for f in changed if getattr(plain, f) != getattr(wanted, f)], plain
-
-    @staticmethod
-    def _refusal(lost: list[str]) -> FsError:
-        code = errno.ENOTSUP if lost == ["xattrs"] else errno.EPERM
-        return FsError(code, f"the server keeps no metadata on directory objects ({', '.join(lost)})")
+        lost = [f for f in changed if getattr(plain, f) != getattr(wanted, f)]
+        if lost:
+            code = errno.ENOTSUP if lost == ["xattrs"] else errno.EPERM
+            raise FsError(code, f"the server keeps no metadata on directory objects ({', '.join(lost)})")
 
     async def _rewrite_metadata(self, node: Node, changed: tuple[str, ...] = ()) -> None:
         """Store changed attributes: a self-copy with new metadata (directories: a new marker, checked)."""
         if node.is_dir:
             marker = self.key(node) + "/"
-            if self.dir_metadata_kept is False:  # known: refuse before writing anything
-                lost, plain = await self._dir_metadata_lost(marker, node.attrs, changed)
-                if lost:
-                    node.attrs = plain
-                    raise self._refusal(lost)
+            if self.dir_metadata_kept is False:
+                await self._check_dir_metadata(marker, node.attrs, changed)  # known: refused before any write
             etag = await self.store.put(marker, b"", encode_metadata(node.attrs), DIR_CONTENT_TYPE)
             node.in_bucket = True
             await self._announce("meta", marker, size=0, etag=etag)
-            lost, plain = await self._dir_metadata_lost(marker, node.attrs, changed)
-            if lost:
-                node.attrs = plain
-                raise self._refusal(lost)
+            await self._check_dir_metadata(marker, node.attrs, changed)
             return
         meta = encode_metadata(node.attrs, node.sha256)
         key = self.key(node)
@@ -622,16 +614,15 @@ class Filesystem:
         marker = self._checked_key(parent, name, "/")
         kept = ("mode", "uid", "gid")  # a directory the server cannot keep private is refused, not faked
         if self.dir_metadata_kept is False:
-            lost, _ = await self._dir_metadata_lost(marker, attrs, kept)  # known: no request
-            if lost:
-                raise self._refusal(lost)
+            await self._check_dir_metadata(marker, attrs, kept)  # known: refused before any write
         etag = await self.store.put(marker, b"", encode_metadata(attrs), content_type_for(attrs.mode))
         await self._announce("put", marker, size=0, etag=etag)
-        lost, _ = await self._dir_metadata_lost(marker, attrs, kept)
-        if lost:
-            await self.store.delete(marker)
+        try:
+            await self._check_dir_metadata(marker, attrs, kept)
+        except GatewayError:
+            await self.store.delete(marker)  # mkdir failed: no directory is left behind
             await self._announce("delete", marker)
-            raise self._refusal(lost)
+            raise
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs))
         node.names, node.names_until = set(), time.monotonic() + self.cfg.stat_ttl  # known empty
