@@ -908,8 +908,13 @@ class Filesystem:
             # Commits in progress on either file finish first; inode order rules out deadlock.
             for n in sorted({src, dst} - {None}, key=lambda n: n.ino):  # type: ignore[union-attr]
                 await locks.enter_async_context(n.lock)  # type: ignore[union-attr]
-            if src.in_bucket and not src.is_dir:
-                await self._load_metadata(src)  # the copy replaces the metadata: start from what is stored
+            kept: ObjectInfo | None = None
+            if src.in_bucket and not src.is_dir and src.dirty is None:
+                # The copy replaces the metadata (for the new ctime): start from what is stored, and keep
+                # what other tools put there (their metadata, the Content-Type), as s3fs does.
+                kept = await self.store.head(self.key(src))
+                if kept is not None:
+                    self._set_remote(src, self._remote_from_info(kept, False))
             # A renamed entry's ctime moves (as on Linux): stored with a file, kept in memory for a directory.
             src.attrs = replace(src.attrs, ctime_ns=time.time_ns())
             if src.is_dir:
@@ -929,8 +934,9 @@ class Filesystem:
                 await self._announce_renames(moved)
             elif src.in_bucket:
                 old_key = self.key(src)
-                etag = await self.store.copy(old_key, new_key, src.attrs.size, encode_metadata(src.attrs, src.sha256),
-                                             content_type_for(src.attrs.mode)) or src.etag
+                meta = {**(kept.metadata if kept else {}), **encode_metadata(src.attrs, src.sha256)}
+                content_type = (kept.content_type if kept else None) or content_type_for(src.attrs.mode)
+                etag = await self.store.copy(old_key, new_key, src.attrs.size, meta, content_type) or src.etag
                 await self.store.delete(old_key)
                 src.etag = etag
                 self.metadata.discard(old_key)

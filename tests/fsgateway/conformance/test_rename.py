@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from tests.conftest import user_keys
+from tests.conftest import user_keys, wait_for
 from tests.fsgateway.conformance.posix import RENAME_EXCHANGE, RENAME_NOREPLACE, errno_of, renameat2
 
 
@@ -25,6 +25,17 @@ def test_file_rename_keeps_attributes_and_moves_ctime(d, conformance_mount, s3):
     meta = s3.head_object(Bucket=conformance_mount.bucket, Key=f"{d.name}/b")["Metadata"]
     assert (int(meta["mode"]), meta["uid"]) == (stat.S_IFREG | 0o640, "1234")
     assert int(float(meta["ctime"]) * 1e9) // 1000 == after.st_ctime_ns // 1000
+
+
+def test_rename_keeps_what_other_tools_stored(d, conformance_mount, s3):
+    """The copy that stores the new ctime keeps the Content-Type and metadata it does not know."""
+    s3.put_object(Bucket=conformance_mount.bucket, Key=f"{d.name}/page", Body=b"<p>", ContentType="text/html",
+                  Metadata={"app-version": "7"})
+    wait_for(lambda: (d / "page").exists(), 10, "an object put beside the mount to show")  # after stat_ttl
+    os.rename(d / "page", d / "moved")
+    h = s3.head_object(Bucket=conformance_mount.bucket, Key=f"{d.name}/moved")
+    assert h["ContentType"] == "text/html" and h["Metadata"]["app-version"] == "7"
+    assert "ctime" in h["Metadata"] and (d / "moved").read_bytes() == b"<p>"
 
 
 def test_rename_over_a_file_replaces_it(d):
