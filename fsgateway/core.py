@@ -27,9 +27,20 @@ from .config import Config
 from .errors import GatewayError
 from .feedwriter import FeedWriter
 from .inodes import InodeTable, Node
-from .keys import Unmappable, name_problem, split_listing
+from .keys import KEY_MAX, Unmappable, name_problem, split_listing
 from .reader import ObjectReader
-from .s3format import DIR_CONTENT_TYPE, SHA256_META, Attrs, Defaults, content_type_for, decode_attrs, encode_metadata
+from .s3format import (
+    DIR_CONTENT_TYPE,
+    METADATA_LIMIT,
+    SHA256_META,
+    SPECIAL_KINDS,
+    Attrs,
+    Defaults,
+    content_type_for,
+    decode_attrs,
+    encode_metadata,
+    metadata_size,
+)
 from .store import ObjectInfo, ObjectStore
 from .writer import DirtyFile, StagingArea, UploadContext
 
@@ -37,7 +48,11 @@ log = logging.getLogger("fsgateway.core")
 
 READ_CHUNK = 8 << 20
 MAX_KNOWN_NAMES = 10_000  # larger directories are not remembered whole
-XATTR_PREFIX = "user.fsgateway."
+XATTR_PREFIX = "user.fsgateway."  # read-only attributes the gateway shows; other `user.*` ones are stored
+#: Largest file size: what a multipart upload of `multipart_size` parts (10,000 at most) can hold,
+#: and never over S3's 5 TiB object limit.
+MAX_OBJECT = 5 << 40
+MAX_PARTS = 10_000
 
 
 class FsError(GatewayError):
@@ -60,6 +75,7 @@ class DirHandle:
     names: set[str] | None = field(default_factory=set)  # all names so far (None past MAX_KNOWN_NAMES)
     listed_at: float = 0.0
     names_gen: int = 0  # the directory's names_gen when the listing started
+    subdirs: int = 0  # directories listed so far
     token: str | None = None
     started: bool = False
     done: bool = False
@@ -155,6 +171,9 @@ class Filesystem:
         self._next_fh = 1
         self._reported: set[str] = set()
         self.closing = False  # set at unmount: no new writes are accepted
+        # Does the server keep user metadata on `dir/` objects? None until a write shows it (SeaweedFS: no).
+        self.dir_metadata_kept: bool | None = None
+        self.max_file_size = min(MAX_OBJECT, cfg.multipart_size * MAX_PARTS)
         self.feed = FeedWriter(store, host_id, run_id) if cfg.feed else None
         if self.feed is not None:
             nursery.start_soon(self.feed.run)
@@ -181,6 +200,29 @@ class Filesystem:
 
     def _fresh(self, node: Node) -> bool:
         return node.dirty is not None or not node.in_bucket or node.expires > time.monotonic()
+
+    def _checked_key(self, parent: Node, name: str, suffix: str = "") -> str:
+        """The key of parent/name (plus `suffix`); ENAMETOOLONG past S3's 1,024 bytes, before any request."""
+        key = self.dir_prefix(parent) + name + suffix
+        if len(key.encode("utf-8", "surrogateescape")) > KEY_MAX:
+            raise FsError(errno.ENAMETOOLONG, f"key longer than {KEY_MAX} bytes")
+        return key
+
+    def _entries_changed(self, parent: Node, subdirs: int = 0) -> None:
+        """This mount added or removed an entry of `parent`: its mtime and ctime move.
+
+        Kept in memory only (SEMANTICS.md): storing them would cost a PUT of the
+        directory marker for every file created. The count of subdirectories follows.
+        """
+        parent.entries_changed_ns = time.time_ns()
+        if parent.subdirs is not None:
+            parent.subdirs = max(0, parent.subdirs + subdirs)
+
+    def nlink(self, node: Node) -> int:
+        """2 + subdirectories for a directory (1 when not known: fts's "unknown"); 0 once unlinked."""
+        if node.is_dir:
+            return 2 + node.subdirs if node.subdirs is not None else 1
+        return 0 if node.detached else 1
 
     async def _vacant(self, parent_ino: int, name: str) -> tuple[Node, str]:
         """Parent and checked name for a new entry; EEXIST when the name is taken."""
@@ -227,6 +269,9 @@ class Filesystem:
                         gid=self.defaults.gid if self.cfg.gid is not None else a.gid)
         if self.cfg.umask is not None:
             a = replace(a, mode=a.mode & ~self.cfg.umask)
+        if node.entries_changed_ns > min(a.mtime_ns, a.ctime_ns):
+            a = replace(a, mtime_ns=max(a.mtime_ns, node.entries_changed_ns),
+                        ctime_ns=max(a.ctime_ns, node.entries_changed_ns))
         return a
 
     def _implicit_dir_attrs(self) -> Attrs:
@@ -301,6 +346,7 @@ class Filesystem:
         """The node at parent/name, asking the bucket when the cache cannot answer."""
         if reserved.is_reserved_name(name):
             raise FsError(errno.EACCES, f"{name} is reserved for the gateway")
+        self._checked_key(parent, name)
         child = self.table.child(parent, name)
         if child is not None and self._fresh(child):
             metrics.CACHE.labels("attr", "hit").inc()
@@ -352,31 +398,47 @@ class Filesystem:
             self._set_remote(node, self._remote_from_info(info, False))
         return node
 
+    async def _load_metadata(self, node: Node) -> None:
+        """Listed attributes are defaults, old ones may be stale: take what the bucket stores (one HEAD)."""
+        if (node.dirty is not None or not node.in_bucket or node.detached or node is self.table.root
+                or node.remote_at + self.cfg.stat_ttl >= time.monotonic()):
+            return
+        info = await self.store.head(self.key(node) + ("/" if node.is_dir else ""))
+        if info is not None:
+            self._set_remote(node, self._remote_from_info(info, node.is_dir))
+
     async def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
-                      size: int | None = None, mtime_ns: int | None = None) -> Node:
+                      size: int | None = None, atime_ns: int | None = None, mtime_ns: int | None = None) -> Node:
+        """chmod, chown, truncate, utimensat; ctime moves with any of them and is stored with the rest."""
         self._check_writable()
         node = self.node(ino)
         if size is not None and node.is_dir:
             raise FsError(errno.EISDIR)
+        if size is not None and size > self.max_file_size:
+            raise FsError(errno.EFBIG, f"{size} bytes is more than one object can hold here ({self.max_file_size})")
+        changed = tuple(f for f, v in (("mode", mode), ("uid", uid), ("gid", gid), ("atime_ns", atime_ns),
+                                       ("mtime_ns", mtime_ns)) if v is not None)
+        if not changed and size is None:
+            return node
         async with node.lock:
-            if (node.dirty is None and node.in_bucket and not node.detached and not node.is_dir
-                    and node.remote_at + self.cfg.stat_ttl < time.monotonic()):
-                # Listed attributes are defaults, old ones may be stale: start from what the bucket stores.
-                info = await self.store.head(self.key(node))
-                if info is not None:
-                    self._set_remote(node, self._remote_from_info(info, False))
+            await self._load_metadata(node)
             a = node.attrs
-            node.attrs = replace(
+            now = time.time_ns()
+            new = replace(
                 a,
                 mode=stat.S_IFMT(a.mode) | stat.S_IMODE(mode) if mode is not None else a.mode,
                 uid=uid if uid is not None else a.uid,
                 gid=gid if gid is not None else a.gid,
-                mtime_ns=mtime_ns if mtime_ns is not None else (time.time_ns() if size is not None else a.mtime_ns),
+                atime_ns=atime_ns if atime_ns is not None else a.atime_ns,
+                mtime_ns=mtime_ns if mtime_ns is not None else (now if size is not None else a.mtime_ns),
+                ctime_ns=now,
             )
             if size is not None:
+                node.attrs = new
                 dirty = await self._ensure_dirty(node, truncating_to=size)
                 await dirty.truncate(size)
             if node.dirty is not None:
+                node.attrs = new
                 if node.open_count == 0:
                     try:
                         await self._commit(node)
@@ -384,18 +446,60 @@ class Filesystem:
                         await self._abandon(node)  # nobody holds it open: nothing could retry it
                         raise
                 return node
-            if node.detached or node is self.table.root:
+            if node.detached:
+                node.attrs = new
                 return node
-            await self._rewrite_metadata(node)
+            await self._store_attrs(node, new, changed)
         return node
 
-    async def _rewrite_metadata(self, node: Node) -> None:
-        """Store changed attributes: a self-copy with new metadata (directories: a new marker)."""
+    async def _store_attrs(self, node: Node, new: Attrs, changed: tuple[str, ...]) -> None:
+        """Make `new` the node's attributes in the bucket; on failure the node shows what is stored."""
+        if node is self.table.root:
+            if all(getattr(new, f) == getattr(node.attrs, f) for f in changed):
+                return  # asks for what it shows already
+            raise FsError(errno.EPERM, "the mount's root has no object to keep attributes in")
+        old, node.attrs = node.attrs, new
+        try:
+            await self._rewrite_metadata(node, changed)
+        except GatewayError:
+            node.attrs = old
+            raise
+        if node.is_dir and "mtime_ns" in changed:
+            node.entries_changed_ns = 0  # an explicit mtime wins over our own entry changes
+
+    async def _check_dir_metadata(self, marker: str, wanted: Attrs, changed: tuple[str, ...]) -> None:
+        """Refuse (EPERM; ENOTSUP for xattrs) what a `dir/` marker written with `wanted` would not keep.
+
+        SeaweedFS drops all user metadata on `dir/` objects, so there a directory shows
+        the defaults. The first marker written is read back to learn whether this server
+        keeps it; after that this makes no request.
+        """
+        if self.dir_metadata_kept:
+            return
+        if self.dir_metadata_kept is None:
+            info = await self.store.head(marker)
+            if info is not None and any(k.lower() == "mode" for k in info.metadata):
+                self.dir_metadata_kept = True
+                return
+            log.warning("the server keeps no user metadata on directory objects: a directory's mode, owner, "
+                        "times and xattrs stay the defaults, and changes to them are refused")
+            self.dir_metadata_kept = False
+        plain = self._implicit_dir_attrs()
+        lost = [f for f in changed if getattr(plain, f) != getattr(wanted, f)]
+        if lost:
+            code = errno.ENOTSUP if lost == ["xattrs"] else errno.EPERM
+            raise FsError(code, f"the server keeps no metadata on directory objects ({', '.join(lost)})")
+
+    async def _rewrite_metadata(self, node: Node, changed: tuple[str, ...] = ()) -> None:
+        """Store changed attributes: a self-copy with new metadata (directories: a new marker, checked)."""
         if node.is_dir:
-            etag = await self.store.put(self.key(node) + "/", b"", encode_metadata(node.attrs), content_type_for(
-                node.attrs.mode))
+            marker = self.key(node) + "/"
+            if self.dir_metadata_kept is False:
+                await self._check_dir_metadata(marker, node.attrs, changed)  # known: refused before any write
+            etag = await self.store.put(marker, b"", encode_metadata(node.attrs), DIR_CONTENT_TYPE)
             node.in_bucket = True
-            await self._announce("meta", self.key(node) + "/", size=0, etag=etag)
+            await self._announce("meta", marker, size=0, etag=etag)
+            await self._check_dir_metadata(marker, node.attrs, changed)
             return
         meta = encode_metadata(node.attrs, node.sha256)
         key = self.key(node)
@@ -426,6 +530,7 @@ class Filesystem:
                                 hide_reserved=True)
         for problem in listing.rejected:
             self._report(problem)
+        dh.subdirs += len(listing.dirs)
         names = sorted(set(listing.files) | listing.dirs)
         if dh.names is not None:
             dh.names.update(names)
@@ -446,6 +551,8 @@ class Filesystem:
         dh.token = token
         if token is None:
             dh.done = True
+            if dh.node.names_gen == dh.names_gen:
+                dh.node.subdirs = dh.subdirs  # a whole listing, and nothing changed here since it started
             if dh.names is not None and dh.node.names_gen == dh.names_gen:
                 # the whole directory as of when the listing started, and nothing changed here since
                 dh.node.names = dh.names | {n for n, c in dh.node.children.items() if not c.in_bucket}
@@ -462,6 +569,7 @@ class Filesystem:
             raise FsError(errno.EBADF)
         if start < dh.base or (start == 0 and dh.started):
             dh.entries, dh.base, dh.token, dh.done, dh.started = [], 0, None, False, False  # rewind
+            dh.subdirs = 0
             dh.names = set()
         while not dh.started or (dh.base + len(dh.entries) <= start and not dh.done):
             dh.base += len(dh.entries)  # pages before `start` are not kept: memory stays one page
@@ -499,13 +607,24 @@ class Filesystem:
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
         parent, name = await self._vacant(parent_ino, name)
         attrs = self._new_attrs(stat.S_IFDIR, mode, uid, gid)
-        marker = self.dir_prefix(parent) + name + "/"
+        marker = self._checked_key(parent, name, "/")
+        kept = ("mode", "uid", "gid")  # a directory the server cannot keep private is refused, not faked
+        if self.dir_metadata_kept is False:
+            await self._check_dir_metadata(marker, attrs, kept)  # known: refused before any write
         etag = await self.store.put(marker, b"", encode_metadata(attrs), content_type_for(attrs.mode))
         await self._announce("put", marker, size=0, etag=etag)
+        try:
+            await self._check_dir_metadata(marker, attrs, kept)
+        except GatewayError:
+            await self.store.delete(marker)  # mkdir failed: no directory is left behind
+            await self._announce("delete", marker)
+            raise
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs))
         node.names, node.names_until = set(), time.monotonic() + self.cfg.stat_ttl  # known empty
+        node.subdirs = 0
         self._name_added(parent, name)
+        self._entries_changed(parent, +1)
         node.lookups += 1
         return node
 
@@ -530,6 +649,7 @@ class Filesystem:
         await self._announce("delete", self.dir_prefix(node))
         self.table.detach(node)
         self._name_removed(parent, name)
+        self._entries_changed(parent, -1)
 
     # ------------------------------------------------------------------ files
     async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int
@@ -539,15 +659,23 @@ class Filesystem:
         node.in_bucket = False
         node.dirty = DirtyFile(self.uploads)
         self._name_added(parent, name)
+        self._entries_changed(parent)
         node.lookups += 1
         node.open_count += 1
         fh = self._fh()
         self.handles[fh] = Handle(node, writable=True)
         return fh, node
 
-    async def mknod(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
-        if not stat.S_ISREG(mode):
-            raise FsError(errno.EPERM, "only regular files can be stored in a bucket")
+    async def mknod(self, parent_ino: int, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
+        """A FIFO, socket or device is an empty object whose mode carries the type, as s3fs stores it."""
+        kind = stat.S_IFMT(mode)
+        if kind in SPECIAL_KINDS:
+            parent, name = await self._vacant(parent_ino, name)
+            attrs = replace(self._new_attrs(kind, mode, uid, gid),
+                            rdev=rdev if kind in (stat.S_IFCHR, stat.S_IFBLK) else 0)
+            return await self._put_entry(parent, name, attrs, b"")
+        if kind not in (0, stat.S_IFREG):
+            raise FsError(errno.EINVAL, f"mknod of type {kind:o}")
         fh, node = await self.create(parent_ino, name, mode, os.O_WRONLY, uid, gid)
         try:
             await self.flush(fh)
@@ -580,6 +708,8 @@ class Filesystem:
             if flags & os.O_TRUNC and writable:
                 dirty = await self._ensure_dirty(node, truncating_to=0)
                 await dirty.truncate(0)
+                now = time.time_ns()
+                node.attrs = replace(node.attrs, mtime_ns=now, ctime_ns=now)
                 keep_cache = False
             node.open_count += 1
         fh = self._fh()
@@ -648,10 +778,13 @@ class Filesystem:
             raise FsError(errno.EBADF)
         if self.closing:
             raise FsError(errno.EROFS, "unmounting: open files have been committed")
+        if off + len(data) > self.max_file_size:
+            raise FsError(errno.EFBIG, f"a file here holds at most {self.max_file_size} bytes")
         async with h.node.lock:
             dirty = await self._ensure_dirty(h.node)
             n = await dirty.write(off, data)
-            h.node.attrs = replace(h.node.attrs, mtime_ns=time.time_ns())
+            now = time.time_ns()
+            h.node.attrs = replace(h.node.attrs, mtime_ns=now, ctime_ns=now)
         return n
 
     async def flush(self, fh: int) -> None:
@@ -714,18 +847,26 @@ class Filesystem:
                 await self.store.delete(self.key(node))
                 await self._announce("delete", self.key(node))
             self.table.detach(node)
+            node.attrs = replace(node.attrs, ctime_ns=time.time_ns())  # its link count fell to 0
         self._name_removed(parent, name)
+        self._entries_changed(parent)
 
     async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
         parent, name = await self._vacant(parent_ino, name)
         attrs = replace(self._new_attrs(stat.S_IFLNK, 0o777, uid, gid), size=len(target))
+        node = await self._put_entry(parent, name, attrs, target)
+        node.symlink_target = target
+        return node
+
+    async def _put_entry(self, parent: Node, name: str, attrs: Attrs, body: bytes) -> Node:
+        """A small object made whole in one PUT (symlink, FIFO, socket, device) and its new node."""
         key = self.dir_prefix(parent) + name
-        etag = await self.store.put(key, target, encode_metadata(attrs), content_type_for(attrs.mode))
-        await self._announce("put", key, size=len(target), etag=etag)
+        etag = await self.store.put(key, body, encode_metadata(attrs), content_type_for(attrs.mode))
+        await self._announce("put", key, size=len(body), etag=etag)
         node = self.table.add(parent, name, attrs)
         self._set_remote(node, Remote(attrs, etag))
-        node.symlink_target = target
         self._name_added(parent, name)
+        self._entries_changed(parent)
         node.lookups += 1
         return node
 
@@ -763,24 +904,41 @@ class Filesystem:
             # Commits in progress on either file finish first; inode order rules out deadlock.
             for n in sorted({src, dst} - {None}, key=lambda n: n.ino):  # type: ignore[union-attr]
                 await locks.enter_async_context(n.lock)  # type: ignore[union-attr]
+            kept: ObjectInfo | None = None
+            if src.in_bucket and not src.is_dir and src.dirty is None:
+                # The copy replaces the metadata (for the new ctime): start from what is stored, and keep
+                # what other tools put there (their metadata, the Content-Type), as s3fs does.
+                kept = await self.store.head(self.key(src))
+                if kept is not None:
+                    self._set_remote(src, self._remote_from_info(kept, False))
+            # A renamed entry's ctime moves (as on Linux): stored with a file, kept in memory for a directory.
+            src.attrs = replace(src.attrs, ctime_ns=time.time_ns())
             if src.is_dir:
+                old_prefix = self.dir_prefix(src)
+                keys = await self._tree_keys(old_prefix)
+                if any(len((new_key + "/" + k[len(old_prefix):]).encode("utf-8", "surrogateescape")) > KEY_MAX
+                       for k, _ in keys):
+                    raise FsError(errno.ENAMETOOLONG, f"a key below the new name would be over {KEY_MAX} bytes")
                 if dst is not None and dst.in_bucket:
                     await self.store.delete(self.dir_prefix(dst))  # the empty target's marker, before the copy
                     await self._announce("delete", self.dir_prefix(dst))
                 try:
-                    moved = await self._rename_tree(self.dir_prefix(src), new_key + "/")
+                    moved = await self._rename_tree(old_prefix, new_key + "/", keys)
                 except GatewayError:
                     dst_dir.names = None  # some keys may already exist under the new name
                     raise
                 await self._announce_renames(moved)
             elif src.in_bucket:
                 old_key = self.key(src)
-                await self.store.copy(old_key, new_key, src.attrs.size, None, None)
+                meta = {**(kept.metadata if kept else {}), **encode_metadata(src.attrs, src.sha256)}
+                content_type = (kept.content_type if kept else None) or content_type_for(src.attrs.mode)
+                etag = await self.store.copy(old_key, new_key, src.attrs.size, meta, content_type) or src.etag
                 await self.store.delete(old_key)
+                src.etag = etag
                 self.metadata.discard(old_key)
-                self.metadata.put(new_key, Remote(src.attrs, src.etag, src.sha256))  # same bytes, same ETag
+                self.metadata.put(new_key, Remote(src.attrs, etag, src.sha256))
                 await self._announce("rename", new_key, src=old_key, size=src.attrs.size, sha256=src.sha256,
-                                     etag=src.etag)
+                                     etag=etag)
             elif dst is not None and dst.in_bucket:
                 await self.store.delete(new_key)  # replaced by a file not uploaded yet
                 await self._announce("delete", new_key)
@@ -788,24 +946,30 @@ class Filesystem:
             src.version += 1
         self._name_removed(src_dir, old_name)
         self._name_added(dst_dir, new_name)
+        self._entries_changed(src_dir, -1 if src.is_dir else 0)
+        self._entries_changed(dst_dir, (1 if src.is_dir else 0) - (1 if dst is not None and dst.is_dir else 0))
 
     async def _announce_renames(self, moved: list[tuple[str, str, int]]) -> None:
         """A directory rename: one event per key moved, all in one journal object (up to 1,000)."""
         if self.feed is not None and moved:
             await self.feed.announce(*(self.feed.event("rename", new, src=old, size=size) for old, new, size in moved))
 
-    async def _rename_tree(self, old_prefix: str, new_prefix: str) -> list[tuple[str, str, int]]:
+    async def _tree_keys(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size) of every key below `prefix`."""
+        keys: list[tuple[str, int]] = []
+        token = None
+        while True:
+            objs, _, token = await self.store.list_page(prefix, token, delimiter="")
+            keys.extend((o["Key"], o["Size"]) for o in objs)
+            if token is None:
+                return keys
+
+    async def _rename_tree(self, old_prefix: str, new_prefix: str, keys: list[tuple[str, int]]
+                           ) -> list[tuple[str, str, int]]:
         """Copy every key below old_prefix, then delete the originals (nothing lost if a copy fails).
 
         Returns (old key, new key, size) of every key moved.
         """
-        keys: list[tuple[str, int]] = []
-        token = None
-        while True:
-            objs, _, token = await self.store.list_page(old_prefix, token, delimiter="")
-            keys.extend((o["Key"], o["Size"]) for o in objs)
-            if token is None:
-                break
         if any(reserved.is_reserved(key[len(old_prefix):]) for key, _ in keys):
             raise FsError(errno.EPERM, f"{old_prefix} holds the gateway's reserved folder")
         await gather([partial(self._copy_key, key, new_prefix + key[len(old_prefix):], size)
@@ -822,15 +986,62 @@ class Filesystem:
         await self.store.put(dst, b"", info.metadata if info else {}, DIR_CONTENT_TYPE)
 
     # ------------------------------------------------------------------ extended attributes
-    def xattrs(self, ino: int) -> dict[str, bytes]:
+    def _gateway_xattrs(self, node: Node) -> dict[str, bytes]:
         """Read-only attributes that expose what the bucket knows: key, ETag, our SHA-256."""
-        node = self.node(ino)
         out = {XATTR_PREFIX + "key": self.key(node).encode()}
         if node.etag:
             out[XATTR_PREFIX + "etag"] = node.etag.strip('"').encode()
         if node.sha256:
             out[XATTR_PREFIX + "sha256"] = node.sha256.encode()
         return out
+
+    async def getxattr(self, ino: int, name: str) -> bytes:
+        """Other namespaces (security.*, system.posix_acl_*) answer ENODATA at once: `ls -l` asks for each file."""
+        node = self.node(ino)
+        if name.startswith(XATTR_PREFIX):
+            value = self._gateway_xattrs(node).get(name)
+        elif name.startswith("user."):
+            await self._load_metadata(node)
+            value = dict(node.attrs.xattrs).get(name)
+        else:
+            value = None
+        if value is None:
+            raise FsError(errno.ENODATA)
+        return value
+
+    async def listxattr(self, ino: int) -> list[str]:
+        node = self.node(ino)
+        await self._load_metadata(node)
+        return [*self._gateway_xattrs(node), *(name for name, _ in node.attrs.xattrs)]
+
+    async def setxattr(self, ino: int, name: str, value: bytes) -> None:
+        await self._change_xattr(ino, name, value)
+
+    async def removexattr(self, ino: int, name: str) -> None:
+        await self._change_xattr(ino, name, None)
+
+    async def _change_xattr(self, ino: int, name: str, value: bytes | None) -> None:
+        """Set (None: remove) one `user.*` attribute, stored in the object's metadata as s3fs's use_xattr does."""
+        self._check_writable()
+        if not name.startswith("user."):
+            raise FsError(errno.ENOTSUP, f"only user.* attributes can be stored ({name})")  # POSIX ACLs too
+        if name.startswith(XATTR_PREFIX):
+            raise FsError(errno.EPERM, f"{name} is read-only")
+        node = self.node(ino)
+        async with node.lock:
+            await self._load_metadata(node)
+            xattrs = dict(node.attrs.xattrs)
+            if value is not None:
+                xattrs[name] = value
+            elif xattrs.pop(name, None) is None:
+                raise FsError(errno.ENODATA)
+            new = replace(node.attrs, xattrs=tuple(sorted(xattrs.items())), ctime_ns=time.time_ns())
+            if metadata_size(encode_metadata(new, "0" * 64)) > METADATA_LIMIT:
+                raise FsError(errno.ENOSPC, f"an object's user metadata is limited to {METADATA_LIMIT} bytes")
+            if node.dirty is not None or node.detached:
+                node.attrs = new  # stored by the commit of the open file (or nowhere: it is unlinked)
+                return
+            await self._store_attrs(node, new, ("xattrs",))
 
     # ------------------------------------------------------------------ shutdown
     async def flush_all(self) -> None:

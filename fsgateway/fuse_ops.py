@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import stat
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -79,14 +78,16 @@ class FuseOperations(pyfuse3.Operations):
         e.entry_timeout = self.ttl
         e.attr_timeout = self.ttl
         e.st_mode = a.mode
-        e.st_nlink = 2 if stat.S_ISDIR(a.mode) else 1
+        e.st_nlink = self.fs.nlink(node)
         e.st_uid = a.uid
         e.st_gid = a.gid
-        e.st_rdev = 0
+        e.st_rdev = a.rdev
         e.st_size = a.size
         e.st_blksize = IO_SIZE
         e.st_blocks = (a.size + 511) // 512
-        e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
+        e.st_atime_ns = a.atime_ns
+        e.st_mtime_ns = a.mtime_ns
+        e.st_ctime_ns = a.ctime_ns
         return e
 
     @translate
@@ -103,16 +104,14 @@ class FuseOperations(pyfuse3.Operations):
     @translate
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
                       fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        mtime = None
-        if fields.update_mtime:
-            mtime = attr.st_mtime_ns
-        node = await self.fs.setattr(
+        node = await self.fs.setattr(  # UTIME_NOW arrives as the current time, UTIME_OMIT as no update
             inode,
             mode=attr.st_mode if fields.update_mode else None,
             uid=attr.st_uid if fields.update_uid else None,
             gid=attr.st_gid if fields.update_gid else None,
             size=attr.st_size if fields.update_size else None,
-            mtime_ns=mtime,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
         )
         return self._entry(node)
 
@@ -172,7 +171,7 @@ class FuseOperations(pyfuse3.Operations):
     @translate
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
                     ) -> pyfuse3.EntryAttributes:
-        return self._entry(await self.fs.mknod(parent_inode, _decode(name), mode, ctx.uid, ctx.gid))
+        return self._entry(await self.fs.mknod(parent_inode, _decode(name), mode, rdev, ctx.uid, ctx.gid))
 
     @translate
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
@@ -216,20 +215,17 @@ class FuseOperations(pyfuse3.Operations):
 
     @translate
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        value = self.fs.xattrs(inode).get(name.decode("utf-8", "replace"))
-        if value is None:
-            raise FsError(pyfuse3.ENOATTR)
-        return value
+        return await self.fs.getxattr(inode, _decode(name))
 
     @translate
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return [k.encode() for k in self.fs.xattrs(inode)]
+        return [k.encode() for k in await self.fs.listxattr(inode)]
 
     @translate
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
-        raise FsError(errno.ENOTSUP)
+        await self.fs.setxattr(inode, _decode(name), value)
 
     @translate
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        raise FsError(errno.ENOTSUP)
+        await self.fs.removexattr(inode, _decode(name))
 

@@ -45,6 +45,9 @@ class Node:
     names_gen: int = 0  # bumped by every change this mount makes to the directory
     version: int = 0  # bumped when this mount commits new content (open readers start over)
     remote_at: float = 0.0  # monotonic time the attributes were last taken from the bucket or a commit
+    # For directories: subdirectories, when a whole listing or a mkdir told us (st_nlink is 2 + this).
+    subdirs: int | None = None
+    entries_changed_ns: int = 0  # wall time this mount last added or removed an entry (its mtime/ctime)
 
     @property
     def is_dir(self) -> bool:

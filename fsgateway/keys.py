@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from . import reserved
 
 NAME_MAX = 255
+#: S3's limit on a whole key, in UTF-8 bytes.
+KEY_MAX = 1024
 #: The mount's own reserved keys (see reserved.py): staging uploads and the change feed.
 RESERVED_PREFIX = reserved.root()
 STAGING_PREFIX = reserved.mount_staging()

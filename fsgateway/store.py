@@ -92,8 +92,11 @@ def _materialize(body: Body) -> bytes | memoryview:
 
 
 def decode_key(raw: str) -> str:
-    """A key from a listing with EncodingType=url: form-encoded, as botocore reads it (SeaweedFS sends a space
-    as `+`, RGW as `%20`; both send a `+` as `%2B`)."""
+    """A key from a listing with `EncodingType=url`: form encoding, as botocore decodes it.
+
+    SeaweedFS sends a space as `+` (and a literal `+` as `%2B`), RGW sends `%20`; plain
+    percent-decoding would turn `a b` into `a+b`.
+    """
     return unquote_to_bytes(raw.replace("+", " ")).decode("utf-8", "surrogateescape")
 
 

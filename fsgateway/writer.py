@@ -40,6 +40,7 @@ from .store import FileSlice, ObjectInfo, ObjectStore, StoreError
 log = logging.getLogger("fsgateway.writer")
 
 HASH_CHUNK = 8 << 20
+BLOCK_SLACK = 64 << 10  # a write may allocate up to this much beyond its bytes at either end (file system blocks)
 
 
 class WriteError(GatewayError):
@@ -152,6 +153,13 @@ class DirtyFile:
             self.ctx.staging.reserve(size - self.reserved)
             self.reserved = size
 
+    def _settle(self) -> None:
+        """Count only the staging file's real bytes: a hole (a sparse truncate or a write far out) costs none."""
+        real = os.fstat(self._fd()).st_blocks * 512
+        if real < self.reserved:
+            self.ctx.staging.reserve(real - self.reserved)
+            self.reserved = real
+
     # ------------------------------------------------------------ stream mode
     def _check(self) -> None:
         if self.error is not None:
@@ -256,11 +264,13 @@ class DirtyFile:
             if self.streaming:
                 await self._to_staged()
             end = off + len(data)
-            self._reserve_to(max(end, self.size))
+            self._reserve_to(self.reserved + len(data) + 2 * BLOCK_SLACK)  # at most this many new real bytes
             try:
                 os.pwrite(self._fd(), data, off)
             except OSError as exc:
                 raise WriteError(exc.errno or errno.EIO, f"staging file: {exc.strerror}") from exc
+            finally:
+                self._settle()
             self.size = max(self.size, end)
             return len(data)
 
@@ -294,8 +304,8 @@ class DirtyFile:
                 return
             if self.streaming:
                 await self._to_staged()
-            self._reserve_to(size)
             os.ftruncate(self._fd(), size)
+            self._settle()
             self.size = size
 
     async def commit(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:

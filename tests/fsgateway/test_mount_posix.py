@@ -247,8 +247,9 @@ def test_statfs_and_xattrs(mount):
     p.write_bytes(b"hello")
     assert os.getxattr(p, "user.fsgateway.sha256").decode() == hashlib.sha256(b"hello").hexdigest()
     assert "user.fsgateway.key" in os.listxattr(p)
-    with pytest.raises(OSError):
-        os.setxattr(p, "user.other", b"1")
+    with pytest.raises(OSError) as e:
+        os.setxattr(p, "user.fsgateway.sha256", b"forged")
+    assert e.value.errno == errno.EPERM
 
 
 def test_cp_r_tree_reads_back_byte_exact_after_drop_caches(mount, tmp_path):
