@@ -9,14 +9,14 @@ import sys
 
 import trio
 
-from fsgateway import daemon, logs, notify
+from fsgateway import daemon, logs, notify, store_metrics
 from fsgateway.config import ConfigError
 from fsgateway.credentials import CredentialsError
 from fsgateway.housekeeping import host_id
-from fsgateway.metrics import serve
+from fsgateway.metrics_server import serve
 from fsgateway.store import ObjectStore, StoreSettings
 
-from . import signing
+from . import metrics, signing
 from .config import CheckerConfig
 from .context import add_config_arguments, load_config, store_settings
 from .db import Database, DatabaseError
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if applied:
         log.info("database schema migrated (%d step(s))", applied)
-    serve(cfg.metrics_address)
+    serve(cfg.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
     try:
         trio.run(_serve, cfg, settings, db, signer)
     finally:

@@ -14,8 +14,9 @@ import os
 import sys
 from dataclasses import fields
 
-from . import config, credentials, daemon, logs, metrics
+from . import config, credentials, daemon, logs, metrics, store_metrics
 from .config import Config, ConfigError
+from .metrics_server import serve
 from .store import StoreSettings
 
 EPILOG = """\
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import mount  # pyfuse3 imported only when mounting, so --help works anywhere
 
     try:
-        metrics.serve(cfg.metrics_address)
+        serve(cfg.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
         mount.run(cfg, settings, on_ready)
     except (RuntimeError, OSError) as exc:
         reason = f"cannot mount at {cfg.mountpoint}: {exc}"

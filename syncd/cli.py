@@ -13,11 +13,12 @@ import sys
 
 import trio
 
-from fsgateway import credentials, daemon, logs, settings
-from fsgateway import metrics as http_metrics
+from fsgateway import credentials, daemon, logs, settings, store_metrics
 from fsgateway.config import DEFAULT_CONFIG_FILE, ConfigError
+from fsgateway.metrics_server import serve
 from fsgateway.store import ObjectStore
 
+from . import metrics
 from .options import DEFAULT_STATE_DIR, SyncdOptions
 from .service import Service
 from .state import State, StateLocked
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "once":
             return trio.run(service.once, dry_run)
-        http_metrics.serve(opts.metrics_address)
+        serve(opts.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
         trio.run(service.run)
         return 0
     finally:
