@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if applied:
         log.info("database schema migrated (%d step(s))", applied)
+    metrics.PENDING_DEADLINE.set(cfg.pending_deadline)
+    metrics.TIMESTAMP_LIFETIME.set(cfg.timestamp_expiry)
     serve(cfg.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
     try:
         trio.run(_serve, cfg, settings, db, signer)

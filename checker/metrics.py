@@ -42,3 +42,14 @@ LAST_RECONCILE = Gauge(
 EVENTS = Counter(
     "fsgateway_checker_events_total", "Filesystem events from the mount, by kind", ["kind"], registry=REGISTRY
 )
+# The settings the alert rules compare with (fsgateway-rules.yml), set once at start.
+PENDING_DEADLINE = Gauge(
+    "fsgateway_checker_pending_deadline_seconds",
+    "pending_deadline: how long a package may stay incomplete before it is rejected",
+    registry=REGISTRY,
+)
+TIMESTAMP_LIFETIME = Gauge(
+    "fsgateway_checker_timestamp_lifetime_seconds",
+    "timestamp_expiry: how long a freshly signed timestamp.json is valid",
+    registry=REGISTRY,
+)
