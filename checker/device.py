@@ -18,7 +18,8 @@ import sys
 from tuf.api.exceptions import DownloadError, RepositoryError
 from tuf.ngclient import Updater
 
-from fsgateway import daemon
+from fsgateway import daemon, validation
+from fsgateway.config import ConfigError
 
 
 def fail(message: str) -> int:
@@ -85,6 +86,11 @@ def update(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        validation.check_endpoint(args.url, "--url")
+        validation.check_file(args.root, "--root")
+    except ConfigError as exc:
+        return fail(str(exc))
     try:
         result = update(args)
     except (RepositoryError, DownloadError) as exc:
