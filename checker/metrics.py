@@ -53,3 +53,8 @@ TIMESTAMP_LIFETIME = Gauge(
     "timestamp_expiry: how long a freshly signed timestamp.json is valid",
     registry=REGISTRY,
 )
+MOUNT_UP = Gauge(
+    "fsgateway_checker_mount_up",
+    "1 while the watched mount (mount_dir) is mounted; 0: no verdicts until it is back",
+    registry=REGISTRY,
+)

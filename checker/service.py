@@ -34,6 +34,7 @@ from . import landing, metrics, rules
 from .db import Database, Tx, Verdict
 from .judge import Decision, Judge, staging_key
 from .landing import Package, Part
+from .mountguard import MountGuard
 from .publisher import Publisher
 from .tufrepo import release_key
 
@@ -60,6 +61,7 @@ class Checker:
     queued: set[str] = field(default_factory=set)
     timers: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)  # verdicts by outcome since start, for STATUS=
+    mount: MountGuard | None = None  # with a mount_dir: no verdicts while the mount is gone
 
     @property
     def incoming(self) -> str:
@@ -76,6 +78,8 @@ class Checker:
             for _ in range(self.concurrency):
                 nursery.start_soon(self._worker, receive.clone())
             if mount_dir:
+                self.mount = MountGuard(mount_dir)
+                nursery.start_soon(self.mount.run)
                 nursery.start_soon(self._watch, mount_dir)
             nursery.start_soon(self._reconcile_loop)
             nursery.start_soon(self._timestamp_loop)
@@ -88,6 +92,7 @@ class Checker:
 
     async def _worker(self, receive: trio.MemoryReceiveChannel[str]) -> None:
         async for package_prefix in receive:
+            await self._mounted()
             self.queued.discard(package_prefix)
             try:
                 await self.look(package_prefix)
@@ -97,6 +102,7 @@ class Checker:
 
     async def _reconcile_loop(self) -> None:
         while True:
+            await self._mounted()
             try:
                 await self.reconcile()
             except Exception:
@@ -114,7 +120,22 @@ class Checker:
                 log.exception("re-signing timestamp.json failed; retrying in a minute")
                 await trio.sleep(60)
 
+    async def _mounted(self) -> None:
+        if self.mount is not None:
+            await self.mount.wait_mounted()
+
     async def _watch(self, mount_dir: str) -> None:
+        """Watch <mount>/incoming while mounted; set the watch up again each time the mount comes back."""
+        assert self.mount is not None
+        while True:
+            await self.mount.wait_mounted()
+            lost = self.mount.lost
+            async with trio.open_nursery() as watch:
+                watch.start_soon(self._observe, mount_dir)
+                await lost.wait()
+                watch.cancel_scope.cancel()
+
+    async def _observe(self, mount_dir: str) -> None:
         """Run a watchdog observer on <mount>/incoming; events become package prefixes to look at."""
         root = os.path.join(mount_dir, rules.INCOMING.rstrip("/"))
         await trio.to_thread.run_sync(lambda: os.makedirs(root, exist_ok=True))

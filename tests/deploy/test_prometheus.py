@@ -119,7 +119,7 @@ def assert_no_alert_for_healthy_hours(tmp_path, expositions: dict[str, tuple[str
     """promtool, fed the real expositions of the healthy daemons for HEALTHY_HOURS: no rule may fire."""
     series = [s for job, (text, at) in expositions.items() for s in promtool_series(text, job, at)]
     alerts = re.findall(r"^\s*- alert:\s*(\w+)", RULES.read_text(), re.MULTILINE)
-    assert len(alerts) >= 13
+    assert len(alerts) >= 14
     checks = [{"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": []}
               for minutes in (5, 65, HEALTHY_HOURS * 60) for name in alerts]
     test = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
