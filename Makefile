@@ -1,7 +1,9 @@
 # make install - put fsgateway on this host: a virtualenv with the package,
 # the commands on the PATH (mount(8) finds `fsgateway` there for fstab lines),
 # the systemd units, an example configuration, the Prometheus rules and the
-# Grafana dashboard. Existing configuration is never overwritten.
+# Grafana dashboard. Existing configuration is never overwritten. Dependencies are
+# installed at the versions of constraints.txt (the tested ones). Runs from a
+# checkout or from the sdist (which carries systemd/, deploy/, this Makefile).
 #
 #   make install                     everything (as root)
 #   make install-files DESTDIR=/tmp/stage    only the files, under a staging root
@@ -31,7 +33,7 @@ install: install-python install-files
 
 install-python:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet .
+	$(VENV)/bin/pip install --quiet -c constraints.txt .
 	install -d $(PREFIX)/bin
 	for c in $(COMMANDS); do ln -sf $(VENV)/bin/$$c $(PREFIX)/bin/$$c; done
 
