@@ -9,7 +9,7 @@ import sys
 
 import trio
 
-from fsgateway import daemon, logs, notify, store_metrics
+from fsgateway import commandline, daemon, logs, notify, store_metrics
 from fsgateway.config import ConfigError
 from fsgateway.credentials import CredentialsError
 from fsgateway.housekeeping import host_id
@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs="?", default="run", choices=["run"], help="run the daemon (default)")
     p.add_argument("--mount-dir", help="the mount to watch (same as --set mount_dir=DIR)")
     add_config_arguments(p)
+    commandline.add_debug(p)
+    commandline.add_version(p, "fsgateway-checker")
     return p
 
 
@@ -66,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.mount_dir:
         args.assignments.append(f"mount_dir={args.mount_dir}")
+    if args.debug:
+        args.assignments.append("log_level=debug")
     try:
         cfg = load_config(args, dict(os.environ))
         settings = store_settings(cfg)
     except (ConfigError, CredentialsError) as exc:
         return fail(str(exc))
     logs.setup(cfg.log_level, cfg.log_format)
+    commandline.log_configuration(cfg)
     if cfg.mount_dir and not os.path.ismount(cfg.mount_dir):
         return fail(f"mount_dir {cfg.mount_dir} is not a mount point (start the fsgateway mount first)")
     try:

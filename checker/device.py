@@ -18,7 +18,7 @@ import sys
 from tuf.api.exceptions import DownloadError, RepositoryError
 from tuf.ngclient import Updater
 
-from fsgateway import daemon, validation
+from fsgateway import commandline, daemon, validation
 from fsgateway.config import ConfigError
 
 
@@ -29,6 +29,7 @@ def fail(message: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fsgateway-device", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    commandline.add_version(p, "fsgateway-device")
     p.add_argument("--url", required=True, help="base URL of the published tree, e.g. http://cdn.example/bucket/")
     p.add_argument("--root", required=True, help="the root.json the device was provisioned with")
     p.add_argument("--model", required=True)

@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import fields
 
-from . import config, credentials, daemon, logs, metrics, store_metrics
+from . import commandline, config, credentials, daemon, logs, metrics, store_metrics
 from .config import Config, ConfigError
 from .metrics_server import serve
 from .store import StoreSettings
@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--debug", action="store_true", help="foreground with log_level=debug")
     p.add_argument("-s", action="store_true", help=argparse.SUPPRESS)  # single-threaded: meaningless here
     p.add_argument("--config", metavar="FILE", help=f"shared config file (default {config.DEFAULT_CONFIG_FILE})")
-    p.add_argument("--version", action="version", version="fsgateway 0.1.0")
+    commandline.add_version(p, "fsgateway")
     return p
 
 
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return fail(str(exc))
     logs.setup(cfg.log_level, cfg.log_format)
+    commandline.log_configuration(cfg)
     if not os.path.isdir(cfg.mountpoint):
         return fail(f"mountpoint {cfg.mountpoint} is not a directory")
     if os.path.ismount(cfg.mountpoint):

@@ -13,7 +13,7 @@ import sys
 
 import trio
 
-from fsgateway import credentials, daemon, logs, settings, store_metrics
+from fsgateway import commandline, credentials, daemon, logs, settings, store_metrics
 from fsgateway.config import DEFAULT_CONFIG_FILE, ConfigError
 from fsgateway.metrics_server import serve
 from fsgateway.store import ObjectStore
@@ -53,13 +53,14 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="FILE", help=f"shared config file (default {DEFAULT_CONFIG_FILE})")
     common.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
                         help="set an option (repeatable); wins over environment and file")
+    commandline.add_debug(common)
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Mirror the primary bucket to a backup bucket: changes announced in the gateway's change "
         "feed within seconds (O(changes) requests), plus a periodic full reconcile that catches anything "
         "written by other tools. Kill it at any time; a restart continues where it stopped.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
+    commandline.add_version(p, PROG)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[common], help="the daemon: follow the feed, reconcile periodically (systemd: "
                    "Type=notify)", description="Follow the change feed and reconcile every reconcile_interval "
@@ -78,12 +79,15 @@ def fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     environ = dict(os.environ)
+    if args.debug:
+        args.assignments.append("log_level=debug")
     try:
         opts = settings.load(SyncdOptions(), "syncd", environ, args.config,
                              settings.parse_assignments(args.assignments)).validate()
     except ConfigError as exc:
         return fail(str(exc))
     logs.setup(opts.log_level, opts.log_format)
+    commandline.log_configuration(opts)
     try:
         keys = credentials.resolve(opts.passwd_file, opts.profile, opts.bucket, environ)
         backup_keys = (credentials.resolve(opts.backup_passwd_file, opts.backup_profile, opts.backup_bucket, environ)
