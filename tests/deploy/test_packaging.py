@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -58,3 +59,21 @@ def test_constraints_pin_every_runtime_requirement_within_its_bounds():
     assert "boto3>=1.36" in requires and "botocore>=1.36" in requires and "trio>=0.25" in requires
     assert "-c constraints.txt" in (REPO / "Makefile").read_text()
     assert "-c constraints.txt" in (REPO / "scripts/setup").read_text()
+
+
+def test_make_install_docs_generates_a_man_page_and_completion_per_command(tmp_path):
+    stage = tmp_path / "stage"
+    r = subprocess.run(["make", "-s", "install-docs", f"DESTDIR={stage}", f"BUILD={tmp_path / 'build'}",
+                        f"DOCS_BIN={Path(sys.executable).parent}"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    share = stage / "usr/local/share"
+    for command in ("fsgateway", "fsgateway-checker", "fsgateway-syncd", "fsgateway-fw", "fsgateway-device"):
+        page = (share / "man/man1" / f"{command}.1").read_text()
+        assert page.startswith(".TH") and "\\-\\-version" in page, command
+        done = subprocess.run(["bash", "-c", f"source {share}/bash-completion/completions/{command} && "
+                               f"complete -p {command}"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and command in done.stdout, done.stderr
+        assert (share / "zsh/site-functions" / f"_{command}").read_text().startswith("#compdef")
+    # The options of the parsers, not hand-written lists: a daemon option shows in its completion.
+    assert "--dry-run" in (share / "bash-completion/completions/fsgateway-syncd").read_text()
