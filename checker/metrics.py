@@ -55,6 +55,7 @@ TIMESTAMP_LIFETIME = Gauge(
 )
 MOUNT_UP = Gauge(
     "fsgateway_checker_mount_up",
-    "1 while the watched mount (mount_dir) is mounted; 0: no verdicts until it is back",
+    "1 while the watched mount is mounted; 0: no verdicts until it is back (only with a mount_dir)",
+    ["mount_dir"],
     registry=REGISTRY,
 )

@@ -30,7 +30,8 @@ class MountGuard:
         self.back = trio.Event()  # set while mounted; a new one each time the mount is lost
         self.back.set()
         self.lost = trio.Event()  # set once the mount is lost; a new one each time it is back
-        metrics.MOUNT_UP.set(1)
+        self.gauge = metrics.MOUNT_UP.labels(mount_dir)  # a checker without a mount exports no such series
+        self.gauge.set(1)
 
     async def run(self) -> None:
         while True:
@@ -45,7 +46,7 @@ class MountGuard:
 
     def _changed(self, mounted: bool) -> None:
         self.mounted = mounted
-        metrics.MOUNT_UP.set(1 if mounted else 0)
+        self.gauge.set(1 if mounted else 0)
         if mounted:
             log.info("mount %s is back: judging again", self.mount_dir)
             notify.notify(f"STATUS=checking (mount {self.mount_dir} is back)")

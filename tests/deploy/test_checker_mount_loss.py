@@ -27,11 +27,15 @@ def no_verdict_for(pipeline, version: str, seconds: float) -> bool:
 
 def test_checker_holds_verdicts_while_its_mount_is_gone_and_resumes_when_it_is_back(pipeline, mounted):
     checker = pipeline.start(mounted.path)
-    assert metric(checker.metrics(), "fsgateway_checker_mount_up") == 1
     bucket, path = pipeline.bucket, mounted.path
+
+    def mount_up() -> float:
+        return metric(checker.metrics(), "fsgateway_checker_mount_up", mount_dir=str(path))
+
+    assert mount_up() == 1
     mounted.stop()
     assert not is_mounted(path)
-    wait_for(lambda: metric(checker.metrics(), "fsgateway_checker_mount_up") == 0, 30, "the checker to notice")
+    wait_for(lambda: mount_up() == 0, 30, "the checker to notice")
     wait_for(lambda: "is gone" in checker.log.read_text(), 10, "the checker to say so in its log")
 
     pipeline.put(pipeline.package("1.0.0", 1, os.urandom(4096)), "1.0.0")  # complete, straight into the bucket
@@ -39,6 +43,6 @@ def test_checker_holds_verdicts_while_its_mount_is_gone_and_resumes_when_it_is_b
 
     mounted.start(bucket)
     assert mounted.path == path
-    wait_for(lambda: metric(checker.metrics(), "fsgateway_checker_mount_up") == 1, 30, "the checker to see it back")
+    wait_for(lambda: mount_up() == 1, 30, "the checker to see it back")
     assert "is back" in checker.log.read_text()
     assert pipeline.verdict("1.0.0")[0] == "accepted"

@@ -9,8 +9,7 @@ sockets.target would pull in is masked, except journald), private /run and
 /var, and the test's own /etc/fsgateway and /usr/local/bin. Its /srv is a bind
 of a *shared* host directory, so a mount made at /srv/firmware inside
 propagates to the host: the test checks from the host side what developers
-would see. systemd runs in its own cgroup (container mode), killed with the
-namespace at the end.
+would see. systemd runs in its own cgroup, killed with the namespace at the end.
 """
 
 from __future__ import annotations
