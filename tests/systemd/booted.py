@@ -107,6 +107,10 @@ class BootedSystemd:
             "set -e",
             *[f"if [ -d {root} ]; then mkdir -p {root}/{self.cgroup} && echo $$ > {root}/{self.cgroup}/cgroup.procs; fi"
               for root in CGROUP_ROOTS],
+            # Nothing made in here may reach the host (whose / may be shared, as on a systemd host): every
+            # mount is made private in this namespace, except the shared /srv bind, which is the point.
+            f"findmnt -rno TARGET | while read -r t; do [ \"$t\" = {q(self.srv)} ] ||"
+            " mount --make-private \"$t\" 2>/dev/null || true; done",
             # /etc: an overlay, so that /etc/fsgateway exists in the namespace only
             f"mkdir -p {q(self.tmp / 'etc-work')} && mount -t overlay overlay"
             f" -o lowerdir=/etc,upperdir={q(self.etc)},workdir={q(self.tmp / 'etc-work')} /etc",

@@ -26,7 +26,8 @@ CHECKER = "fsgateway-checker.service"
 SYNCD = "fsgateway-syncd.service"
 
 
-def write_config(sd: BootedSystemd, server, passwd_file, bucket: str, backup: str) -> dict[str, int]:
+def write_config(sd: BootedSystemd, server, passwd_file, bucket: str, backup: str) -> None:
+    """/etc/fsgateway as an operator writes it; free metrics ports (the host may run other daemons)."""
     ports = {"mount": free_port(), "checker": free_port(), "syncd": free_port()}
     conf = sd.etc / "fsgateway"
     conf.mkdir()
@@ -55,7 +56,6 @@ backup_bucket = "{backup}"
 metrics_address = "127.0.0.1:{ports['syncd']}"
 """)
     (conf / "srv-firmware.env").write_text(f"MOUNT_SOURCE={bucket}\n")
-    return ports
 
 
 @pytest.fixture
