@@ -157,8 +157,10 @@ def _coerce(name: str, value: object) -> object:
             return parse_bool(value)  # type: ignore[arg-type]
         if value is True:
             raise ConfigError(f"option {name} needs a value ({name}=...)")
-    except ConfigError:
-        raise
+    except ConfigError as exc:  # e.g. "not a size": say which option
+        if name in str(exc):
+            raise
+        raise ConfigError(f"{name}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {name}: {value!r}") from exc
     return str(value)

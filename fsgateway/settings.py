@@ -83,8 +83,8 @@ def apply(cfg: T, values: dict[str, object], origin: str) -> T:
             raise ConfigError(f"unknown option {raw!r} ({origin})")
         try:
             changes[name] = _coerce(hints[name], bool(by_name[name].metadata.get("size")), value)
-        except ConfigError:
-            raise
+        except ConfigError as exc:  # e.g. "not a size": say which option, and where it was set
+            raise ConfigError(f"{name}: {exc} ({origin})") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad value for {name}: {value!r} ({origin})") from exc
     return replace(cfg, **changes)

@@ -56,6 +56,10 @@ class SyncdOptions(S3Options):
             raise ConfigError("max_delete must be >= 0, concurrency and copy_buffers >= 1")
         if self.part_size < 5 << 20:
             raise ConfigError("part_size must be at least 5M (the S3 minimum part size)")
+        if min(self.feed_poll_interval, self.reconcile_interval, self.retry_max_interval) <= 0:
+            raise ConfigError("feed_poll_interval, reconcile_interval and retry_max_interval must be > 0")
+        if self.feed_lookback < 0 or self.feed_retention < 0:
+            raise ConfigError("feed_lookback and feed_retention must be >= 0")
         validation.check_endpoint(self.backup_endpoint, "backup_endpoint")
         validation.check_region(self.backup_region, "backup_region")
         validation.check_profile(self.backup_profile, "backup_profile")

@@ -106,6 +106,23 @@ def test_syncd_checks_the_backup_connection_values_too(name, tmp_path):
     assert_one_line_error(r, name)
 
 
+@pytest.mark.parametrize(("command", "section", "name", "value"), [
+    ("fsgateway-checker", "checker", "database", "mysql://db/firmware"),
+    ("fsgateway-fw", "checker", "database", "mysql://db/firmware"),  # not a new SQLite file named "mysql:"
+    ("fsgateway-checker", "checker", "timestamp_max_age", "-5"),
+    ("fsgateway-checker", "checker", "pending_deadline", "soon"),
+    ("fsgateway-syncd", "syncd", "feed_poll_interval", "0"),
+    ("fsgateway-syncd", "syncd", "feed_retention", "-1"),
+    ("fsgateway-syncd", "syncd", "bandwidth_limit", "-1"),
+    ("fsgateway", "mount", "umask", "999"),
+    ("fsgateway", "mount", "uid", "root"),
+    ("fsgateway", "mount", "cache_size", "lots"),
+])
+def test_a_bad_daemon_value_is_one_line_naming_it(command, section, name, value, tmp_path):
+    r = run(command, tmp_path, {section: {name: value}})
+    assert_one_line_error(r, name)
+
+
 def test_device_checks_its_url_and_root(tmp_path):
     base = [sys.executable, "-m", "checker.device", "--model", "m", "--hw", "A", "--state-dir", str(tmp_path / "s")]
     r = subprocess.run([*base, "--url", "cdn.example/bucket", "--root", str(tmp_path)], capture_output=True,
