@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(cfg.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
         mount.run(cfg, settings, on_ready)
     except Exception as exc:  # whatever it is, the terminal that started a background mount must hear it
-        log.exception("mount failed")
+        log.debug("mount failed", exc_info=True)  # -d: the traceback; the reason is the one line below
         reason = f"cannot mount at {cfg.mountpoint}: {exc}"
         if pending:
             with contextlib.suppress(OSError):
