@@ -9,14 +9,14 @@ import sys
 
 import trio
 
-from fsgateway import daemon, logs, notify, private
+from fsgateway import commandline, daemon, logs, notify, private, store_metrics
 from fsgateway.config import ConfigError
 from fsgateway.credentials import CredentialsError
 from fsgateway.housekeeping import host_id
-from fsgateway.metrics import serve
+from fsgateway.metrics_server import serve
 from fsgateway.store import ObjectStore, StoreSettings
 
-from . import signing
+from . import metrics, signing
 from .config import CheckerConfig
 from .context import add_config_arguments, load_config, store_settings
 from .db import Database, DatabaseError
@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs="?", default="run", choices=["run"], help="run the daemon (default)")
     p.add_argument("--mount-dir", help="the mount to watch (same as --set mount_dir=DIR)")
     add_config_arguments(p)
+    commandline.add_debug(p)
+    commandline.add_version(p, "fsgateway-checker")
     return p
 
 
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.mount_dir:
         args.assignments.append(f"mount_dir={args.mount_dir}")
+    if args.debug:
+        args.assignments.append("log_level=debug")
     try:
         cfg = load_config(args, dict(os.environ))
         settings = store_settings(cfg)
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     os.umask(private.UMASK)  # state, databases, logs: owner-only
     logs.setup(cfg.log_level, cfg.log_format)
+    commandline.log_configuration(cfg)
     if cfg.mount_dir and not os.path.ismount(cfg.mount_dir):
         return fail(f"mount_dir {cfg.mount_dir} is not a mount point (start the fsgateway mount first)")
     try:
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if applied:
         log.info("database schema migrated (%d step(s))", applied)
-    serve(cfg.metrics_address)
+    metrics.PENDING_DEADLINE.set(cfg.pending_deadline)
+    metrics.TIMESTAMP_LIFETIME.set(cfg.timestamp_expiry)
+    serve(cfg.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
     try:
         trio.run(_serve, cfg, settings, db, signer)
     finally:

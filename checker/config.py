@@ -48,4 +48,9 @@ def validate(cfg: CheckerConfig) -> CheckerConfig:
         raise ConfigError("timestamp_expiry must be at least 120 seconds")
     if cfg.concurrency < 1:
         raise ConfigError("concurrency must be >= 1")
+    if cfg.timestamp_max_age < 0 or cfg.targets_expiry < cfg.timestamp_expiry:
+        raise ConfigError("timestamp_max_age must be >= 0 and targets_expiry >= timestamp_expiry")
+    scheme = cfg.database.partition("://")[0] if "://" in cfg.database else ""
+    if scheme not in ("", "sqlite", "postgresql", "postgres"):
+        raise ConfigError(f"database must be sqlite:///PATH or postgresql://..., got {scheme}://...")
     return cfg

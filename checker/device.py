@@ -21,7 +21,8 @@ from tuf.api.exceptions import DownloadError, RepositoryError
 from tuf.ngclient import Updater
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
-from fsgateway import daemon
+from fsgateway import commandline, daemon, validation
+from fsgateway.config import ConfigError
 
 
 def fail(message: str) -> int:
@@ -31,6 +32,7 @@ def fail(message: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fsgateway-device", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    commandline.add_version(p, "fsgateway-device")
     p.add_argument("--url", required=True, help="base URL of the published tree, e.g. http://cdn.example/bucket/")
     p.add_argument("--root", required=True, help="the root.json the device was provisioned with")
     p.add_argument("--model", required=True)
@@ -103,6 +105,11 @@ def update(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        validation.check_endpoint(args.url, "--url")
+        validation.check_file(args.root, "--root")
+    except ConfigError as exc:
+        return fail(str(exc))
     try:
         result = update(args)
     except (RepositoryError, DownloadError) as exc:

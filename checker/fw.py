@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from fsgateway import daemon
+from fsgateway import commandline, daemon
 from fsgateway.config import ConfigError, parse_size
 from fsgateway.credentials import CredentialsError
 from fsgateway.logs import escape
@@ -206,6 +206,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fsgateway-fw", description="Sign firmware packages and manage what the "
                                 "checker accepts: keys, models, releases, the TUF root of trust.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commandline.add_version(p, "fsgateway-fw")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("keygen", help="new Ed25519 key pair: OUT.key (0600) and OUT.pub")
     s.add_argument("--out", required=True, metavar="OUT")

@@ -35,6 +35,7 @@ from . import landing, metrics, rules, signing
 from .db import Database, Tx, Verdict, storable
 from .judge import Decision, Judge, rejected, staging_key
 from .landing import Package, Part
+from .mountguard import MountGuard
 from .publisher import Publisher
 from .tufrepo import release_key
 from .workqueue import FairQueue
@@ -62,6 +63,7 @@ class Checker:
     queue: FairQueue = field(default_factory=FairQueue)
     timers: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)  # verdicts by outcome since start, for STATUS=
+    mount: MountGuard | None = None  # with a mount_dir: no verdicts while the mount is gone
 
     @property
     def incoming(self) -> str:
@@ -76,6 +78,8 @@ class Checker:
             for _ in range(self.concurrency):
                 nursery.start_soon(self._worker)
             if mount_dir:
+                self.mount = MountGuard(mount_dir)
+                nursery.start_soon(self.mount.run)
                 nursery.start_soon(self._watch, mount_dir)
             nursery.start_soon(self._reconcile_loop)
             nursery.start_soon(self._timestamp_loop)
@@ -89,6 +93,7 @@ class Checker:
     async def _worker(self) -> None:
         while True:
             package_prefix = await self.queue.get()
+            await self._mounted()
             try:
                 await self.look(package_prefix)
             except Exception:
@@ -97,6 +102,7 @@ class Checker:
 
     async def _reconcile_loop(self) -> None:
         while True:
+            await self._mounted()
             try:
                 await self.reconcile()
             except Exception:
@@ -116,7 +122,22 @@ class Checker:
                 log.exception("re-signing timestamp.json failed; retrying in a minute")
                 await trio.sleep(60)
 
+    async def _mounted(self) -> None:
+        if self.mount is not None:
+            await self.mount.wait_mounted()
+
     async def _watch(self, mount_dir: str) -> None:
+        """Watch <mount>/incoming while mounted; set the watch up again each time the mount comes back."""
+        assert self.mount is not None
+        while True:
+            await self.mount.wait_mounted()
+            lost = self.mount.lost
+            async with trio.open_nursery() as watch:
+                watch.start_soon(self._observe, mount_dir)
+                await lost.wait()
+                watch.cancel_scope.cancel()
+
+    async def _observe(self, mount_dir: str) -> None:
         """Run a watchdog observer on <mount>/incoming; events become package prefixes to look at."""
         root = os.path.join(mount_dir, rules.INCOMING.rstrip("/"))
         await trio.to_thread.run_sync(lambda: os.makedirs(root, exist_ok=True))

@@ -4,5 +4,3 @@ Layers, each seeing only the one below: `fuse_ops` (pyfuse3 adapter) →
 `core` (inodes, handles, caches; no FUSE) → `writer` / `reader` (upload and
 download paths) → `store` (boto3 in worker threads, retries, metrics).
 """
-
-__version__ = "0.1.0"

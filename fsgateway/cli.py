@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from dataclasses import fields
 
-from . import config, credentials, daemon, logs, metrics, private
+from . import commandline, config, credentials, daemon, logs, metrics, private, store_metrics
 from .config import Config, ConfigError
+from .metrics_server import serve
 from .store import StoreSettings
+
+log = logging.getLogger("fsgateway")
 
 EPILOG = """\
 options (-o name=value,flag,...; also keys of [s3]/[mount] in the config file,
@@ -27,6 +31,7 @@ and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
   profile=NAME             AWS shared-config profile (else boto3's usual chain)
   ca_bundle=FILE | no_verify_ssl    TLS trust
   allow_other  default_permissions  ro  uid=N  gid=N  umask=OCTAL
+  nonempty                 mount over a directory that has files (they are hidden while mounted)
   cache_dir=DIR (/var/cache/fsgateway)  cache_size=SIZE (10G)  staging for random writes
   stat_ttl=SECONDS (5)     how long attributes and listings are trusted
   multipart_size=SIZE (16M)  parallel=N (8)  write_buffer_size=SIZE (128M)  read_ahead=SIZE (64M)
@@ -57,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--debug", action="store_true", help="foreground with log_level=debug")
     p.add_argument("-s", action="store_true", help=argparse.SUPPRESS)  # single-threaded: meaningless here
     p.add_argument("--config", metavar="FILE", help=f"shared config file (default {config.DEFAULT_CONFIG_FILE})")
-    p.add_argument("--version", action="version", version="fsgateway 0.1.0")
+    commandline.add_version(p, "fsgateway")
     return p
 
 
@@ -103,10 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     os.umask(private.UMASK)  # state, databases, logs: owner-only
     logs.setup(cfg.log_level, cfg.log_format)
+    commandline.log_configuration(cfg)
     if not os.path.isdir(cfg.mountpoint):
         return fail(f"mountpoint {cfg.mountpoint} is not a directory")
     if os.path.ismount(cfg.mountpoint):
         return fail(f"{cfg.mountpoint} is already a mount point")
+    if not cfg.nonempty and os.listdir(cfg.mountpoint):
+        return fail(f"mountpoint {cfg.mountpoint} is not empty: the mount would hide its files "
+                    "(empty it, or add -o nonempty)")
+    problem = check_cache_dir(cfg.cache_dir)
+    if problem:
+        return fail(problem)
     try:
         keys = credentials.resolve(cfg.passwd_file, cfg.profile, cfg.bucket, dict(os.environ))
     except credentials.CredentialsError as exc:
@@ -130,15 +142,27 @@ def main(argv: list[str] | None = None) -> int:
     from . import mount  # pyfuse3 imported only when mounting, so --help works anywhere
 
     try:
-        metrics.serve(cfg.metrics_address)
+        serve(cfg.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
         mount.run(cfg, settings, on_ready)
-    except (RuntimeError, OSError) as exc:
+    except Exception as exc:  # whatever it is, the terminal that started a background mount must hear it
+        log.debug("mount failed", exc_info=True)  # -d: the traceback; the reason is the one line below
         reason = f"cannot mount at {cfg.mountpoint}: {exc}"
         if pending:
             with contextlib.suppress(OSError):
                 os.write(pending.pop(), reason.encode())
         return fail(reason)
     return 0
+
+
+def check_cache_dir(path: str) -> str | None:
+    """cache_dir exists (created 0700 if missing) and is writable; else the one-line reason."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        return f"cache_dir {path}: {exc.strerror}"
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        return f"cache_dir {path} is not a writable directory"
+    return None
 
 
 def option_names() -> list[str]:

@@ -9,6 +9,7 @@ caller reads the file and the environment and hands them in.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -22,12 +23,30 @@ OTHER_DAEMON_PREFIXES = ("FSGATEWAY_CHECKER_", "FSGATEWAY_SYNCD_")
 IGNORED_MOUNT_OPTIONS = frozenset(
     {"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime",
      "nodiratime", "strictatime", "async", "sync", "auto", "noauto", "user", "users", "nouser",
-     "_netdev", "nofail", "defaults", "nonempty", "x-systemd.automount"}
+     "_netdev", "nofail", "defaults", "x-systemd.automount"}
 )
 #: s3fs spellings accepted as aliases.
 ALIASES = {"url": "endpoint", "use_path_request_style": "path_style", "endpoint_url": "endpoint",
            "ssl_verify_hostname": "verify_ssl", "max_stat_cache_size": "negative_cache_entries",
            "parallel_count": "parallel", "multipart_threshold": "multipart_size", "readonly": "ro"}
+
+
+# an AWS-style region name (us-east-1, eu-west-3, us-gov-west-1): what s3fs's `endpoint=` holds
+AWS_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
+
+
+def normalize(raw_name: str, value: object) -> tuple[str, object]:
+    """One vocabulary for every command: (canonical name, value) of an option as written.
+
+    s3fs spellings (`url=`, `use_path_request_style`, `no_verify_ssl`, ...) map to ours, and s3fs's
+    `endpoint=REGION` (for s3fs, endpoint is the signing region; `url=` is the URL) sets the region.
+    """
+    name = raw_name.strip().lower().replace("-", "_")
+    if name == "no_verify_ssl":
+        return "verify_ssl", not parse_bool(value)  # type: ignore[arg-type]
+    if name == "endpoint" and isinstance(value, str) and AWS_REGION.match(value.strip()):
+        return "region", value.strip()
+    return ALIASES.get(name, name), value
 
 
 class ConfigError(ValueError):
@@ -77,6 +96,7 @@ class Config:
     gid: int | None = None
     umask: int | None = None  # set: masks every entry's mode
     ro: bool = False
+    nonempty: bool = False  # allow mounting over a directory with files (s3fs's option; they are hidden)
     cache_dir: str = "/var/cache/fsgateway"
     cache_size: int = 10 << 30  # staging files for random writes, bytes
     stat_ttl: float = 5.0  # seconds an attribute or listing is trusted
@@ -137,27 +157,21 @@ def _coerce(name: str, value: object) -> object:
             return parse_bool(value)  # type: ignore[arg-type]
         if value is True:
             raise ConfigError(f"option {name} needs a value ({name}=...)")
-    except ConfigError:
-        raise
+    except ConfigError as exc:  # e.g. "not a size": say which option
+        if name in str(exc):
+            raise
+        raise ConfigError(f"{name}: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {name}: {value!r}") from exc
     return str(value)
-
-
-def _canonical(name: str) -> str:
-    name = name.strip().lower().replace("-", "_")
-    return ALIASES.get(name, name)
 
 
 def apply(cfg: Config, values: dict[str, object], origin: str) -> Config:
     """Return `cfg` with `values` applied; unknown names are an error naming `origin`."""
     changes: dict[str, object] = {}
     for raw_name, value in values.items():
-        name = _canonical(raw_name)
+        name, value = normalize(raw_name, value)
         if name in IGNORED_MOUNT_OPTIONS:
-            continue
-        if name == "no_verify_ssl":
-            changes["verify_ssl"] = not parse_bool(value)  # type: ignore[arg-type]
             continue
         if name not in _FIELDS or name in ("bucket", "prefix", "mountpoint", "foreground"):
             raise ConfigError(f"unknown option {raw_name!r} ({origin})")
@@ -252,4 +266,7 @@ def load(
     if found:
         cfg = apply(cfg, from_toml(found[1]), f"config file {found[0]}")
     cfg = apply(cfg, from_environ(environ), "environment")
-    return apply(cfg, parse_o_options(o_options), "-o")
+    from . import validation  # here, not at the top: validation imports ConfigError from this module
+
+    return validation.checked(apply(cfg, parse_o_options(o_options), "-o"))
+

@@ -55,11 +55,17 @@ def read_passwd_file(path: str, bucket: str) -> Keys:
         st = p.stat()
     except OSError as exc:
         raise CredentialsError(f"passwd file {p}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise CredentialsError(f"passwd file {p} is not a regular file")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise CredentialsError(
             f"passwd file {p} is accessible by group/other (mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it"
         )
-    return parse_passwd(p.read_text(), bucket)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise CredentialsError(f"passwd file {p}: {exc.strerror}") from exc
+    return parse_passwd(text, bucket)
 
 
 def resolve(passwd_file: str | None, profile: str | None, bucket: str, environ: dict[str, str]) -> Keys | None:

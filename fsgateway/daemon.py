@@ -18,7 +18,7 @@ import trio
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import notify
-from .metrics import parse_address
+from .metrics_server import parse_address
 from .retry import is_transient
 from .store import StoreSettings, make_client, startup_problem
 

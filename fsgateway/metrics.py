@@ -9,47 +9,53 @@ keys, paths or credentials.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()  # this module's series only; see fsgateway.metrics_server
 
 UPLOAD_SECONDS = Histogram(
-    "fsgateway_upload_duration_seconds", "From close()/fsync() to the object complete in the bucket",
+    "fsgateway_upload_duration_seconds",
+    "From close()/fsync() to the object complete in the bucket",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    registry=REGISTRY,
 )
-UPLOADS = Counter("fsgateway_uploads_total", "Objects written (close/fsync) by outcome", ["outcome"])
-UPLOADS_IN_FLIGHT = Gauge("fsgateway_uploads_in_flight", "Files with data not yet complete in the bucket")
-CACHE = Counter("fsgateway_cache_requests_total", "Metadata cache lookups by cache and result", ["cache", "result"])
+UPLOADS = Counter("fsgateway_uploads_total", "Objects written (close/fsync) by outcome", ["outcome"], registry=REGISTRY)
+UPLOADS_IN_FLIGHT = Gauge(
+    "fsgateway_uploads_in_flight", "Files with data not yet complete in the bucket", registry=REGISTRY
+)
+CACHE = Counter(
+    "fsgateway_cache_requests_total",
+    "Metadata cache lookups by cache and result",
+    ["cache", "result"],
+    registry=REGISTRY,
+)
 UNMAPPABLE = Counter(
-    "fsgateway_unmappable_keys_total", "Object keys that cannot be shown as file names, by reason", ["reason"]
+    "fsgateway_unmappable_keys_total",
+    "Object keys that cannot be shown as file names, by reason",
+    ["reason"],
+    registry=REGISTRY,
 )
 CHECKSUM_MISMATCHES = Counter(
-    "fsgateway_checksum_mismatches_total", "Whole-object SHA-256 or part ETag mismatches detected"
+    "fsgateway_checksum_mismatches_total", "Whole-object SHA-256 or part ETag mismatches detected", registry=REGISTRY
 )
-STAGING_BYTES = Gauge("fsgateway_staging_bytes", "Bytes held in local staging files (random writes)")
+STAGING_BYTES = Gauge("fsgateway_staging_bytes", "Bytes held in local staging files (random writes)", registry=REGISTRY)
 STALE_UPLOADS_ABORTED = Counter(
-    "fsgateway_stale_uploads_aborted_total", "Multipart uploads and staging objects left by a crash, removed"
+    "fsgateway_stale_uploads_aborted_total",
+    "Multipart uploads and staging objects left by a crash, removed",
+    registry=REGISTRY,
 )
-FUSE_ERRORS = Counter("fsgateway_fuse_errors_total", "Filesystem operations answered with an error", ["op", "errno"])
-UP = Gauge("fsgateway_mount_up", "1 while the filesystem is mounted and serving")
-FEED_EVENTS = Counter("fsgateway_feed_events_total", "Changes announced in the change feed, by op", ["op"])
-FEED_JOURNALS = Counter("fsgateway_feed_journal_objects_total", "Journal objects written to the change feed")
+FUSE_ERRORS = Counter(
+    "fsgateway_fuse_errors_total", "Filesystem operations answered with an error", ["op", "errno"], registry=REGISTRY
+)
+UP = Gauge("fsgateway_mount_up", "1 while the filesystem is mounted and serving", registry=REGISTRY)
+FEED_EVENTS = Counter(
+    "fsgateway_feed_events_total", "Changes announced in the change feed, by op", ["op"], registry=REGISTRY
+)
+FEED_JOURNALS = Counter(
+    "fsgateway_feed_journal_objects_total", "Journal objects written to the change feed", registry=REGISTRY
+)
 FEED_WRITE_FAILURES = Counter(
-    "fsgateway_feed_write_failures_total", "Changes that could not be announced (journal PUT failed for good)"
+    "fsgateway_feed_write_failures_total",
+    "Changes that could not be announced (journal PUT failed for good)",
+    registry=REGISTRY,
 )
-
-
-def parse_address(address: str) -> tuple[str, int] | None:
-    """`host:port`, `[::1]:port` or `:port` (means 127.0.0.1); None for `off`."""
-    if address.strip().lower() in ("off", "none", ""):
-        return None
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        raise ValueError(f"metrics_address needs host:port, got {address!r}")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
-
-
-def serve(address: str) -> None:
-    """Start the /metrics HTTP server in a daemon thread (OSError if the port is taken)."""
-    parsed = parse_address(address)
-    if parsed is not None:
-        start_http_server(parsed[1], addr=parsed[0])

@@ -14,7 +14,8 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import TypeVar, get_type_hints
 
-from .config import ConfigError, parse_bool, parse_size, read_config_file
+from . import validation
+from .config import ConfigError, normalize, parse_bool, parse_size, read_config_file
 from .credentials import Keys
 from .store import StoreSettings
 
@@ -77,13 +78,13 @@ def apply(cfg: T, values: dict[str, object], origin: str) -> T:
     hints = get_type_hints(type(cfg))
     changes: dict[str, object] = {}
     for raw, value in values.items():
-        name = raw.strip().lower().replace("-", "_")
+        name, value = normalize(raw, value)
         if name not in by_name:
             raise ConfigError(f"unknown option {raw!r} ({origin})")
         try:
             changes[name] = _coerce(hints[name], bool(by_name[name].metadata.get("size")), value)
-        except ConfigError:
-            raise
+        except ConfigError as exc:  # e.g. "not a size": say which option, and where it was set
+            raise ConfigError(f"{name}: {exc} ({origin})") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad value for {name}: {value!r} ({origin})") from exc
     return replace(cfg, **changes)
@@ -117,4 +118,5 @@ def load(cfg: T, section: str, environ: dict[str, str], config_file: str | None,
     prefix = f"FSGATEWAY_{section.upper()}_"
     env = {k[len(prefix):].lower(): v for k, v in environ.items() if k.startswith(prefix)}
     cfg = apply(cfg, env, "environment")
-    return apply(cfg, flags, "command line")
+    return validation.checked(apply(cfg, flags, "command line"))
+

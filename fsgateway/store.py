@@ -193,8 +193,10 @@ class ObjectStore:
                 elif status != 404:
                     log.error("%s %s failed: %s", kind, key, describe(exc))
                 raise StoreError(kind, key, exc, errno_for(exc)) from exc
-            metrics.REQUEST_SECONDS.labels(self.role, kind).observe(time.monotonic() - t0)
+            elapsed = time.monotonic() - t0
+            metrics.REQUEST_SECONDS.labels(self.role, kind).observe(elapsed)
             metrics.REQUESTS.labels(self.role, kind, "ok").inc()
+            log.debug("%s %s %s: ok in %.3f s", self.role, kind, key, elapsed)
             return result
 
     # ------------------------------------------------------------------ reads

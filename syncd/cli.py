@@ -13,11 +13,12 @@ import sys
 
 import trio
 
-from fsgateway import credentials, daemon, logs, private, settings
-from fsgateway import metrics as http_metrics
+from fsgateway import commandline, credentials, daemon, logs, private, settings, store_metrics
 from fsgateway.config import DEFAULT_CONFIG_FILE, ConfigError
+from fsgateway.metrics_server import serve
 from fsgateway.store import ObjectStore
 
+from . import metrics
 from .options import DEFAULT_STATE_DIR, SyncdOptions
 from .service import Service
 from .state import State, StateLocked
@@ -52,13 +53,14 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="FILE", help=f"shared config file (default {DEFAULT_CONFIG_FILE})")
     common.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
                         help="set an option (repeatable); wins over environment and file")
+    commandline.add_debug(common)
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Mirror the primary bucket to a backup bucket: changes announced in the gateway's change "
         "feed within seconds (O(changes) requests), plus a periodic full reconcile that catches anything "
         "written by other tools. Kill it at any time; a restart continues where it stopped.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
+    commandline.add_version(p, PROG)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[common], help="the daemon: follow the feed, reconcile periodically (systemd: "
                    "Type=notify)", description="Follow the change feed and reconcile every reconcile_interval "
@@ -77,6 +79,8 @@ def fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     environ = dict(os.environ)
+    if args.debug:
+        args.assignments.append("log_level=debug")
     try:
         opts = settings.load(SyncdOptions(), "syncd", environ, args.config,
                              settings.parse_assignments(args.assignments)).validate()
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     os.umask(private.UMASK)  # state, databases, logs: owner-only
     logs.setup(opts.log_level, opts.log_format)
+    commandline.log_configuration(opts)
     try:
         keys = credentials.resolve(opts.passwd_file, opts.profile, opts.bucket, environ)
         backup_keys = (credentials.resolve(opts.backup_passwd_file, opts.backup_profile, opts.backup_bucket, environ)
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "once":
             return trio.run(service.once, dry_run)
-        http_metrics.serve(opts.metrics_address)
+        serve(opts.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
         trio.run(service.run)
         return 0
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from fsgateway import validation
 from fsgateway.config import ConfigError
 from fsgateway.credentials import Keys
 from fsgateway.settings import SIZE, S3Options
@@ -55,8 +56,15 @@ class SyncdOptions(S3Options):
             raise ConfigError("max_delete must be >= 0, concurrency and copy_buffers >= 1")
         if self.part_size < 5 << 20:
             raise ConfigError("part_size must be at least 5M (the S3 minimum part size)")
-        if self.log_format not in ("text", "json"):
-            raise ConfigError("log_format must be text or json")
+        if min(self.feed_poll_interval, self.reconcile_interval, self.retry_max_interval) <= 0:
+            raise ConfigError("feed_poll_interval, reconcile_interval and retry_max_interval must be > 0")
+        if self.feed_lookback < 0 or self.feed_retention < 0:
+            raise ConfigError("feed_lookback and feed_retention must be >= 0")
+        validation.check_endpoint(self.backup_endpoint, "backup_endpoint")
+        validation.check_region(self.backup_region, "backup_region")
+        validation.check_profile(self.backup_profile, "backup_profile")
+        validation.check_file(self.backup_passwd_file, "backup_passwd_file", must_exist=False)
+        validation.check_file(self.backup_ca_bundle, "backup_ca_bundle")
         return self
 
     def backup_store_settings(self, keys: Keys | None) -> StoreSettings:

@@ -84,13 +84,16 @@ class Service:
         report = result[0]
         print(f"fsgateway-syncd once{' --dry-run' if dry_run else ''}: {report.line()}")
         if not dry_run and not report.failed:
-            self.state.put("last_reconcile", str(time.time()))
+            self._reconciled()
         return 1 if report.failed else 0
 
     # ------------------------------------------------------------ run
     async def run(self) -> None:
         self.feed.start_cursor()
         await self.copier.abort_leftovers()
+        # The last success survives restarts: a restart that skips the start-up reconcile (not due yet)
+        # must not export 0, which the FsgatewayBackupReconcileStale alert reads as "never".
+        metrics.LAST_RECONCILE.set(float(self.state.get("last_reconcile") or 0))
 
         async def main() -> None:
             async with trio.open_nursery() as nursery:
@@ -146,13 +149,18 @@ class Service:
                 log.error("reconcile failed: %s", exc)
             metrics.RECONCILES.labels("ok" if ok else "error").inc()
             if ok:
-                metrics.LAST_RECONCILE.set(time.time())
-                self.state.put("last_reconcile", str(time.time()))
+                self._reconciled()
                 try:
                     await self.feed.expire(self.opts.feed_retention, self.opts.concurrency)
                 except StoreError as exc:
                     log.warning("could not expire old journal objects: %s", exc)
             next_at = time.time() + (interval if ok else min(interval, self.opts.retry_max_interval))
+
+    def _reconciled(self) -> None:
+        """Record a successful full reconcile: in the state (for the next start) and the gauge."""
+        now = time.time()
+        self.state.put("last_reconcile", str(now))
+        metrics.LAST_RECONCILE.set(now)
 
     async def _gauges_loop(self) -> None:
         while True:

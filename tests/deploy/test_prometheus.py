@@ -7,13 +7,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 
 import pytest
 
 from tests.checker.conftest import MODEL
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO, free_port, metric_value, wait_for
 
 RULES = REPO / "deploy/prometheus/fsgateway-rules.yml"
 DASHBOARD = REPO / "deploy/grafana/fsgateway-dashboard.json"
@@ -84,6 +85,51 @@ def start_prometheus(tmp_path, targets: dict[str, int]) -> PromServer:
     return server
 
 
+HEALTHY_HOURS = 4  # longer than every `for:` (30 m) and every range in the rules (1 h)
+MOUNT_SERIES = ("fsgateway_mount_", "fsgateway_uploads", "fsgateway_feed_", "fsgateway_fuse_")
+
+
+def promtool_series(exposition: str, job: str, scraped_at: float) -> list[dict[str, str]]:
+    """One daemon's real exposition as promtool input series, held for HEALTHY_HOURS at one sample a minute.
+
+    Counters and gauges keep their scraped value (a healthy daemon with nothing to do). Unix-time gauges
+    (`*_timestamp_seconds`) advance with the clock, as a healthy daemon refreshes them: promtool's time
+    starts at 0, so each is rebased to the same age (or time left) it had when scraped.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    minutes = HEALTHY_HOURS * 60
+    out = [{"series": f'up{{job="{job}",instance="i"}}', "values": f"1x{minutes}"}]
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.value != sample.value or sample.value in (float("inf"), float("-inf")):
+                continue
+            labels = {**sample.labels, "job": job, "instance": "i"}
+            selector = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+                                for k, v in sorted(labels.items()))
+            if sample.name.endswith("_timestamp_seconds"):
+                values = f"{sample.value - scraped_at:.3f}+60x{minutes}"
+            else:
+                values = f"{sample.value!r}x{minutes}"
+            out.append({"series": f"{sample.name}{{{selector}}}", "values": values})
+    return out
+
+
+def assert_no_alert_for_healthy_hours(tmp_path, expositions: dict[str, tuple[str, float]]) -> None:
+    """promtool, fed the real expositions of the healthy daemons for HEALTHY_HOURS: no rule may fire."""
+    series = [s for job, (text, at) in expositions.items() for s in promtool_series(text, job, at)]
+    alerts = re.findall(r"^\s*- alert:\s*(\w+)", RULES.read_text(), re.MULTILINE)
+    assert len(alerts) >= 14
+    checks = [{"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": []}
+              for minutes in (5, 65, HEALTHY_HOURS * 60) for name in alerts]
+    test = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
+            "tests": [{"name": "three healthy daemons, real expositions", "interval": "1m",
+                       "input_series": series, "alert_rule_test": checks}]}
+    (tmp_path / "healthy.test.yml").write_text(json.dumps(test))  # JSON is YAML
+    r = promtool("test", "rules", str(tmp_path / "healthy.test.yml"))
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, (r.stdout + r.stderr)[-4000:]
+
+
 def metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\b(fsgateway_[a-z0-9_]+)", expr))
 
@@ -135,6 +181,17 @@ def test_prometheus_scrapes_all_three_daemons_during_a_firmware_upload(
                 if line.startswith("# HELP "):
                     name = line.split()[2]
                     exported |= {name, f"{name}_bucket", f"{name}_count", f"{name}_sum"}
+        # The checker and syncd export no mount series (they once exported fsgateway_mount_up 0, and the
+        # critical FsgatewayMountDown fired for them on every healthy host).
+        for text in (checker.metrics(), syncd.metrics()):
+            assert [line for line in text.splitlines() if line.startswith(MOUNT_SERIES)] == []
+        # Healthy daemons, as they really export, for longer than every `for:`: no alert at all.
+        wait_for(lambda: metric_value(syncd.metrics(), "fsgateway_syncd_pending_objects") == 0, 60,
+                 "syncd to catch up")
+        now = time.time()
+        assert_no_alert_for_healthy_hours(tmp_path, {"fsgateway-mount": (mounted.metrics(), now),
+                                                     "fsgateway-checker": (checker.metrics(), now),
+                                                     "fsgateway-syncd": (syncd.metrics(), now)})
         used = metric_names(RULES.read_text())
         for panel in json.loads(DASHBOARD.read_text())["panels"]:
             for target in panel["targets"]:

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from fsgateway.metrics import parse_address
+from fsgateway.metrics_server import parse_address
 from fsgateway.notify import notify, watchdog_interval
 
 

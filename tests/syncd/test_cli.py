@@ -114,3 +114,22 @@ def test_sd_notify_ready_status_stopping_and_metrics(server, bucket, s3, same_ba
         syncd.proc = None
     finally:
         sock.close()
+
+
+def test_last_successful_reconcile_survives_a_restart(bucket, s3, same_backup, syncd_factory):
+    """A restart that skips the start-up reconcile (not due yet) still exports when the last one succeeded,
+    so FsgatewayBackupReconcileStale does not fire ("no reconcile for 20000 days") after every restart."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    syncd = syncd_factory(bucket, same_backup)
+    name = "fsgateway_syncd_last_reconcile_success_timestamp_seconds"
+    syncd.start()
+    first = wait_for(lambda: metric_value(syncd.metrics(), name), 60, "the start-up reconcile")
+    assert syncd.stop() == 0
+    syncd.start()  # reconcile_interval (1 h) has not passed: no reconcile now
+    assert metric_value(syncd.metrics(), name) == first
+    assert metric_value(syncd.metrics(), "fsgateway_syncd_reconciles_total", outcome="ok") == 0
+    assert syncd.stop() == 0
+    # `once` is a successful full reconcile too.
+    assert syncd.once().returncode == 0
+    syncd.start()
+    assert metric_value(syncd.metrics(), name) > first
