@@ -16,6 +16,7 @@ import pytest
 import trio
 from prometheus_client import generate_latest
 
+from checker import metrics as checker_metrics
 from checker import signing, tufrepo
 from checker.db import Database
 from checker.judge import sha256_of, staging_key
@@ -80,6 +81,11 @@ def _stored(p: Publisher, r: Release) -> bool:
     return bool(p.db.query("SELECT stored FROM releases WHERE model = ? AND version = ?", (r.model, r.version))[0][0])
 
 
+def _tampered_staged() -> float:
+    return metric(generate_latest(checker_metrics.REGISTRY).decode(), "fsgateway_checker_tampered_objects_total",
+                  where="staged")
+
+
 def test_a_staged_copy_changed_after_hashing_is_not_released(publisher, s3, bucket):
     """The staged copy swapped for signed bytes + junk: the release comes from the upload, verified."""
     data = os.urandom(5000)
@@ -88,12 +94,12 @@ def test_a_staged_copy_changed_after_hashing_is_not_released(publisher, s3, buck
     s3.put_object(Bucket=bucket, Key=staged, Body=data + b"junk")
     upload = "incoming/sensor-x/1.0.0/fw.bin"
     etag = s3.put_object(Bucket=bucket, Key=upload, Body=data)["ETag"]
-    before = metric(generate_latest().decode(), "fsgateway_checker_tampered_objects_total", where="staged")
+    before = _tampered_staged()
     trio.run(publisher.release, r, staged, Part(upload, len(data), etag, 0.0))
     key = tufrepo.release_key(r)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
     assert _stored(publisher, r)
-    assert metric(generate_latest().decode(), "fsgateway_checker_tampered_objects_total", where="staged") == before + 1
+    assert _tampered_staged() == before + 1
     # Same size, other bytes: copied, hashed, removed; the upload is used instead.
     r2 = _released(publisher, data, "1.0.1", 2)
     s3.put_object(Bucket=bucket, Key=staged, Body=data[:-1] + b"X")
