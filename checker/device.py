@@ -14,11 +14,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
 
+from tqdm import tqdm
 from tuf.api.exceptions import DownloadError, RepositoryError
-from tuf.ngclient import Updater
+from tuf.ngclient import Updater, Urllib3Fetcher
 
-from fsgateway import daemon
+from fsgateway import daemon, progress
 
 
 def fail(message: str) -> int:
@@ -34,7 +36,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", required=True, help="this device's hardware revision")
     p.add_argument("--channel", default="stable")
     p.add_argument("--state-dir", required=True, help="metadata cache, installed.json, downloaded firmware")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("-P", "--progress", dest="progress", action="store_true", default=None,
+                       help="show the firmware download's progress on stderr (default: when stderr is a terminal)")
+    shown.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     return p
+
+
+class CountingFetcher(Urllib3Fetcher):
+    """ngclient's own fetcher, also counting the bytes it yields into `bar` while one is set."""
+
+    bar: tqdm | None = None
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        for chunk in super()._fetch(url):
+            if self.bar is not None:
+                self.bar.update(len(chunk))
+            yield chunk
 
 
 def newest(index: dict, hw: str, channel: str) -> dict | None:
@@ -52,7 +70,8 @@ def update(args: argparse.Namespace) -> dict:
     if not os.path.exists(os.path.join(meta_dir, "root.json")):
         with open(args.root, "rb") as f:
             bootstrap = f.read()
-    updater = Updater(meta_dir, base + "metadata/", target_dir, base + "releases/", bootstrap=bootstrap)
+    fetcher = CountingFetcher()
+    updater = Updater(meta_dir, base + "metadata/", target_dir, base + "releases/", fetcher, bootstrap=bootstrap)
     updater.refresh()
     index_info = updater.get_targetinfo(f"{args.model}/index.json")
     if index_info is None:
@@ -75,7 +94,12 @@ def update(args: argparse.Namespace) -> dict:
     if installed and custom["release_counter"] <= installed["release_counter"]:
         result = "up_to_date" if custom["release_counter"] == installed["release_counter"] else "rollback_refused"
         return {"result": result, "installed": installed, "offered": custom}
-    path = updater.find_cached_target(info) or updater.download_target(info)
+    path = updater.find_cached_target(info)
+    if path is None:
+        with progress.bar(choice["target"], info.length, "B", progress.wanted(args.progress, sys.stderr)) as bar:
+            fetcher.bar = bar
+            path = updater.download_target(info)
+            fetcher.bar = None
     installed = {**custom, "path": path, "sha256": info.hashes["sha256"], "length": info.length}
     with open(installed_path + ".tmp", "w") as f:
         json.dump(installed, f)
