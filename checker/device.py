@@ -17,11 +17,12 @@ import sys
 from collections.abc import Iterator
 from urllib.parse import quote
 
+from tqdm import tqdm
 from tuf.api.exceptions import DownloadError, RepositoryError
 from tuf.ngclient import Updater
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
-from fsgateway import commandline, daemon, validation
+from fsgateway import commandline, daemon, progress, validation
 from fsgateway.config import ConfigError
 
 
@@ -39,6 +40,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hw", required=True, help="this device's hardware revision")
     p.add_argument("--channel", default="stable")
     p.add_argument("--state-dir", required=True, help="metadata cache, installed.json, downloaded firmware")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("-P", "--progress", dest="progress", action="store_true", default=None,
+                       help="show the firmware download's progress on stderr (default: when stderr is a terminal)")
+    shown.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     return p
 
 
@@ -61,6 +66,18 @@ class QuotingFetcher(Urllib3Fetcher):
         return super()._fetch(url)
 
 
+class CountingFetcher(QuotingFetcher):
+    """The quoting fetcher, also counting the bytes it yields into `bar` while one is set."""
+
+    bar: tqdm | None = None
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        for chunk in super()._fetch(url):
+            if self.bar is not None:
+                self.bar.update(len(chunk))
+            yield chunk
+
+
 def update(args: argparse.Namespace) -> dict:
     base = args.url.rstrip("/") + "/"
     meta_dir = os.path.join(args.state_dir, "metadata")
@@ -71,8 +88,8 @@ def update(args: argparse.Namespace) -> dict:
     if not os.path.exists(os.path.join(meta_dir, "root.json")):
         with open(args.root, "rb") as f:
             bootstrap = f.read()
-    updater = Updater(meta_dir, base + "metadata/", target_dir, base + "releases/", bootstrap=bootstrap,
-                      fetcher=QuotingFetcher(base + "releases/"))
+    fetcher = CountingFetcher(base + "releases/")
+    updater = Updater(meta_dir, base + "metadata/", target_dir, base + "releases/", fetcher, bootstrap=bootstrap)
     updater.refresh()
     index_info = updater.get_targetinfo(f"{args.model}/index.json")
     if index_info is None:
@@ -95,7 +112,12 @@ def update(args: argparse.Namespace) -> dict:
     if installed and custom["release_counter"] <= installed["release_counter"]:
         result = "up_to_date" if custom["release_counter"] == installed["release_counter"] else "rollback_refused"
         return {"result": result, "installed": installed, "offered": custom}
-    path = updater.find_cached_target(info) or updater.download_target(info)
+    path = updater.find_cached_target(info)
+    if path is None:
+        with progress.bar(choice["target"], info.length, "B", progress.wanted(args.progress, sys.stderr)) as bar:
+            fetcher.bar = bar
+            path = updater.download_target(info)
+            fetcher.bar = None
     installed = {**custom, "path": path, "sha256": info.hashes["sha256"], "length": info.length}
     with open(installed_path + ".tmp", "w") as f:
         json.dump(installed, f)

@@ -13,7 +13,7 @@ import sys
 
 import trio
 
-from fsgateway import commandline, credentials, daemon, logs, private, settings, store_metrics
+from fsgateway import commandline, credentials, daemon, logs, private, progress, settings, store_metrics
 from fsgateway.config import DEFAULT_CONFIG_FILE, ConfigError
 from fsgateway.metrics_server import serve
 from fsgateway.store import ObjectStore
@@ -69,6 +69,10 @@ def parser() -> argparse.ArgumentParser:
                           description="One full reconcile of the backup against the primary. Exit status 0 when "
                           "everything is in sync, 1 when an object could not be replicated.")
     once.add_argument("--dry-run", action="store_true", help="print what would be copied or deleted; change nothing")
+    shown = once.add_mutually_exclusive_group()
+    shown.add_argument("-P", "--progress", dest="progress", action="store_true", default=None,
+                       help="show progress on stderr (default: when stderr is a terminal, not under systemd)")
+    shown.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
     return p
 
 
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                       ObjectStore(backup_settings, role="backup"), state, server_side)
     try:
         if args.command == "once":
-            return trio.run(service.once, dry_run)
+            return trio.run(service.once, dry_run, progress.wanted(args.progress, sys.stderr))
         serve(opts.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
         trio.run(service.run)
         return 0

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TextIO
 
+from tqdm import tqdm
+
+from fsgateway import progress
 from fsgateway.concurrency import gather
 from fsgateway.store import ObjectStore
 
@@ -38,31 +41,38 @@ class Report:
     seconds: float = 0.0
 
     def line(self) -> str:
-        return (f"{self.listed} keys in the primary, {self.replicated} out of sync, {self.failed} failed, "
+        return (f"{self.listed} keys in the primary: {self.listed - self.replicated} already in the backup, "
+                f"{self.replicated - self.failed} replicated, {self.failed} failed, "
                 f"{self.deleted} deleted, {self.held} deletes held back, {self.seconds:.1f} s")
 
 
 BATCH = 1000  # keys replicated per gather, so a million-key bucket is not a million tasks at once
 
 
-async def list_versions(store: ObjectStore, filters: Filters) -> dict[str, Version]:
+async def list_versions(store: ObjectStore, filters: Filters, counter: tqdm | None = None) -> dict[str, Version]:
     out: dict[str, Version] = {}
     token = None
     while True:
         objs, _, token = await store.list_page("", token, delimiter="")
         out.update((o["Key"], Version.of_listing(o)) for o in objs if filters.wanted(o["Key"]))
+        if counter is not None:
+            counter.update(len(objs))
         if token is None:
             return out
 
 
 async def reconcile(rep: Replicator, state: State, filters: Filters, concurrency: int, mirror: bool,
-                    dry_run: bool = False, out: TextIO | None = None) -> Report:
-    """One full pass. A failed listing raises (and deletes nothing); a failed key is counted in the report."""
+                    dry_run: bool = False, out: TextIO | None = None, show_progress: bool = False) -> Report:
+    """One full pass. A failed listing raises (and deletes nothing); a failed key is counted in the report.
+
+    `show_progress` draws bars on stderr: keys listed, then bytes and objects replicated.
+    """
     t0 = time.monotonic()
     report = Report()
     rep.new_run()
-    backup, primary = await gather([partial(list_versions, rep.backup, filters),
-                                    partial(list_versions, rep.primary, filters)])
+    with progress.bar("listing", None, "keys", show_progress) as listed:
+        backup, primary = await gather([partial(list_versions, rep.backup, filters, listed),
+                                        partial(list_versions, rep.primary, filters, listed)])
     todo: list[tuple[str, Version, bool]] = []
     for key, version in primary.items():
         kind = classify(version, backup.get(key), state.record(key))
@@ -72,10 +82,22 @@ async def reconcile(rep: Replicator, state: State, filters: Filters, concurrency
             if out is not None:
                 print(f"{'copy' if kind == MISSING else 'check'} {key}", file=out)
     report.listed, report.replicated = len(primary), len(todo)
-    for start in range(0, 0 if dry_run else len(todo), BATCH):
-        errors = await gather([partial(rep.sync, key, version, missing)
-                               for key, version, missing in todo[start:start + BATCH]], limit=concurrency)
-        report.failed += sum(e is not None for e in errors)
+    if not dry_run:
+        total = sum(version.size for _, version, _ in todo)
+        with progress.bar("replicating", total, "B", show_progress and bool(todo)) as moved:
+            finished = 0
+
+            async def one(key: str, version: Version, missing: bool) -> None:
+                nonlocal finished
+                error = await rep.sync(key, version, missing)
+                finished += 1
+                report.failed += error is not None
+                moved.set_postfix_str(f"{finished}/{len(todo)} objects, {report.failed} failed", refresh=False)
+                moved.update(version.size)
+
+            for start in range(0, len(todo), BATCH):
+                await gather([partial(one, key, version, missing)
+                              for key, version, missing in todo[start:start + BATCH]], limit=concurrency)
     extra = sorted(k for k in backup if k not in primary)
     metrics.DRIFT.labels("extra").inc(len(extra))
     if mirror and extra:

@@ -46,9 +46,9 @@ class Service:
         self.wake = trio.Event()
         self.status = ""
 
-    async def _reconcile(self, dry_run: bool = False) -> Report:
+    async def _reconcile(self, dry_run: bool = False, show_progress: bool = False) -> Report:
         return await reconcile(self.rep, self.state, self.filters, self.opts.concurrency,
-                               self.opts.delete == "mirror", dry_run, sys.stdout if dry_run else None)
+                               self.opts.delete == "mirror", dry_run, sys.stdout if dry_run else None, show_progress)
 
     async def _guarded(self, main: Callable[[], Awaitable[None]]) -> None:
         """Run `main` until it ends or a signal stops it."""
@@ -66,15 +66,15 @@ class Service:
             nursery.start_soon(body)
 
     # ------------------------------------------------------------ once
-    async def once(self, dry_run: bool) -> int:
-        """One reconcile; 0 when everything is in sync, 1 when something failed."""
+    async def once(self, dry_run: bool, show_progress: bool = False) -> int:
+        """One reconcile; 0 when everything is in sync, 1 when something failed. Progress bars on stderr."""
         result: list[Report] = []
 
         async def main() -> None:
             try:
                 if not dry_run:
                     await self.copier.abort_leftovers()
-                result.append(await self._reconcile(dry_run))
+                result.append(await self._reconcile(dry_run, show_progress))
             except StoreError as exc:
                 log.error("reconcile failed: %s", exc)
 

@@ -39,6 +39,43 @@ def wait_for(cond: Callable[[], object], timeout: float = 30.0, what: str = "con
         time.sleep(interval)
 
 
+def run_on_terminal(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, str, str]:
+    """Run `cmd` with its stderr on a pseudo-terminal (as a person at a shell has it); stdout stays a pipe.
+
+    Returns the exit status, stdout, and everything written to the terminal.
+    """
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal has a size
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=timeout,
+                           env={**os.environ, **(env or {})})
+    finally:
+        os.close(slave)
+    reader.join(timeout=10)
+    os.close(master)
+    return r.returncode, r.stdout, b"".join(chunks).decode(errors="replace")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -187,11 +187,14 @@ class Pipeline:
         targets_v = snap["signed"]["meta"]["targets.json"]["version"]
         return json.loads(self.get(f"metadata/{targets_v}.targets.json"))["signed"]["targets"]
 
-    def device(self, state: Path, hw: str = "A", model: str = MODEL, check: bool = False) -> tuple[int, dict, str]:
-        r = subprocess.run([sys.executable, "-m", "checker.device", "--url",
-                            f"{self.server.endpoint}/{self.bucket}/", "--root", str(self.tmp / "root.json"),
-                            "--model", model, "--hw", hw, "--state-dir", str(state)],
-                           capture_output=True, text=True, timeout=120,
+    def device_command(self, state: Path, hw: str = "A", model: str = MODEL) -> list[str]:
+        return [sys.executable, "-m", "checker.device", "--url", f"{self.server.endpoint}/{self.bucket}/",
+                "--root", str(self.tmp / "root.json"), "--model", model, "--hw", hw, "--state-dir", str(state)]
+
+    def device(self, state: Path, hw: str = "A", model: str = MODEL, check: bool = False,
+               flags: tuple[str, ...] = ()) -> tuple[int, dict, str]:
+        r = subprocess.run([*self.device_command(state, hw, model), *flags], capture_output=True, text=True,
+                           timeout=120,
                            env={**os.environ, "REQUESTS_CA_BUNDLE": self.server.ca_bundle or ""})
         if check and r.returncode != 0:
             pytest.fail(f"device failed: {r.stderr}")

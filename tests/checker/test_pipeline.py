@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import run_on_terminal, wait_for
 
 from .conftest import MODEL, metric
 
@@ -112,3 +113,18 @@ def test_device_takes_the_newest_for_its_hardware_and_refuses_rollback_and_tampe
     pipeline.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=bytes(data))
     rc, _, err = pipeline.device(tmp_path / "dev-b2", hw="B")
     assert rc == 1 and "update refused" in err
+
+
+def test_device_shows_download_progress_on_a_terminal_only(pipeline, tmp_path):
+    pipeline.start()
+    pipeline.put(pipeline.package("2.0.0", 1, os.urandom(3 << 20)), "2.0.0")
+    assert pipeline.verdict("2.0.0")[0] == "accepted"
+    env = {"INVOCATION_ID": "", "JOURNAL_STREAM": "", "TERM": "xterm",
+           "REQUESTS_CA_BUNDLE": pipeline.server.ca_bundle or ""}
+    rc, out, terminal = run_on_terminal(pipeline.device_command(tmp_path / "dev-t"), env)
+    assert rc == 0 and json.loads(out)["result"] == "updated", terminal
+    assert f"{MODEL}/2.0.0/" in terminal and "100%" in terminal and "3.00M/3.00M" in terminal
+    rc, result, err = pipeline.device(tmp_path / "dev-p")  # a pipe: quiet, only the JSON on stdout
+    assert rc == 0 and result["result"] == "updated" and "100%" not in err
+    rc, result, err = pipeline.device(tmp_path / "dev-f", flags=("--progress",))
+    assert rc == 0 and result["result"] == "updated" and "100%" in err

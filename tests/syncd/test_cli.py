@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port, metric_value, wait_for
+from tests.conftest import free_port, metric_value, run_on_terminal, wait_for
 from tests.syncd.conftest import backup_keys, make_passwd
 
 
@@ -30,10 +30,31 @@ def test_once_dry_run_changes_nothing_then_once_seeds(bucket, s3, same_backup, s
     assert {"copy k0", "copy k1", "copy k2"} <= set(r.stdout.splitlines())
     assert backup_keys(same_backup) == {} and not syncd.state_dir.exists()
     r = syncd.once()
-    assert r.returncode == 0 and "3 keys in the primary, 3 out of sync, 0 failed" in r.stdout
+    assert r.returncode == 0 and "3 keys in the primary: 0 already in the backup, 3 replicated, 0 failed" in r.stdout
     assert backup_keys(same_backup) == {"k0": 0, "k1": 1, "k2": 2}
     r = syncd.once()  # nothing changed: the listings match the records, nothing to do
-    assert "3 out of sync" not in r.stdout and "0 out of sync" in r.stdout
+    assert "3 keys in the primary: 3 already in the backup, 0 replicated, 0 failed" in r.stdout
+
+
+def test_once_shows_progress_on_a_terminal_only(bucket, s3, same_backup, syncd_factory):
+    for i in range(12):
+        s3.put_object(Bucket=bucket, Key=f"a{i}", Body=b"x" * 1024)
+    syncd = syncd_factory(bucket, same_backup)
+    env = {k: "" for k in ("INVOCATION_ID", "JOURNAL_STREAM")}
+    rc, out, terminal = run_on_terminal(syncd.args("once", {}), {**env, "TERM": "xterm"})
+    assert rc == 0 and "12 replicated" in out
+    assert "listing" in terminal and "replicating" in terminal and "12/12 objects, 0 failed" in terminal
+    assert "12.0k" in terminal  # 12 KiB moved, in the bar's units
+    assert "replicating" not in out  # stdout (the summary a script reads) has no bar in it
+
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"b{i}", Body=b"y")
+    r = syncd.once()  # stderr is a pipe: a log, not a person; no bar
+    assert r.returncode == 0 and "3 replicated" in r.stdout
+    assert "replicating" not in r.stderr and "\r" not in r.stderr
+    s3.put_object(Bucket=bucket, Key="c", Body=b"z")
+    r = syncd.once("-P")  # asked for: a bar even into a pipe
+    assert r.returncode == 0 and "1/1 objects, 0 failed" in r.stderr
 
 
 def test_max_delete_guard_holds_back_a_large_deletion(bucket, s3, same_backup, syncd_factory):
