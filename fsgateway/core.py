@@ -21,7 +21,7 @@ from functools import partial
 
 import trio
 
-from . import metrics
+from . import deadline, metrics
 from .concurrency import gather
 from .config import Config
 from .errors import GatewayError
@@ -50,6 +50,7 @@ class Handle:
     writable: bool
     reader: ObjectReader | None = None
     reader_version: int = -1
+    wrote: bool = False  # data written through this handle since its last flush
 
 
 @dataclass
@@ -239,9 +240,16 @@ class Filesystem:
                      self.table.root.attrs.mtime_ns)
 
     async def _announce(self, op: str, key: str, **fields: object) -> None:
-        """Put a change in the feed; returns once it is stored there (syncd and the checker read it)."""
+        """Put a change in the feed; returns once it is stored there (syncd and the checker read it).
+
+        Bounded by the caller's deadline: the change itself is done, and a journal
+        that comes later (or never) is caught by syncd's reconcile.
+        """
         if self.feed is not None:
-            await self.feed.announce(self.feed.event(op, key, **fields))
+            with trio.move_on_at(deadline.current(self.cfg.retry_deadline)) as scope:
+                await self.feed.announce(self.feed.event(op, key, **fields))
+            if scope.cancelled_caught:
+                log.warning("change feed: %s %s not confirmed within retry_deadline", op, key)
 
     def _report(self, problem: Unmappable) -> None:
         metrics.UNMAPPABLE.labels(problem.reason).inc()
@@ -293,6 +301,12 @@ class Filesystem:
             parent.names.add(name)
             if len(parent.names) > MAX_KNOWN_NAMES:
                 parent.names = None
+
+    def _name_forgotten(self, parent: Node, name: str) -> None:
+        """Whether `name` exists in `parent` is no longer known here: the next lookup asks the bucket."""
+        self.negative.discard(parent.ino, name)
+        parent.names_gen += 1
+        parent.names = None
 
     def _name_removed(self, parent: Node, name: str) -> None:
         """A name no longer exists in `parent`: both name caches learn it."""
@@ -546,7 +560,9 @@ class Filesystem:
         node.lookups += 1
         node.open_count += 1
         fh = self._fh()
-        self.handles[fh] = Handle(node, writable=True)
+        # O_CREAT|O_RDONLY can only make an empty file: its close stores it. A writer's close
+        # stores what it wrote (an empty file whose writer wrote nothing: at the last close).
+        self.handles[fh] = Handle(node, writable=True, wrote=flags & os.O_ACCMODE == os.O_RDONLY)
         return fh, node
 
     async def mknod(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
@@ -554,7 +570,7 @@ class Filesystem:
             raise FsError(errno.EPERM, "only regular files can be stored in a bucket")
         fh, node = await self.create(parent_ino, name, mode, os.O_WRONLY, uid, gid)
         try:
-            await self.flush(fh)
+            await self.fsync(fh)
         except GatewayError:
             node.lookups -= 1  # the kernel never gets this entry
             raise
@@ -614,11 +630,14 @@ class Filesystem:
             await dirty.discard()
 
     async def _commit(self, node: Node) -> None:
+        """Store what is pending under the file's name. A detached file (unlinked, replaced) has no
+        name: its pending data stays with its open handles, and goes at the last close."""
         dirty = node.dirty
         if dirty is None:
             return
         if node.detached:
-            await self._drop_dirty(node)
+            if node.open_count == 0:
+                await self._drop_dirty(node)
             return
         attrs = replace(node.attrs, size=dirty.size)
         result = await dirty.commit(self.key(node), encode_metadata(attrs), content_type_for(attrs.mode))
@@ -654,18 +673,31 @@ class Filesystem:
             raise FsError(errno.EROFS, "unmounting: open files have been committed")
         async with h.node.lock:
             dirty = await self._ensure_dirty(h.node)
+            h.wrote = True
             n = await dirty.write(off, data)
             h.node.attrs = replace(h.node.attrs, mtime_ns=time.time_ns())
         return n
 
     async def flush(self, fh: int) -> None:
+        """close() of a descriptor: commit what was written through it.
+
+        A descriptor that wrote nothing commits nothing: its close may be that of a
+        dup (`dd of=`, a shell's `>`) while the real writer goes on, and an empty or
+        truncated intermediate state must never replace what the name holds. What
+        such a handle left pending (a new empty file, an O_TRUNC) is committed at
+        the last close.
+        """
         h = self.handle(fh)
-        if h.writable and h.node.dirty is not None:
+        if h.wrote and h.node.dirty is not None:
             async with h.node.lock:
                 await self._commit(h.node)
+        h.wrote = False
 
     async def fsync(self, fh: int) -> None:
-        await self.flush(fh)
+        h = self.handle(fh)
+        if h.node.dirty is not None:
+            async with h.node.lock:
+                await self._commit(h.node)
 
     async def release(self, fh: int) -> None:
         h = self.handles.pop(fh, None)
@@ -686,6 +718,9 @@ class Filesystem:
         dirty = node.dirty
         if dirty is None:
             return
+        if node.detached:
+            await self._drop_dirty(node)  # unlinked or replaced while open: its data goes with it
+            return
         if dirty.error is not None:
             log.error("data written to %s is lost: its upload failed (%s)", self.key(node), dirty.error)
             await self._abandon(node)
@@ -697,12 +732,15 @@ class Filesystem:
             await self._abandon(node)
 
     async def _abandon(self, node: Node) -> None:
-        """Drop data that can no longer be committed; a file that never reached the bucket goes away."""
+        """Drop data that can no longer be committed; a file that never reached the bucket goes away.
+
+        Its name may still hold an object it was renamed over: the next lookup asks the bucket.
+        """
         await self._drop_dirty(node)
         if not node.in_bucket and node.parent is not None and not node.detached:
             parent, name = node.parent, node.name
             self.table.detach(node)
-            self._name_removed(parent, name)
+            self._name_forgotten(parent, name)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
         self._check_writable()
@@ -785,9 +823,8 @@ class Filesystem:
                 self.metadata.put(new_key, Remote(src.attrs, src.etag, src.sha256))  # same bytes, same ETag
                 await self._announce("rename", new_key, src=old_key, size=src.attrs.size, sha256=src.sha256,
                                      etag=src.etag)
-            elif dst is not None and dst.in_bucket:
-                await self.store.delete(new_key)  # replaced by a file not uploaded yet
-                await self._announce("delete", new_key)
+            # A file not uploaded yet replaces the target only when its commit stores it:
+            # until then the bucket keeps the old object, and keeps it if the upload fails.
             self.table.move(src, dst_dir, new_name)
             src.version += 1
         self._name_removed(src_dir, old_name)
