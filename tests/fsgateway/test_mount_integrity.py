@@ -11,6 +11,7 @@ import errno
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,42 @@ def test_full_cache_disk_parallel_patches_exact_or_enospc(mounter, bucket, s3, s
         expected = data[: 4 * MiB] + b"PATCHED" * 1000 + data[4 * MiB + 7000:] if outcome[key] == "ok" else data
         assert body(s3, bucket, key) == expected, key
     assert not any(Path(small_tmpfs).rglob("staging-*"))
+
+
+# ---------------------------------------------------------------------------- item 5: the caller's deadline
+def test_a_stalled_server_fails_each_call_at_its_deadline(mounter, bucket, proxy, s3):
+    """Stalled requests (the socket timeout is 30 s) and a full connection pool: every call
+    fails with EIO at retry_deadline, not after a socket timeout or a deadline per request.
+
+    One call per directory: the kernel serialises lookups within a directory itself.
+    """
+    dirs = [f"d{i}" for i in range(6)]
+    for d in dirs:
+        s3.put_object(Bucket=bucket, Key=f"{d}/existing", Body=b"x")
+    m = mounter()
+    path = m.start(bucket, "retry_deadline=2", "max_connections=2", "parallel=1", "stat_ttl=60",
+                   endpoint=proxy.endpoint)
+    assert all((path / d).is_dir() for d in dirs)  # cached: the calls below start in their directories
+    proxy.add("stall")
+    results: dict[str, tuple[int | None, float]] = {}
+
+    def call(name: str, fn) -> None:
+        t0 = time.monotonic()
+        try:
+            fn()
+            results[name] = (None, time.monotonic() - t0)
+        except OSError as exc:
+            results[name] = (exc.errno, time.monotonic() - t0)
+
+    calls = {"stat": lambda: os.stat(path / "d0" / "existing"),
+             "create": lambda: (path / "d1" / "new").write_bytes(b"data"),
+             **{f"lookup{i}": (lambda i=i: os.stat(path / f"d{i}" / "missing")) for i in range(2, 6)}}
+    threads = [threading.Thread(target=call, args=item) for item in calls.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert set(results) == set(calls)
+    for name, (err, elapsed) in results.items():
+        assert err == errno.EIO, name
+        assert elapsed < 2 + 6, f"{name} blocked {elapsed:.1f} s with retry_deadline=2"
