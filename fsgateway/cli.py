@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import fields
 
-from . import config, credentials, daemon, logs, metrics
+from . import config, credentials, daemon, deadmount, logs, metrics
 from .config import Config, ConfigError
 from .store import StoreSettings
 
@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return fail(str(exc))
     logs.setup(cfg.log_level, cfg.log_format)
+    dead = deadmount.take_over(cfg.mountpoint)
+    if dead:
+        return fail(dead)
     if not os.path.isdir(cfg.mountpoint):
         return fail(f"mountpoint {cfg.mountpoint} is not a directory")
     if os.path.ismount(cfg.mountpoint):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -298,3 +299,41 @@ def test_a_stalled_server_fails_each_call_at_its_deadline(mounter, bucket, proxy
     for name, (err, elapsed) in results.items():
         assert err == errno.EIO, name
         assert elapsed < 2 + 6, f"{name} blocked {elapsed:.1f} s with retry_deadline=2"
+
+
+# ---------------------------------------------------------------------------- item 6: restart after a crash
+def test_mount_after_sigkill_takes_over_the_dead_mountpoint(mounter, bucket, s3):
+    m = mounter()
+    path = m.start(bucket)
+    (path / "kept").write_bytes(b"committed before the crash")
+    m.proc.send_signal(signal.SIGKILL)
+    m.proc.wait(timeout=30)
+    with pytest.raises(OSError) as e:
+        os.stat(path)
+    assert e.value.errno == errno.ENOTCONN  # the dead mount an fstab/manual restart meets
+    m.proc = subprocess.Popen(m.command(bucket, path, []), stdout=open(m.log, "ab"), stderr=subprocess.STDOUT)
+
+    def usable() -> bool:
+        try:
+            return (path / "kept").read_bytes() == b"committed before the crash"
+        except OSError:
+            return m.proc.poll() is not None
+
+    wait_for(usable, 60, "the new mount")
+    assert m.proc.poll() is None, m.log.read_text()[-2000:]
+    assert "took over" in m.log.read_text()
+    (path / "after").write_bytes(b"new")
+    assert body(s3, bucket, "after") == b"new"
+    with open("/proc/self/mountinfo") as f:
+        assert sum(line.split()[4] == str(path) for line in f) == 1  # the dead one is gone, not stacked
+
+
+def test_mountinfo_gives_the_type_of_the_topmost_mount(tmp_path):
+    from fsgateway.deadmount import fstype_at
+
+    assert fstype_at(str(tmp_path)) is None
+    info = tmp_path / "mountinfo"
+    info.write_text("36 35 98:0 / /mnt/with\\040space rw - fuse.sshfs host:/ rw\n"
+                    "37 36 0:52 / /mnt/with\\040space rw - fuse.fsgateway b rw\n")
+    assert fstype_at("/mnt/with space", str(info)) == "fuse.fsgateway"
+    assert fstype_at("/mnt/with", str(info)) is None
