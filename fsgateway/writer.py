@@ -25,6 +25,7 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -179,7 +180,7 @@ class DirtyFile:
         if self.error is not None:
             raise WriteError(getattr(self.error, "errno", errno.EIO), f"upload failed earlier: {self.error}")
 
-    async def _submit_part(self, data: bytes) -> None:
+    async def _submit_part(self, data: bytes | bytearray) -> None:
         """Hand one full part to a background upload; blocks while the memory budget is used.
 
         The part has left the buffer: if it cannot be sent, the file is poisoned
@@ -206,7 +207,8 @@ class DirtyFile:
         self.ctx.nursery.start_soon(self._hash_part, previous, self.hashed, uploaded, data)
         self.ctx.nursery.start_soon(self._upload_part, number, data, uploaded)
 
-    async def _hash_part(self, previous: trio.Event, done: trio.Event, uploaded: trio.Event, data: bytes) -> None:
+    async def _hash_part(self, previous: trio.Event, done: trio.Event, uploaded: trio.Event,
+                         data: bytes | bytearray) -> None:
         """SHA-256 in part order, in a worker thread: hashlib releases the GIL, the event loop goes on.
 
         The part's memory token is returned here, once both the hash and the upload are done with
@@ -223,7 +225,7 @@ class DirtyFile:
         finally:
             self.ctx.part_tokens.release()
 
-    async def _upload_part(self, number: int, data: bytes, uploaded: trio.Event) -> None:
+    async def _upload_part(self, number: int, data: bytes | bytearray, uploaded: trio.Event) -> None:
         try:
             with deadline.own(self.ctx.retry_deadline):
                 self.parts[number] = await self.ctx.store.upload_part(
@@ -466,22 +468,33 @@ class DirtyFile:
 
 
 class StreamTail:
-    """Appended bytes not yet cut into a part: a list of chunks, copied once when a part is taken."""
+    """Appended bytes not yet cut into a part: a list of chunks, moved once into the part's buffer.
+
+    A part is assembled chunk by chunk while the chunks are let go, so cutting it
+    costs about one part of memory, not two (allocations of this size are mapped
+    memory, see `memory.tune_allocator`, and grow without copying).
+    """
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: deque[bytes] = deque()
         self.size = 0
 
     def append(self, data: bytes) -> None:
         self.chunks.append(bytes(data))
         self.size += len(data)
 
-    def take(self, n: int) -> bytes:
-        joined = b"".join(self.chunks)
-        head, rest = joined[:n], joined[n:]
-        self.chunks = [rest] if rest else []
-        self.size = len(rest)
-        return head
+    def take(self, n: int) -> bytearray:
+        part = bytearray()
+        while self.chunks and len(part) < n:
+            chunk = self.chunks.popleft()
+            room = n - len(part)
+            if len(chunk) > room:
+                self.chunks.appendleft(chunk[room:])
+                chunk = chunk[:room]
+            part += chunk
+            del chunk
+        self.size -= len(part)
+        return part
 
     def peek(self, start: int, end: int) -> bytes:
         return b"".join(self.chunks)[start:end]
