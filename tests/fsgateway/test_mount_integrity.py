@@ -337,3 +337,36 @@ def test_mountinfo_gives_the_type_of_the_topmost_mount(tmp_path):
                     "37 36 0:52 / /mnt/with\\040space rw - fuse.fsgateway b rw\n")
     assert fstype_at("/mnt/with space", str(info)) == "fuse.fsgateway"
     assert fstype_at("/mnt/with", str(info)) is None
+
+
+# ---------------------------------------------------------------------------- kills at chosen points
+def test_kill_mid_upload_leaves_the_old_object_and_the_restart_cleans_up(mounter, bucket, proxy, s3):
+    s3.put_object(Bucket=bucket, Key="fw.bin", Body=b"old firmware")
+    m = mounter()
+    opts = ["multipart_size=5M", "write_buffer_size=10M"]
+    path = m.start(bucket, *opts, endpoint=proxy.endpoint)
+    proxy.add("stall", "upload_part")
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            with open(path / "fw.bin", "wb") as f:
+                f.write(os.urandom(16 * MiB))
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=write)
+    t.start()
+    wait_for(lambda: len(proxy.seen("upload_part", "stall")) >= 2, 30, "parts to be under way")
+    m.proc.send_signal(signal.SIGKILL)  # killed mid-upload
+    m.proc.wait(timeout=30)
+    t.join(timeout=30)
+    assert outcome and isinstance(outcome[0], OSError)  # the writer was told: no success return
+    proxy.clear()
+    assert body(s3, bucket, "fw.bin") == b"old firmware"  # nothing partial under the name
+    assert leftovers(s3, bucket)  # the dead run's staging upload...
+    m.proc = subprocess.Popen(m.command(bucket, path, opts, proxy.endpoint), stdout=open(m.log, "ab"),
+                              stderr=subprocess.STDOUT)
+    wait_for(lambda: leftovers(s3, bucket) == [], 60, "the restarted mount to remove the dead run's upload")
+    assert (path / "fw.bin").read_bytes() == b"old firmware"
