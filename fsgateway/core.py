@@ -737,6 +737,8 @@ class Filesystem:
         Its name may still hold an object it was renamed over: the next lookup asks the bucket.
         """
         await self._drop_dirty(node)
+        node.etag = ""  # the kernel may cache the lost bytes: the next open must not keep that cache
+        node.expires = 0.0
         if not node.in_bucket and node.parent is not None and not node.detached:
             parent, name = node.parent, node.name
             self.table.detach(node)
