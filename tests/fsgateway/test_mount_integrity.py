@@ -195,6 +195,15 @@ def test_transient_faults_are_retried_within_the_deadline(faulty, proxy, s3, fau
     assert leftovers(s3, faulty.bucket) == []
 
 
+@pytest.mark.parametrize("fault", ["reset", "status", "refuse"])
+def test_reads_survive_resets_mid_body_and_errors(faulty, proxy, s3, fault):
+    data = os.urandom(20 * MiB + 3)
+    s3.put_object(Bucket=faulty.bucket, Key="r", Body=data)
+    proxy.add(fault, "get", after=300_000, times=3)  # `reset`: the connection dies mid-body
+    assert (faulty.path / "r").read_bytes() == data
+    assert proxy.seen("get", fault)
+
+
 def test_server_gone_for_good_nothing_partial_nothing_leaked(faulty, proxy, s3):
     f = open(faulty.path / "fw.bin", "wb")
     f.write(os.urandom(6 * MiB))
