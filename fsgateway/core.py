@@ -50,7 +50,7 @@ class Handle:
     writable: bool
     reader: ObjectReader | None = None
     reader_version: int = -1
-    wrote: bool = False  # data written through this handle since its last flush
+    wrote: bool = False  # its flush commits: written through since the last flush (or O_CREAT|O_RDONLY)
 
 
 @dataclass

@@ -5,9 +5,10 @@ the ETag seen at open (a concurrent overwrite gives ESTALE instead of a mix of
 two versions). While reads move forward, chunks ahead of them are fetched in
 parallel; with the chunk being read and the one before it (kept for reads that
 arrive slightly out of order) a reader holds at most `read_ahead` plus one
-chunk, each fetched straight into its own buffer. Chunks are hashed in order as they arrive; when the
-whole object has gone through and it carries our SHA-256, a mismatch fails the
-read with EIO (and is logged and counted) before the last bytes are handed out.
+chunk, each fetched straight into its own buffer. Chunks are hashed in order as
+they arrive; when the whole object has gone through and it carries our SHA-256,
+a mismatch fails the read with EIO (and is logged and counted) before the last
+bytes are handed out.
 """
 
 from __future__ import annotations

@@ -284,7 +284,7 @@ class DirtyFile:
         return info.etag  # type: ignore[union-attr]
 
     async def _remove_stage_object(self) -> None:
-        """Delete the completed staging object now; if even that fails, the next start removes it."""
+        """Delete the completed staging object now; if that fails, the janitor retries in the background."""
         with trio.CancelScope(shield=True), deadline.own(self.ctx.retry_deadline):
             try:
                 await self.ctx.store.delete(self.stage_key)  # type: ignore[arg-type]
