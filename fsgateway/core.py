@@ -755,10 +755,25 @@ class Filesystem:
         async with node.lock:  # waits for a commit in progress, so the file cannot come back
             self.metadata.discard(self.key(node))
             if node.in_bucket:
+                await self._keep_for_open_handles(node)
                 await self.store.delete(self.key(node))
                 await self._announce("delete", self.key(node))
             self.table.detach(node)
         self._name_removed(parent, name)
+
+    async def _keep_for_open_handles(self, node: Node) -> None:
+        """Before a file's object goes (unlink, rename over it): a local copy for its open handles.
+
+        As on a local filesystem, they keep reading (and writing) the whole content until the
+        last close. The copy is a staging file, bounded by `cache_size`; past it, or if the
+        download fails, the handles keep only what they already read (logged).
+        """
+        if node.open_count == 0 or node.dirty is not None or stat.S_ISLNK(node.attrs.mode):
+            return
+        try:
+            await self._ensure_dirty(node)
+        except GatewayError as exc:
+            log.warning("%s goes while open: its open handles keep only what they read (%s)", self.key(node), exc)
 
     async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
         parent, name = await self._vacant(parent_ino, name)
@@ -807,6 +822,8 @@ class Filesystem:
             # Commits in progress on either file finish first; inode order rules out deadlock.
             for n in sorted({src, dst} - {None}, key=lambda n: n.ino):  # type: ignore[union-attr]
                 await locks.enter_async_context(n.lock)  # type: ignore[union-attr]
+            if dst is not None and not dst.is_dir and dst.in_bucket:
+                await self._keep_for_open_handles(dst)
             if src.is_dir:
                 if dst is not None and dst.in_bucket:
                     await self.store.delete(self.dir_prefix(dst))  # the empty target's marker, before the copy

@@ -379,3 +379,36 @@ def test_kill_mid_upload_leaves_the_old_object_and_the_restart_cleans_up(mounter
                               stderr=subprocess.STDOUT)
     wait_for(lambda: leftovers(s3, bucket) == [], 60, "the restarted mount to remove the dead run's upload")
     assert (path / "fw.bin").read_bytes() == b"old firmware"
+
+
+# ---------------------------------------------------------------------------- issue 13 item 4 (stretch)
+def test_open_files_keep_their_whole_content_after_unlink_and_rename_over(mount, s3):
+    old = os.urandom(20 * MiB + 7)  # several read chunks: most are not fetched before the unlink
+    s3.put_object(Bucket=mount.bucket, Key="unlinked", Body=old)
+    s3.put_object(Bucket=mount.bucket, Key="replaced", Body=old)
+    with open(mount.path / "unlinked", "r+b") as f, open(mount.path / "replaced", "rb") as g:
+        assert f.read(10) == old[:10] and g.read(10) == old[:10]
+        os.unlink(mount.path / "unlinked")
+        (mount.path / "new").write_bytes(b"new version")
+        os.rename(mount.path / "new", mount.path / "replaced")
+        assert f.read() == old[10:]
+        assert g.read() == old[10:]
+        f.seek(5)
+        f.write(b"still writable")
+        f.seek(0)
+        assert f.read(19) == old[:5] + b"still writable"
+    assert sorted(user_keys(s3, mount.bucket)) == ["replaced"]
+    assert body(s3, mount.bucket, "replaced") == b"new version"
+    assert not any((mount.tmp / "cache").rglob("staging-*"))  # the local copies went at the last close
+
+
+def test_past_cache_size_an_unlinked_open_file_keeps_what_was_read(mounter, bucket, s3):
+    old = os.urandom(3 * MiB)
+    s3.put_object(Bucket=bucket, Key="big", Body=old)
+    m = mounter()
+    path = m.start(bucket, "cache_size=1M")
+    with open(path / "big", "rb") as f:
+        assert f.read(10) == old[:10]
+        os.unlink(path / "big")  # no room for a local copy: the unlink still happens
+    assert user_keys(s3, bucket) == []
+    assert "keep only what they read" in m.log.read_text()
