@@ -42,7 +42,7 @@ def fstype_at(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
 def take_over(path: str) -> str | None:
     """Detach a dead fsgateway mount at `path`; returns a reason when the path cannot be used."""
     try:
-        os.stat(path)
+        os.statvfs(path)  # never answered from the kernel's attribute cache, unlike stat()
         return None
     except OSError as exc:
         if exc.errno not in DEAD:
