@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import fields
 
-from . import commandline, config, credentials, daemon, logs, metrics, private, store_metrics
+from . import commandline, config, credentials, daemon, deadmount, logs, metrics, private, store_metrics
 from .config import Config, ConfigError
 from .metrics_server import serve
 from .store import StoreSettings
@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(private.UMASK)  # state, databases, logs: owner-only
     logs.setup(cfg.log_level, cfg.log_format)
     commandline.log_configuration(cfg)
+    dead = deadmount.take_over(cfg.mountpoint)
+    if dead:
+        return fail(dead)
     if not os.path.isdir(cfg.mountpoint):
         return fail(f"mountpoint {cfg.mountpoint} is not a directory")
     if os.path.ismount(cfg.mountpoint):

@@ -21,7 +21,7 @@ from functools import partial
 
 import trio
 
-from . import metrics, reserved
+from . import deadline, metrics, reserved
 from .concurrency import gather
 from .config import Config
 from .errors import GatewayError
@@ -65,6 +65,7 @@ class Handle:
     writable: bool
     reader: ObjectReader | None = None
     reader_version: int = -1
+    wrote: bool = False  # its flush commits: written through since the last flush (or O_CREAT|O_RDONLY)
 
 
 @dataclass
@@ -280,9 +281,16 @@ class Filesystem:
                      self.table.root.attrs.mtime_ns)
 
     async def _announce(self, op: str, key: str, **fields: object) -> None:
-        """Put a change in the feed; returns once it is stored there (syncd and the checker read it)."""
+        """Put a change in the feed; returns once it is stored there (syncd and the checker read it).
+
+        Bounded by the caller's deadline: the change itself is done, and a journal
+        that comes later (or never) is caught by syncd's reconcile.
+        """
         if self.feed is not None:
-            await self.feed.announce(self.feed.event(op, key, **fields))
+            with trio.move_on_at(deadline.current(self.cfg.retry_deadline)) as scope:
+                await self.feed.announce(self.feed.event(op, key, **fields))
+            if scope.cancelled_caught:
+                log.warning("change feed: %s %s not confirmed within retry_deadline", op, key)
 
     def _report(self, problem: Unmappable) -> None:
         metrics.UNMAPPABLE.labels(problem.reason).inc()
@@ -334,6 +342,12 @@ class Filesystem:
             parent.names.add(name)
             if len(parent.names) > MAX_KNOWN_NAMES:
                 parent.names = None
+
+    def _name_forgotten(self, parent: Node, name: str) -> None:
+        """Whether `name` exists in `parent` is no longer known here: the next lookup asks the bucket."""
+        self.negative.discard(parent.ino, name)
+        parent.names_gen += 1
+        parent.names = None
 
     def _name_removed(self, parent: Node, name: str) -> None:
         """A name no longer exists in `parent`: both name caches learn it."""
@@ -663,7 +677,9 @@ class Filesystem:
         node.lookups += 1
         node.open_count += 1
         fh = self._fh()
-        self.handles[fh] = Handle(node, writable=True)
+        # O_CREAT|O_RDONLY can only make an empty file: its close stores it. A writer's close
+        # stores what it wrote (an empty file whose writer wrote nothing: at the last close).
+        self.handles[fh] = Handle(node, writable=True, wrote=flags & os.O_ACCMODE == os.O_RDONLY)
         return fh, node
 
     async def mknod(self, parent_ino: int, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
@@ -678,7 +694,7 @@ class Filesystem:
             raise FsError(errno.EINVAL, f"mknod of type {kind:o}")
         fh, node = await self.create(parent_ino, name, mode, os.O_WRONLY, uid, gid)
         try:
-            await self.flush(fh)
+            await self.fsync(fh)
         except GatewayError:
             node.lookups -= 1  # the kernel never gets this entry
             raise
@@ -740,11 +756,14 @@ class Filesystem:
             await dirty.discard()
 
     async def _commit(self, node: Node) -> None:
+        """Store what is pending under the file's name. A detached file (unlinked, replaced) has no
+        name: its pending data stays with its open handles, and goes at the last close."""
         dirty = node.dirty
         if dirty is None:
             return
         if node.detached:
-            await self._drop_dirty(node)
+            if node.open_count == 0:
+                await self._drop_dirty(node)
             return
         attrs = replace(node.attrs, size=dirty.size)
         result = await dirty.commit(self.key(node), encode_metadata(attrs), content_type_for(attrs.mode))
@@ -782,19 +801,32 @@ class Filesystem:
             raise FsError(errno.EFBIG, f"a file here holds at most {self.max_file_size} bytes")
         async with h.node.lock:
             dirty = await self._ensure_dirty(h.node)
+            h.wrote = True
             n = await dirty.write(off, data)
             now = time.time_ns()
             h.node.attrs = replace(h.node.attrs, mtime_ns=now, ctime_ns=now)
         return n
 
     async def flush(self, fh: int) -> None:
+        """close() of a descriptor: commit what was written through it.
+
+        A descriptor that wrote nothing commits nothing: its close may be that of a
+        dup (`dd of=`, a shell's `>`) while the real writer goes on, and an empty or
+        truncated intermediate state must never replace what the name holds. What
+        such a handle left pending (a new empty file, an O_TRUNC) is committed at
+        the last close.
+        """
         h = self.handle(fh)
-        if h.writable and h.node.dirty is not None:
+        if h.wrote and h.node.dirty is not None:
             async with h.node.lock:
                 await self._commit(h.node)
+        h.wrote = False
 
     async def fsync(self, fh: int) -> None:
-        await self.flush(fh)
+        h = self.handle(fh)
+        if h.node.dirty is not None:
+            async with h.node.lock:
+                await self._commit(h.node)
 
     async def release(self, fh: int) -> None:
         h = self.handles.pop(fh, None)
@@ -815,6 +847,9 @@ class Filesystem:
         dirty = node.dirty
         if dirty is None:
             return
+        if node.detached:
+            await self._drop_dirty(node)  # unlinked or replaced while open: its data goes with it
+            return
         if dirty.error is not None:
             log.error("data written to %s is lost: its upload failed (%s)", self.key(node), dirty.error)
             await self._abandon(node)
@@ -826,12 +861,17 @@ class Filesystem:
             await self._abandon(node)
 
     async def _abandon(self, node: Node) -> None:
-        """Drop data that can no longer be committed; a file that never reached the bucket goes away."""
+        """Drop data that can no longer be committed; a file that never reached the bucket goes away.
+
+        Its name may still hold an object it was renamed over: the next lookup asks the bucket.
+        """
         await self._drop_dirty(node)
+        node.etag = ""  # the kernel may cache the lost bytes: the next open must not keep that cache
+        node.expires = 0.0
         if not node.in_bucket and node.parent is not None and not node.detached:
             parent, name = node.parent, node.name
             self.table.detach(node)
-            self._name_removed(parent, name)
+            self._name_forgotten(parent, name)
 
     async def unlink(self, parent_ino: int, name: str) -> None:
         self._check_writable()
@@ -844,12 +884,27 @@ class Filesystem:
         async with node.lock:  # waits for a commit in progress, so the file cannot come back
             self.metadata.discard(self.key(node))
             if node.in_bucket:
+                await self._keep_for_open_handles(node)
                 await self.store.delete(self.key(node))
                 await self._announce("delete", self.key(node))
             self.table.detach(node)
             node.attrs = replace(node.attrs, ctime_ns=time.time_ns())  # its link count fell to 0
         self._name_removed(parent, name)
         self._entries_changed(parent)
+
+    async def _keep_for_open_handles(self, node: Node) -> None:
+        """Before a file's object goes (unlink, rename over it): a local copy for its open handles.
+
+        As on a local filesystem, they keep reading (and writing) the whole content until the
+        last close. The copy is a staging file, bounded by `cache_size`; past it, or if the
+        download fails, the handles keep only what they already read (logged).
+        """
+        if node.open_count == 0 or node.dirty is not None or stat.S_ISLNK(node.attrs.mode):
+            return
+        try:
+            await self._ensure_dirty(node)
+        except GatewayError as exc:
+            log.warning("%s goes while open: its open handles keep only what they read (%s)", self.key(node), exc)
 
     async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
         parent, name = await self._vacant(parent_ino, name)
@@ -913,6 +968,8 @@ class Filesystem:
                     self._set_remote(src, self._remote_from_info(kept, False))
             # A renamed entry's ctime moves (as on Linux): stored with a file, kept in memory for a directory.
             src.attrs = replace(src.attrs, ctime_ns=time.time_ns())
+            if dst is not None and not dst.is_dir and dst.in_bucket:
+                await self._keep_for_open_handles(dst)
             if src.is_dir:
                 old_prefix = self.dir_prefix(src)
                 keys = await self._tree_keys(old_prefix)
@@ -939,9 +996,8 @@ class Filesystem:
                 self.metadata.put(new_key, Remote(src.attrs, etag, src.sha256))
                 await self._announce("rename", new_key, src=old_key, size=src.attrs.size, sha256=src.sha256,
                                      etag=etag)
-            elif dst is not None and dst.in_bucket:
-                await self.store.delete(new_key)  # replaced by a file not uploaded yet
-                await self._announce("delete", new_key)
+            # A file not uploaded yet replaces the target only when its commit stores it:
+            # until then the bucket keeps the old object, and keeps it if the upload fails.
             self.table.move(src, dst_dir, new_name)
             src.version += 1
         self._name_removed(src_dir, old_name)

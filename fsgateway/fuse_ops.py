@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
-from . import metrics
+from . import deadline, metrics
 from .core import Filesystem, FsError
 from .errors import GatewayError
 from .inodes import Node
@@ -35,9 +35,10 @@ def translate(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     op = fn.__name__
 
     @wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
+    async def wrapper(self: FuseOperations, *args: Any, **kwargs: Any) -> T:
         try:
-            return await fn(*args, **kwargs)
+            with deadline.caller(self.fs.cfg.retry_deadline):  # everything this request does shares it
+                return await fn(self, *args, **kwargs)
         except GatewayError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENODATA):  # ordinary answers, not faults
                 metrics.FUSE_ERRORS.labels(op, errno.errorcode.get(exc.errno, str(exc.errno))).inc()

@@ -11,7 +11,7 @@ from functools import partial
 import pyfuse3
 import trio
 
-from . import daemon, housekeeping, metrics, notify
+from . import daemon, housekeeping, memory, metrics, notify
 from .config import Config
 from .core import Filesystem
 from .fuse_ops import FuseOperations
@@ -60,6 +60,7 @@ def run(cfg: Config, settings: StoreSettings, on_ready: Callable[[], None]) -> N
     """Mount, serve until unmounted or signalled, unmount. Raises on mount failure."""
     # The event loop serves every FUSE request; boto3 threads must not hold the GIL for the default 5 ms.
     sys.setswitchinterval(0.0005)
+    memory.tune_allocator()  # so the documented memory bounds hold for the resident size too
     ops = FuseOperations.__new__(FuseOperations)
     pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
     clean = False

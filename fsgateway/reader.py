@@ -2,10 +2,13 @@
 
 Reads are served from `chunk_size` pieces fetched with ranged GETs pinned to
 the ETag seen at open (a concurrent overwrite gives ESTALE instead of a mix of
-two versions). While reads move forward, up to `read_ahead` bytes are fetched
-in parallel ahead of them. Chunks are hashed in order as they arrive; when the
-whole object has gone through and it carries our SHA-256, a mismatch fails the
-read with EIO (and is logged and counted) before the last bytes are handed out.
+two versions). While reads move forward, chunks ahead of them are fetched in
+parallel; with the chunk being read and the one before it (kept for reads that
+arrive slightly out of order) a reader holds at most `read_ahead` plus one
+chunk, each fetched straight into its own buffer. Chunks are hashed in order as
+they arrive; when the whole object has gone through and it carries our SHA-256,
+a mismatch fails the read with EIO (and is logged and counted) before the last
+bytes are handed out.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from . import metrics
+from . import deadline, metrics
 from .errors import GatewayError
 from .store import ObjectStore, StoreError
 
@@ -31,7 +34,7 @@ class ReadError(GatewayError):
 @dataclass
 class _Chunk:
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes = b""
+    data: bytes | bytearray = b""
     error: StoreError | None = None
 
 
@@ -42,14 +45,16 @@ class ObjectReader:
                  sha256: str | None, chunk_size: int, read_ahead: int) -> None:
         self.store = store
         self.nursery = nursery
+        self.retry_deadline = store.settings.retry_deadline
         self.key = key
         self.size = size
         self.etag = etag or None
         self.sha256 = sha256
         self.chunk_size = chunk_size
-        self.max_ahead = max(1, read_ahead // chunk_size)
+        self.max_ahead = max(1, read_ahead // chunk_size - 1)  # + the current and the previous chunk
         self.ahead = 1
         self.last_index = -1
+        self.current = 0  # the first chunk of the latest read: the window is around it
         self.chunks: dict[int, _Chunk] = {}
         self.hasher = hashlib.sha256() if sha256 else None
         self.hash_next = 0
@@ -70,7 +75,8 @@ class ObjectReader:
         start = index * self.chunk_size
         end = min(self.size, start + self.chunk_size)
         try:
-            chunk.data = await self.store.get(self.key, start, end, self.etag)
+            with deadline.own(self.retry_deadline):  # read-ahead outlives the read that started it
+                chunk.data = await self.store.get_buffer(self.key, start, end, self.etag)
             if len(chunk.data) != end - start:
                 raise ReadError(errno.EIO, f"short ranged GET of {self.key}: {len(chunk.data)} != {end - start}")
         except StoreError as exc:
@@ -80,6 +86,7 @@ class ObjectReader:
         finally:
             chunk.done.set()
         self._advance_hash()
+        self._evict(self.current)  # fetched for a window that has moved on: let it go now
 
     def _advance_hash(self) -> None:
         """Hash chunks in order as they arrive; compare when the whole object went through."""
@@ -109,7 +116,8 @@ class ObjectReader:
             if self.hasher is not None and first > self.hash_next + self.max_ahead:
                 self.hasher = None  # in-order verification is no longer possible
         self.last_index = last
-        for index in range(first, min(self._n_chunks(), last + self.ahead + 1)):
+        self.current = first
+        for index in range(first, min(self._n_chunks(), max(last, first + self.ahead) + 1)):
             self._start(index)
         out = []
         for index in range(first, last + 1):
@@ -129,9 +137,9 @@ class ObjectReader:
     def _evict(self, current: int) -> None:
         if self.hasher is not None and current - self.hash_next > self.max_ahead:
             self.hasher = None  # a chunk was skipped: in-order verification is off, memory stays bounded
-        keep_from = current - 1
-        for index in [i for i in self.chunks if i < keep_from]:
-            if self.hasher is not None and index >= self.hash_next:
+        keep = range(current - 1, current + self.max_ahead + 1)  # the previous, the current, the window
+        for index in [i for i in self.chunks if i not in keep]:
+            if index < current and self.hasher is not None and index >= self.hash_next:
                 continue  # still needed for in-order hashing
             if self.chunks[index].done.is_set():
                 del self.chunks[index]

@@ -9,6 +9,7 @@ files or inodes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -24,11 +25,12 @@ from urllib.parse import unquote_to_bytes
 import boto3
 import trio
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ResponseStreamingError, SSLError
 
 from . import store_metrics as metrics
 from .concurrency import gather
 from .credentials import Keys
+from .deadline import current as caller_deadline
 from .errors import GatewayError
 from .retry import Backoff, errno_for, error_code, http_status, is_transient
 
@@ -87,8 +89,29 @@ class FileSlice:
 Body = bytes | memoryview | FileSlice
 
 
+def write_exactly(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """pwrite all of `data` at `offset`; a write that stops short (a full disk) is ENOSPC, never ignored."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[n:], offset + n
+
+
 def _materialize(body: Body) -> bytes | memoryview:
     return body.read() if isinstance(body, FileSlice) else body
+
+
+def multipart_etag(part_etags: list[str]) -> str | None:
+    """The ETag S3 gives an object completed from these parts (MD5 of their MD5s, "-N"); None if unknown."""
+    try:
+        digests = b"".join(bytes.fromhex(e.strip('"')) for e in part_etags)
+    except ValueError:
+        return None
+    if len(digests) != 16 * len(part_etags):
+        return None
+    return f"{hashlib.md5(digests).hexdigest()}-{len(part_etags)}"
 
 
 def decode_key(raw: str) -> str:
@@ -127,7 +150,7 @@ def make_client(s: StoreSettings) -> Any:
         max_pool_connections=s.max_connections,
         connect_timeout=s.connect_timeout,
         read_timeout=s.read_timeout,
-        retries={"max_attempts": 1, "mode": "standard"},  # we retry ourselves, under a deadline
+        retries={"total_max_attempts": 1, "mode": "standard"},  # we retry ourselves, under a deadline
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         s3={"addressing_style": "path" if s.path_style else "auto"},
@@ -169,13 +192,21 @@ class ObjectStore:
         self.backoff = Backoff()
 
     async def _call(self, kind: str, key: str, fn: Callable[[], Any]) -> Any:
-        """Run `fn` in a worker thread; retry transient failures until the deadline."""
-        deadline = trio.current_time() + self.settings.retry_deadline
+        """Run `fn` in a worker thread; retry transient failures until the caller's deadline.
+
+        The deadline covers the wait for a connection slot and every attempt: at
+        the deadline the attempt under way is abandoned (its thread ends on its
+        own, bounded by the socket timeouts) and the caller gets EIO.
+        """
+        deadline = caller_deadline(self.settings.retry_deadline)
         attempt = 0
         while True:
             t0 = time.monotonic()
             try:
-                result = await trio.to_thread.run_sync(fn, limiter=self.limiter)
+                with trio.move_on_at(deadline) as scope:
+                    result = await trio.to_thread.run_sync(fn, limiter=self.limiter, abandon_on_cancel=True)
+                if scope.cancelled_caught:
+                    raise TimeoutError(f"no answer within retry_deadline ({self.settings.retry_deadline:g} s)")
             except (ClientError, BotoCoreError, OSError) as exc:
                 metrics.REQUEST_SECONDS.labels(self.role, kind).observe(time.monotonic() - t0)
                 status = http_status(exc)
@@ -265,12 +296,40 @@ class ObjectStore:
         metrics.BYTES_DOWN.labels(self.role).inc(len(data))
         return data, info
 
+    async def get_buffer(self, key: str, start: int, end: int, if_match: str | None = None) -> bytearray:
+        """Bytes [start, end) of `key` read straight into one buffer: no second copy of a large range."""
+
+        def fetch() -> bytearray:
+            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
+            if if_match:
+                kw["IfMatch"] = if_match
+            body = self.client.get_object(**kw)["Body"]
+            buf = bytearray(end - start)
+            view, got = memoryview(buf), 0
+            try:
+                while got < len(buf) and (piece := body.read(min(1 << 20, len(buf) - got))):
+                    view[got:got + len(piece)] = piece
+                    got += len(piece)
+            finally:
+                body.close()
+            if got != len(buf):
+                raise ResponseStreamingError(error=f"short ranged GET: {got} of {len(buf)} bytes")
+            return buf
+
+        data = await self._call("get", key, fetch)
+        metrics.BYTES_DOWN.labels(self.role).inc(len(data))
+        return data
+
     async def download_to(self, key: str, size: int, path: str, if_match: str | None, chunk: int) -> None:
-        """Copy object bytes into a local file, chunk by chunk (bounded memory)."""
-        with open(path, "r+b") as f:
+        """Copy object bytes into a local file, chunk by chunk (bounded memory); a full disk is ENOSPC."""
+        fd = os.open(path, os.O_WRONLY)
+        try:
             for start in range(0, size, chunk):
-                data = await self.get(key, start, min(size, start + chunk), if_match)
-                await trio.to_thread.run_sync(partial(os.pwrite, f.fileno(), data, start))
+                data = await self.get_buffer(key, start, min(size, start + chunk), if_match)
+                await trio.to_thread.run_sync(write_exactly, fd, data, start)
+                del data
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------------ writes
     async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str,
@@ -294,11 +353,24 @@ class ObjectStore:
 
     async def create_multipart(self, key: str, metadata: dict[str, str], content_type: str,
                                cache_control: str | None = None) -> str:
+        """A new multipart upload; uploads a retried request may have created unseen are aborted."""
         extra = {"CacheControl": cache_control} if cache_control else {}
-        r = await self._call("create_multipart", key, partial(
-            self.client.create_multipart_upload, Bucket=self.bucket, Key=key, Metadata=metadata,
-            ContentType=content_type, **extra))
-        return r["UploadId"]
+        attempts = 0
+
+        def create() -> dict:
+            nonlocal attempts
+            attempts += 1
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=metadata,
+                                                       ContentType=content_type, **extra)
+
+        upload_id = (await self._call("create_multipart", key, create))["UploadId"]
+        if attempts > 1:  # an earlier attempt may have created an upload whose answer was lost
+            for up in await self.list_multipart_uploads(key):
+                if up["Key"] == key and up["UploadId"] != upload_id:
+                    log.info("aborting upload %s of %s: created by a request whose answer was lost", up["UploadId"],
+                             key)
+                    await self.abort_multipart(key, up["UploadId"])
+        return upload_id
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
         """One part; returns its ETag. No Content-MD5: SigV4 (HTTP) or TLS already protects the bytes."""
@@ -313,11 +385,31 @@ class ObjectStore:
         return result
 
     async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> str:
-        """Returns the object's ETag as the server reports it (RGW 16.2: empty)."""
+        """Returns the object's ETag as the server reports it (RGW 16.2: empty).
+
+        A retried request whose first answer was lost finds the upload gone
+        (NoSuchUpload): the object is then ours if it has the multipart ETag of
+        exactly our parts.
+        """
         parts = [{"ETag": e, "PartNumber": i + 1} for i, e in enumerate(etags)]
-        r = await self._call("complete_multipart", key, partial(
-            self.client.complete_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id,
-            MultipartUpload={"Parts": parts}))
+        attempts = 0
+
+        def complete() -> dict:
+            nonlocal attempts
+            attempts += 1
+            return self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                         MultipartUpload={"Parts": parts})
+
+        try:
+            r = await self._call("complete_multipart", key, complete)
+        except StoreError as exc:
+            expected = multipart_etag(etags)
+            if attempts > 1 and error_code(exc.cause) == "NoSuchUpload" and expected:
+                info = await self.head(key)
+                if info is not None and info.etag.strip('"') == expected:
+                    log.info("completion of %s was done by an attempt whose answer was lost", key)
+                    return info.etag
+            raise
         return r.get("ETag", "")
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:

@@ -25,17 +25,20 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import trio
 
-from . import metrics
+from . import deadline, metrics
 from .concurrency import gather
 from .errors import GatewayError
+from .housekeeping import Janitor
 from .keys import STAGING_PREFIX
-from .s3format import FILE_CONTENT_TYPE
-from .store import FileSlice, ObjectInfo, ObjectStore, StoreError
+from .s3format import FILE_CONTENT_TYPE, SHA256_META
+from .store import FileSlice, ObjectInfo, ObjectStore, StoreError, write_exactly
 
 log = logging.getLogger("fsgateway.writer")
 
@@ -45,6 +48,15 @@ BLOCK_SLACK = 64 << 10  # a write may allocate up to this much beyond its bytes 
 
 class WriteError(GatewayError):
     """A write-path failure with the errno the application gets."""
+
+
+@contextlib.contextmanager
+def _local(what: str) -> Iterator[None]:
+    """Local staging-file I/O: its OSError (ENOSPC on a full disk) reaches the caller as that errno."""
+    try:
+        yield
+    except OSError as exc:
+        raise WriteError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,7 @@ class UploadContext:
     def __init__(self, store: ObjectStore, staging: StagingArea, part_size: int, parallel: int,
                  write_buffer_size: int, nursery: trio.Nursery, host_id: str, run_id: str) -> None:
         self.store = store
+        self.retry_deadline = store.settings.retry_deadline
         self.staging = staging
         self.part_size = part_size
         self.parallel = parallel
@@ -96,6 +109,8 @@ class UploadContext:
         self.nursery = nursery
         self.host_id = host_id
         self.run_id = run_id
+        self.janitor = Janitor(store, self.retry_deadline)
+        nursery.start_soon(self.janitor.run)
 
     def staging_key(self) -> str:
         """`<host>/<run>-<uuid>`: start-up clean-up removes this host's keys of other runs only."""
@@ -125,7 +140,7 @@ class DirtyFile:
         # staged mode
         self.path: str | None = None
         self.fd: int | None = None
-        self.reserved = 0
+        self.reserved = 0  # counted against cache_size
         self.closed = False
         metrics.UPLOADS_IN_FLIGHT.inc()
 
@@ -137,21 +152,34 @@ class DirtyFile:
         dirty.streaming = False
         dirty._open_staging()
         try:
-            dirty._reserve_to(size)
-            os.truncate(dirty.path, size)  # type: ignore[arg-type]
-            await ctx.store.download_to(key, size, dirty.path, etag or None, ctx.part_size)  # type: ignore[arg-type]
+            dirty._reserve(size)
+            dirty._allocate(0, size)
+            with _local("staging file"):
+                await ctx.store.download_to(key, size, dirty.path, etag or None, ctx.part_size)  # type: ignore[arg-type]
         except BaseException:
             dirty.discard_now()
             raise
         return dirty
 
     def _open_staging(self) -> None:
-        self.path = self.ctx.staging.create()
+        with _local("staging file"):
+            self.path = self.ctx.staging.create()
 
-    def _reserve_to(self, size: int) -> None:
-        if size > self.reserved:
-            self.ctx.staging.reserve(size - self.reserved)
-            self.reserved = size
+    def _reserve(self, real: int) -> None:
+        """Count up to `real` bytes of the staging file against cache_size (ENOSPC past it)."""
+        if real > self.reserved:
+            self.ctx.staging.reserve(real - self.reserved)
+            self.reserved = real
+
+    def _allocate(self, off: int, length: int) -> None:
+        """Real disk blocks for [off, off + length) before writing there: a full disk is ENOSPC now.
+
+        Holes stay holes (a sparse truncate costs nothing), but bytes written are never left as a
+        hole that reads back as zeros.
+        """
+        if length > 0:
+            with _local("staging file"):
+                os.posix_fallocate(self._fd(), off, length)
 
     def _settle(self) -> None:
         """Count only the staging file's real bytes: a hole (a sparse truncate or a write far out) costs none."""
@@ -165,40 +193,62 @@ class DirtyFile:
         if self.error is not None:
             raise WriteError(getattr(self.error, "errno", errno.EIO), f"upload failed earlier: {self.error}")
 
-    async def _submit_part(self, data: bytes) -> None:
-        """Hand one full part to a background upload; blocks while the memory budget is used."""
-        await self.ctx.part_tokens.acquire()
+    async def _submit_part(self, data: bytes | bytearray) -> None:
+        """Hand one full part to a background upload; blocks while the memory budget is used.
+
+        The part has left the buffer: if it cannot be sent, the file is poisoned
+        (every later write, fsync and close fails), never committed without it.
+        """
+        try:
+            await self.ctx.part_tokens.acquire()
+        except BaseException as exc:
+            self.error = self.error or exc
+            raise
         try:
             if self.upload_id is None:
                 self.stage_key = self.ctx.staging_key()
                 self.upload_id = await self.ctx.store.create_multipart(self.stage_key, {}, FILE_CONTENT_TYPE)
-        except BaseException:
+        except BaseException as exc:
+            self.error = self.error or exc
             self.ctx.part_tokens.release()
             raise
         number = self.next_part
         self.next_part += 1
         self.in_flight += 1
+        uploaded = trio.Event()
         previous, self.hashed = self.hashed, trio.Event()
-        self.ctx.nursery.start_soon(self._hash_part, previous, self.hashed, data)
-        self.ctx.nursery.start_soon(self._upload_part, number, data)
+        self.ctx.nursery.start_soon(self._hash_part, previous, self.hashed, uploaded, data)
+        self.ctx.nursery.start_soon(self._upload_part, number, data, uploaded)
 
-    async def _hash_part(self, previous: trio.Event, done: trio.Event, data: bytes) -> None:
-        """SHA-256 in part order, in a worker thread: hashlib releases the GIL, the event loop goes on."""
-        await previous.wait()
+    async def _hash_part(self, previous: trio.Event, done: trio.Event, uploaded: trio.Event,
+                         data: bytes | bytearray) -> None:
+        """SHA-256 in part order, in a worker thread: hashlib releases the GIL, the event loop goes on.
+
+        The part's memory token is returned here, once both the hash and the upload are done with
+        its bytes: until then they are in memory, and the budget must say so.
+        """
         try:
-            await trio.to_thread.run_sync(self.hasher.update, data)
+            await previous.wait()
+            try:
+                await trio.to_thread.run_sync(self.hasher.update, data)
+            finally:
+                done.set()
+            del data
+            await uploaded.wait()
         finally:
-            done.set()
+            self.ctx.part_tokens.release()
 
-    async def _upload_part(self, number: int, data: bytes) -> None:
+    async def _upload_part(self, number: int, data: bytes | bytearray, uploaded: trio.Event) -> None:
         try:
-            self.parts[number] = await self.ctx.store.upload_part(
-                self.stage_key, self.upload_id, number, data)  # type: ignore[arg-type]
+            with deadline.own(self.ctx.retry_deadline):
+                self.parts[number] = await self.ctx.store.upload_part(
+                    self.stage_key, self.upload_id, number, data)  # type: ignore[arg-type]
         except Exception as exc:  # recorded and reported to the writer; never crashes the mount
             self.error = self.error or exc
         finally:
+            del data
             self.in_flight -= 1
-            self.ctx.part_tokens.release()
+            uploaded.set()
             async with self.parts_done:
                 self.parts_done.notify_all()
 
@@ -209,45 +259,70 @@ class DirtyFile:
         self._check()
 
     async def _abort_stream(self) -> None:
+        """Abort the staging upload; clean-up gets a deadline of its own, after the failure used the caller's."""
         if self.upload_id is not None:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True), deadline.own(self.ctx.retry_deadline):
                 with contextlib.suppress(WriteError):
                     await self._wait_parts()
                 try:
                     await self.ctx.store.abort_multipart(self.stage_key, self.upload_id)  # type: ignore[arg-type]
                 except StoreError as exc:
-                    log.warning("could not abort staging upload %s: %s", self.stage_key, exc)
+                    log.warning("could not abort staging upload %s (retried in the background): %s",
+                                self.stage_key, exc)
+                    self.ctx.janitor.later(self.stage_key, self.upload_id)  # type: ignore[arg-type]
             self.upload_id = None
 
     async def _finish_stream_upload(self) -> str:
-        """Send the last part, complete the staging upload and check it; returns its ETag."""
+        """Send the last part, complete the staging upload and check it; returns its ETag.
+
+        If anything fails from the completion on, the staging object is removed
+        at once (the caller aborts the upload itself).
+        """
         if self.tail.size:
             await self._submit_part(self.tail.take(self.tail.size))
         await self._wait_parts()
         await self.hashed.wait()
         count = len(self.parts)
-        await self.ctx.store.complete_multipart(
-            self.stage_key, self.upload_id, [self.parts[n] for n in sorted(self.parts)])  # type: ignore[arg-type]
-        self.upload_id = None
-        info = await self.ctx.store.head(self.stage_key)  # type: ignore[arg-type]
-        _check_complete(self.stage_key, info, self.size, count)
+        if count != self.next_part - 1:
+            raise WriteError(errno.EIO, f"{self.stage_key}: {self.next_part - 1 - count} parts missing")
+        try:
+            await self.ctx.store.complete_multipart(
+                self.stage_key, self.upload_id, [self.parts[n] for n in sorted(self.parts)])  # type: ignore[arg-type]
+            self.upload_id = None
+            info = await self.ctx.store.head(self.stage_key)  # type: ignore[arg-type]
+            _check_complete(self.stage_key, info, self.size, count)
+        except BaseException:
+            await self._remove_stage_object()
+            raise
         return info.etag  # type: ignore[union-attr]
+
+    async def _remove_stage_object(self) -> None:
+        """Delete the completed staging object now; if that fails, the janitor retries in the background."""
+        with trio.CancelScope(shield=True), deadline.own(self.ctx.retry_deadline):
+            try:
+                await self.ctx.store.delete(self.stage_key)  # type: ignore[arg-type]
+            except StoreError as exc:
+                log.warning("could not delete staging object %s (retried in the background): %s",
+                            self.stage_key, exc)
+                self.ctx.janitor.later(self.stage_key)  # type: ignore[arg-type]
 
     async def _to_staged(self) -> None:
         """Switch from stream to staged mode, keeping everything written so far."""
         self._check()
         self._open_staging()
-        self._reserve_to(self.size)
+        self._reserve(self.size)
+        self._allocate(0, self.size)
         if self.upload_id is None and not self.parts:
-            with open(self.path, "r+b") as f:  # type: ignore[arg-type]
-                f.write(self.tail.peek(0, self.tail.size))
+            with _local("staging file"):
+                write_exactly(self._fd(), self.tail.peek(0, self.tail.size), 0)
         else:
             await self._finish_stream_upload()
             try:
-                await self.ctx.store.download_to(self.stage_key, self.size, self.path, None,  # type: ignore[arg-type]
-                                                 self.ctx.part_size)
+                with _local("staging file"):
+                    await self.ctx.store.download_to(self.stage_key, self.size, self.path,  # type: ignore[arg-type]
+                                                     None, self.ctx.part_size)
             finally:
-                await self.ctx.store.delete(self.stage_key)  # type: ignore[arg-type]
+                await self._remove_stage_object()
         self.tail = StreamTail()
         self.streaming = False
 
@@ -264,11 +339,11 @@ class DirtyFile:
             if self.streaming:
                 await self._to_staged()
             end = off + len(data)
-            self._reserve_to(self.reserved + len(data) + 2 * BLOCK_SLACK)  # at most this many new real bytes
+            self._reserve(self.reserved + len(data) + 2 * BLOCK_SLACK)  # at most this many new real bytes
             try:
-                os.pwrite(self._fd(), data, off)
-            except OSError as exc:
-                raise WriteError(exc.errno or errno.EIO, f"staging file: {exc.strerror}") from exc
+                self._allocate(off, len(data))
+                with _local("staging file"):
+                    write_exactly(self._fd(), data, off)
             finally:
                 self._settle()
             self.size = max(self.size, end)
@@ -277,7 +352,8 @@ class DirtyFile:
     def _fd(self) -> int:
         """The staging file, opened once for all pread/pwrite of this file."""
         if self.fd is None:
-            self.fd = os.open(self.path, os.O_RDWR)  # type: ignore[arg-type]
+            with _local("staging file"):
+                self.fd = os.open(self.path, os.O_RDWR)  # type: ignore[arg-type]
         return self.fd
 
     async def read(self, off: int, size: int) -> bytes:
@@ -291,7 +367,11 @@ class DirtyFile:
                 if off >= start:
                     return self.tail.peek(off - start, end - start)
                 await self._to_staged()
-            return os.pread(self._fd(), end - off, off)
+            with _local("staging file"):
+                data = os.pread(self._fd(), end - off, off)
+            if len(data) != end - off:
+                raise WriteError(errno.EIO, f"staging file: {len(data)} of {end - off} bytes read")
+            return data
 
     async def truncate(self, size: int) -> None:
         async with self.lock:
@@ -304,7 +384,8 @@ class DirtyFile:
                 return
             if self.streaming:
                 await self._to_staged()
-            os.ftruncate(self._fd(), size)
+            with _local("staging file"):
+                os.ftruncate(self._fd(), size)
             self._settle()
             self.size = size
 
@@ -327,26 +408,31 @@ class DirtyFile:
             return result
 
     async def _commit_stream(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
-        if self.upload_id is None and not self.parts:
-            data = self.tail.take(self.tail.size)
+        if self.upload_id is None and not self.parts and self.next_part == 1:
+            data = self.tail.peek(0, self.tail.size)
+            _check_length(key, len(data), self.size)
             sha = hashlib.sha256(data).hexdigest()
-            etag = await self.ctx.store.put(key, data, {**metadata, "fsg-sha256": sha}, content_type)
+            etag = await self.ctx.store.put(key, data, {**metadata, SHA256_META: sha}, content_type)
+            self.tail = StreamTail()
             return Committed(etag, sha, self.size)
         await self._finish_stream_upload()
         sha = self.hasher.hexdigest()
-        meta = {**metadata, "fsg-sha256": sha}
+        meta = {**metadata, SHA256_META: sha}
         try:
             await self.ctx.store.copy(self.stage_key, key, self.size, meta, content_type)  # type: ignore[arg-type]
+            info = await self.ctx.store.head(key)
         finally:
-            await self.ctx.store.delete(self.stage_key)  # type: ignore[arg-type]
-        info = await self.ctx.store.head(key)
-        if info is None or info.size != self.size:
-            raise WriteError(errno.EIO, f"object {key} not complete after copy")
+            await self._remove_stage_object()
+        if info is None or info.size != self.size or info.metadata.get(SHA256_META) != sha:
+            metrics.CHECKSUM_MISMATCHES.inc()
+            raise WriteError(errno.EIO, f"{key}: object after copy has {info and info.size} bytes, expected "
+                             f"{self.size} with SHA-256 {sha}")
         return Committed(info.etag, sha, self.size)
 
     async def _commit_staged(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
-        sha = await trio.to_thread.run_sync(partial(_hash_file, self.path, self.size))
-        meta = {**metadata, "fsg-sha256": sha}
+        with _local("staging file"):
+            sha = await trio.to_thread.run_sync(partial(_hash_file, self.path, self.size))
+        meta = {**metadata, SHA256_META: sha}
         store, part = self.ctx.store, self.ctx.part_size
         if self.size < part:
             etag = await store.put(key, FileSlice(self.path, 0, self.size), meta, content_type)  # type: ignore[arg-type]
@@ -354,13 +440,22 @@ class DirtyFile:
         upload_id = await store.create_multipart(key, meta, content_type)
         slices = [FileSlice(self.path, start, min(part, self.size - start))  # type: ignore[arg-type]
                   for start in range(0, self.size, part)]
+        _check_length(key, sum(s.length for s in slices), self.size)
+
+        async def send(number: int, body: FileSlice) -> str:
+            async with self.ctx.part_tokens:  # a part read into memory counts against write_buffer_size
+                return await store.upload_part(key, upload_id, number, body)
+
         try:
-            etags = await gather([partial(store.upload_part, key, upload_id, n, body)
-                                  for n, body in enumerate(slices, 1)], limit=self.ctx.parallel)
+            etags = await gather([partial(send, n, body) for n, body in enumerate(slices, 1)],
+                                 limit=self.ctx.parallel)
             await store.complete_multipart(key, upload_id, etags)
         except BaseException:
-            with trio.CancelScope(shield=True):
-                await store.abort_multipart(key, upload_id)
+            with trio.CancelScope(shield=True), deadline.own(self.ctx.retry_deadline):
+                try:
+                    await store.abort_multipart(key, upload_id)
+                except StoreError:
+                    self.ctx.janitor.later(key, upload_id)
             raise
         info = await store.head(key)
         _check_complete(key, info, self.size, len(slices))
@@ -390,25 +485,42 @@ class DirtyFile:
 
 
 class StreamTail:
-    """Appended bytes not yet cut into a part: a list of chunks, copied once when a part is taken."""
+    """Appended bytes not yet cut into a part: a list of chunks, moved once into the part's buffer.
+
+    A part is assembled chunk by chunk while the chunks are let go, so cutting it
+    costs about one part of memory, not two (allocations of this size are mapped
+    memory, see `memory.tune_allocator`, and grow without copying).
+    """
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: deque[bytes] = deque()
         self.size = 0
 
     def append(self, data: bytes) -> None:
         self.chunks.append(bytes(data))
         self.size += len(data)
 
-    def take(self, n: int) -> bytes:
-        joined = b"".join(self.chunks)
-        head, rest = joined[:n], joined[n:]
-        self.chunks = [rest] if rest else []
-        self.size = len(rest)
-        return head
+    def take(self, n: int) -> bytearray:
+        part = bytearray()
+        while self.chunks and len(part) < n:
+            chunk = self.chunks.popleft()
+            room = n - len(part)
+            if len(chunk) > room:
+                self.chunks.appendleft(chunk[room:])
+                chunk = chunk[:room]
+            part += chunk
+            del chunk
+        self.size -= len(part)
+        return part
 
     def peek(self, start: int, end: int) -> bytes:
         return b"".join(self.chunks)[start:end]
+
+
+def _check_length(key: str, stored: int, size: int) -> None:
+    """What a commit is about to store is exactly the file's size, or nothing is stored."""
+    if stored != size:
+        raise WriteError(errno.EIO, f"{key}: {stored} bytes to store, the file has {size}")
 
 
 def _check_complete(key: str, info: ObjectInfo | None, size: int, parts: int) -> None:

@@ -1,0 +1,83 @@
+"""The README's memory bounds hold for the mount process's peak resident size (VmHWM).
+
+Parallel writers and sequential readers at once; the ceiling is computed from
+the options exactly as README's "Memory and disk bounds" states it, on top of
+the process's resident size before the load. Sizes are modest (a 2-core CI
+machine), the accounting is the same as with the defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from fsgateway.core import READ_CHUNK
+from tests.conftest import drop_caches
+
+MiB = 1 << 20
+PART = 5 * MiB
+WRITE_BUFFER = 10 * MiB
+READ_AHEAD = 16 * MiB
+WRITERS = READERS = 4
+FILE_SIZE = 40 * MiB
+SLACK = 24 * MiB  # thread stacks, connection buffers, allocator rounding
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+def test_peak_memory_of_writers_and_readers_is_within_the_documented_bound(mounter, bucket, s3):
+    m = mounter()
+    path = m.start(bucket, f"multipart_size={PART}", f"write_buffer_size={WRITE_BUFFER}",
+                   f"read_ahead={READ_AHEAD}")
+    blobs = {f"r{i}": os.urandom(FILE_SIZE) for i in range(READERS)}
+    for key, data in blobs.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    (path / "warm").write_bytes(os.urandom(2 * PART))  # every code path loaded once
+    assert (path / "warm").read_bytes()
+    drop_caches()
+    baseline = status_kib(m.proc.pid, "VmRSS")
+    written = {f"w{i}": os.urandom(FILE_SIZE) for i in range(WRITERS)}
+    errors: list[BaseException] = []
+    digests: dict[str, str] = {}
+
+    def write(key: str) -> None:
+        try:
+            with open(path / key, "wb") as f:
+                for off in range(0, FILE_SIZE, MiB):
+                    f.write(written[key][off:off + MiB])
+        except BaseException as exc:
+            errors.append(exc)
+
+    def read(key: str) -> None:
+        try:
+            h = hashlib.sha256()
+            with open(path / key, "rb") as f:
+                while block := f.read(MiB):
+                    h.update(block)
+            digests[key] = h.hexdigest()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in written]
+    threads += [threading.Thread(target=read, args=(k,)) for k in blobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert digests == {k: hashlib.sha256(v).hexdigest() for k, v in blobs.items()}
+    for key, data in written.items():
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    peak = status_kib(m.proc.pid, "VmHWM")
+    # README: parts in flight ≤ write_buffer_size; each file being written ≤ one part not yet full;
+    # each sequential reader ≤ read_ahead plus one chunk.
+    ceiling = baseline + WRITE_BUFFER + WRITERS * PART + READERS * (READ_AHEAD + READ_CHUNK) + SLACK
+    print(f"baseline {baseline / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB, ceiling {ceiling / MiB:.0f} MiB")
+    assert peak <= ceiling, f"peak {peak / MiB:.0f} MiB > ceiling {ceiling / MiB:.0f} MiB"
