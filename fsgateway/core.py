@@ -65,7 +65,7 @@ class Handle:
     writable: bool
     reader: ObjectReader | None = None
     reader_version: int = -1
-    wrote: bool = False  # its flush commits: written through since the last flush (or O_CREAT|O_RDONLY)
+    wrote: bool = False  # its flush commits: written or ftruncated through since the last flush (or O_CREAT|O_RDONLY)
 
 
 @dataclass
@@ -422,8 +422,12 @@ class Filesystem:
             self._set_remote(node, self._remote_from_info(info, node.is_dir))
 
     async def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
-                      size: int | None = None, atime_ns: int | None = None, mtime_ns: int | None = None) -> Node:
-        """chmod, chown, truncate, utimensat; ctime moves with any of them and is stored with the rest."""
+                      size: int | None = None, atime_ns: int | None = None, mtime_ns: int | None = None,
+                      fh: int | None = None) -> Node:
+        """chmod, chown, truncate, utimensat; ctime moves with any of them and is stored with the rest.
+
+        An ftruncate arrives with its descriptor's `fh`: that descriptor's close then commits it.
+        """
         self._check_writable()
         node = self.node(ino)
         if size is not None and node.is_dir:
@@ -451,6 +455,8 @@ class Filesystem:
                 node.attrs = new
                 dirty = await self._ensure_dirty(node, truncating_to=size)
                 await dirty.truncate(size)
+                if fh is not None:
+                    self.handle(fh).wrote = True
             if node.dirty is not None:
                 node.attrs = new
                 if node.open_count == 0:

@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from tests.conftest import wait_for
+
 OPS = 400
 TIME_BUDGET = 60.0  # seconds; the run stops early (never fails) when it is spent
 MAX_SIZE = 3 << 20
@@ -85,10 +87,19 @@ class Fsx:
     def reopen(self) -> None:
         self.log.append("close/reopen")
         os.close(self.fd)
+        if not self.model:  # a new file nobody wrote to is stored at its last close (FUSE's release), just after
+            wait_for(lambda: self._exists(), 10, "the empty new file in the bucket")
         stored = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
         assert stored == bytes(self.model), self.where("the bucket's object differs from the model")
         self.fd = os.open(self.path, os.O_RDWR)
         assert os.fstat(self.fd).st_size == len(self.model), self.where()
+
+    def _exists(self) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self.key)
+        except self.s3.exceptions.ClientError:
+            return False
+        return True
 
     def where(self, what: str = "differs from the model") -> str:
         return f"{what} after: " + "; ".join(self.log[-8:])

@@ -23,6 +23,18 @@ def test_shrink_grow_write_on_one_descriptor(d, conformance_mount, s3):
     assert s3.get_object(Bucket=conformance_mount.bucket, Key=f"{d.name}/f")["Body"].read() == b"012\0\0\0\0\0Z"
 
 
+def test_a_truncate_alone_is_stored_when_its_descriptor_closes(d, conformance_mount, s3):
+    """ftruncate is a change made through the descriptor: its close() commits it, like a write's."""
+    (d / "f").write_bytes(b"0123456789")
+    for size, expected in ((4, b"0123"), (6, b"0123\0\0")):
+        fd = os.open(d / "f", os.O_RDWR)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        assert s3.get_object(Bucket=conformance_mount.bucket, Key=f"{d.name}/f")["Body"].read() == expected
+
+
 def test_errors(d):
     (d / "f").write_bytes(b"abc")
     fd = os.open(d / "f", os.O_RDONLY)
