@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.mount_dir and not os.path.ismount(cfg.mount_dir):
         return fail(f"mount_dir {cfg.mount_dir} is not a mount point (start the fsgateway mount first)")
     try:
-        signer = signing.load_signer(cfg.online_key_path)
+        key = signing.OnlineKey(cfg.online_key_path)
     except signing.KeyFileError as exc:
         return fail(f"{exc} (create it with: fsgateway-fw repo init)")
     problem = daemon.check_bucket(settings) or daemon.check_metrics_port(cfg.metrics_address)
@@ -90,19 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         log.info("database schema migrated (%d step(s))", applied)
     serve(cfg.metrics_address)
     try:
-        trio.run(_serve, cfg, settings, db, signer)
+        trio.run(_serve, cfg, settings, db, key)
     finally:
         db.close()
     return 0
 
 
-async def _serve(cfg: CheckerConfig, settings: StoreSettings, db: Database, signer: signing.CryptoSigner) -> None:
+async def _serve(cfg: CheckerConfig, settings: StoreSettings, db: Database, key: signing.OnlineKey) -> None:
     store = ObjectStore(settings)
     host = host_id(cfg.bucket, cfg.prefix, cfg.mount_dir)
     policy = RepoPolicy(cfg.targets_expiry, cfg.timestamp_expiry, cfg.timestamp_max_age)
     checker = Checker(store, db, Judge(store, db, cfg.prefix, cfg.pending_deadline),
-                      Publisher(store, db, cfg.prefix, signer, policy, host), cfg.prefix, host,
-                      cfg.reconcile_interval, cfg.concurrency, cfg.timestamp_expiry)
+                      Publisher(store, db, cfg.prefix, key, policy, host), cfg.prefix, host,
+                      cfg.reconcile_interval, cfg.concurrency)
 
     async with trio.open_nursery() as nursery:
         async def stop(signame: str) -> None:

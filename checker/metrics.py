@@ -15,6 +15,8 @@ PUBLISHES = Counter("fsgateway_checker_publishes_total", "TUF metadata publicati
 ERRORS = Counter("fsgateway_checker_errors_total", "Failures that will be retried, by stage", ["stage"])
 TIMESTAMP_EXPIRY = Gauge("fsgateway_checker_timestamp_expiry_timestamp_seconds",
                          "When the published timestamp.json expires (Unix time)")
+METADATA_EXPIRY = Gauge("fsgateway_checker_metadata_expiry_timestamp_seconds",
+                        "When the published TUF metadata of each role expires (Unix time)", ["role"])
 LAST_RECONCILE = Gauge("fsgateway_checker_last_reconcile_timestamp_seconds",
                        "When the last full listing of incoming/ completed (Unix time)")
 EVENTS = Counter("fsgateway_checker_events_total", "Filesystem events from the mount, by kind", ["kind"])

@@ -40,6 +40,16 @@ from .tufrepo import release_key
 log = logging.getLogger("checker")
 
 
+RETRY_FIRST, RETRY_MAX = 5.0, 60.0  # seconds: after a failed refresh, 5, 10, 20, 40, 60, 60, ...
+
+
+def refresh_delay(failures: int, interval: float) -> float:
+    """Seconds until the next refresh: the interval, or a short backoff after failures in a row."""
+    if failures == 0:
+        return interval
+    return min(interval, RETRY_FIRST * 2 ** min(failures - 1, 10), RETRY_MAX)
+
+
 def _part(obj: dict) -> Part:
     return Part(obj["Key"], obj["Size"], obj.get("ETag", ""), obj["LastModified"].timestamp())
 
@@ -54,7 +64,6 @@ class Checker:
     host: str
     reconcile_interval: float
     concurrency: int
-    timestamp_expiry: float
     locks: dict[str, trio.Lock] = field(default_factory=dict)
     pending: dict[str, float] = field(default_factory=dict)  # package prefix -> first part's arrival
     queued: set[str] = field(default_factory=set)
@@ -69,8 +78,6 @@ class Checker:
     async def run(self, mount_dir: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[str](10_000)
         self.send = send
-        await self.resume_open_verdicts()
-        await self.publisher.refresh_timestamp()
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             for _ in range(self.concurrency):
@@ -78,7 +85,7 @@ class Checker:
             if mount_dir:
                 nursery.start_soon(self._watch, mount_dir)
             nursery.start_soon(self._reconcile_loop)
-            nursery.start_soon(self._timestamp_loop)
+            nursery.start_soon(self._refresh_loop)
             task_status.started()
 
     def enqueue(self, package_prefix: str) -> None:
@@ -104,15 +111,19 @@ class Checker:
                 log.exception("listing %s failed; retrying at the next interval", self.incoming)
             await trio.sleep(self.reconcile_interval)
 
-    async def _timestamp_loop(self) -> None:
+    async def _refresh_loop(self) -> None:
+        """Look after the TUF repository at start and every refresh interval; failures retried soon."""
+        failures = 0
         while True:
-            await trio.sleep(self.timestamp_expiry / 4)
             try:
-                await self.publisher.refresh_timestamp()
+                await self.publisher.refresh()
+                failures = 0
             except Exception:
+                failures += 1
                 metrics.ERRORS.labels("timestamp").inc()
-                log.exception("re-signing timestamp.json failed; retrying in a minute")
-                await trio.sleep(60)
+                log.exception("re-signing TUF metadata failed (%d in a row); retrying in %.0f s", failures,
+                              refresh_delay(failures, self.publisher.policy.refresh_interval))
+            await trio.sleep(refresh_delay(failures, self.publisher.policy.refresh_interval))
 
     async def _watch(self, mount_dir: str) -> None:
         """Run a watchdog observer on <mount>/incoming; events become package prefixes to look at."""
@@ -159,6 +170,7 @@ class Checker:
                 return out
 
     async def reconcile(self) -> None:
+        await self.resume_open_verdicts()
         packages, strays = landing.group(await self._list(self.incoming), self.incoming)
         for pkg in packages:
             self.enqueue(pkg.prefix)
@@ -179,8 +191,21 @@ class Checker:
     async def look(self, package_prefix: str) -> None:
         lock = self.locks.setdefault(package_prefix, trio.Lock())
         async with lock:
-            packages, _ = landing.group(await self._list(package_prefix), self.incoming)
-            pkg = next((p for p in packages if p.prefix == package_prefix), None)
+            pkg = await self._package(package_prefix)
+            opened = await trio.to_thread.run_sync(self.db.open_verdicts, package_prefix)
+            unfinished: set[Part] = set()
+            for verdict in opened:  # judged before a crash: finished from what was judged, whatever is left
+                judged = self._judged(verdict, pkg)
+                try:
+                    await self.finish(judged, verdict)
+                except Exception:
+                    metrics.ERRORS.labels("judge").inc()
+                    log.exception("finishing the verdict on %s failed; it will be tried again", package_prefix)
+                    unfinished.update(judged.parts.values())
+            if opened:
+                pkg = await self._package(package_prefix)
+            if pkg is not None and unfinished & set(pkg.parts.values()):
+                return  # parts of a verdict not closed yet are never judged again
             if pkg is None or not pkg.parts:
                 self.pending.pop(package_prefix, None)
                 if pkg is None:
@@ -189,6 +214,23 @@ class Checker:
                 return
             await self.handle(pkg)
             self._pending_gauges()
+
+    async def _package(self, package_prefix: str) -> Package | None:
+        packages, _ = landing.group(await self._list(package_prefix), self.incoming)
+        return next((p for p in packages if p.prefix == package_prefix), None)
+
+    def _judged(self, verdict: Verdict, now: Package | None) -> Package:
+        """The package as it was judged (its recorded parts), with the temporaries listed now."""
+        if verdict.parts:
+            packages, _ = landing.group(list(verdict.parts), self.incoming)
+            pkg = packages[0]
+        elif now is not None and now.package_id() == verdict.package_id:  # recorded before parts were kept
+            return now
+        else:
+            model, version = verdict.package[len(self.incoming):].split("/")[:2]
+            pkg = Package(verdict.package, model, version)
+        pkg.hidden = now.hidden if now is not None else []
+        return pkg
 
     async def handle(self, pkg: Package) -> None:
         package_id = pkg.package_id()
@@ -226,7 +268,7 @@ class Checker:
             outcome, reason, detail = d.outcome, d.reason, d.detail
             if outcome in ("accepted", "duplicate") and d.manifest is not None:
                 outcome, reason, detail = self._arbitrate(tx, package_id, d)
-            verdict = Verdict(package_id, pkg.prefix, outcome, reason, detail, False)
+            verdict = Verdict(package_id, pkg.prefix, outcome, reason, detail, False, tuple(pkg.parts.values()))
             self.db.record_verdict(tx, verdict, self.host)
             return verdict, True
 
@@ -270,7 +312,7 @@ class Checker:
         package_id = hashlib.sha256(f"{part.key}\0{part.etag}\0{part.last_modified}".encode(
             "utf-8", "surrogateescape")).hexdigest()[:32]
         verdict = Verdict(package_id, part.key.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                          "rejected", problem.reason, problem.detail, False)
+                          "rejected", problem.reason, problem.detail, False, (part,))
         with_lock = self.locks.setdefault(part.key, trio.Lock())
         async with with_lock:
             existing = await trio.to_thread.run_sync(self.db.verdict, package_id)
@@ -285,10 +327,14 @@ class Checker:
             elif existing.done:
                 await self.publisher.remove([part], "")
                 return
-            await self.publisher.quarantine(None, [part], verdict)
-            await self.publisher.remove([part], "")
-            await trio.to_thread.run_sync(self.db.mark_done, package_id)
+            await self._close_stray(verdict)
         self.locks.pop(part.key, None)
+
+    async def _close_stray(self, verdict: Verdict) -> None:
+        """Quarantine a stray key and clear it (idempotent: parts are copied and removed only while unchanged)."""
+        await self.publisher.quarantine(None, list(verdict.parts), verdict)
+        await self.publisher.remove(list(verdict.parts), "")
+        await trio.to_thread.run_sync(self.db.mark_done, verdict.package_id)
 
     def _recheck_at_deadline(self, pkg: Package) -> None:
         if pkg.prefix in self.timers:
@@ -304,8 +350,17 @@ class Checker:
         self.nursery.start_soon(later)
 
     async def resume_open_verdicts(self) -> None:
-        """At start: verdicts recorded but not carried out (a crash in between) are finished first."""
-        rows = await trio.to_thread.run_sync(self.db.query, "SELECT package FROM verdicts WHERE done = 0")
-        for (package,) in rows:
-            if package.startswith(self.incoming) and package.endswith("/"):
-                self.enqueue(package)
+        """Verdicts recorded but not carried out (a crash or failure in between) are finished, from the
+        parts they judged even when those are gone already; at start and with every reconcile."""
+        for verdict in await trio.to_thread.run_sync(self.db.open_verdicts):
+            if verdict.package.startswith(self.incoming) and verdict.package.endswith("/"):
+                self.enqueue(verdict.package)
+            elif verdict.parts:  # a stray key
+                key = verdict.parts[0].key
+                try:
+                    async with self.locks.setdefault(key, trio.Lock()):
+                        await self._close_stray(verdict)
+                except Exception:
+                    metrics.ERRORS.labels("judge").inc()
+                    log.exception("closing the verdict on %s failed; it will be tried again", verdict.package)
+                self.locks.pop(key, None)
