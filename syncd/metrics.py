@@ -22,6 +22,8 @@ UNCHANGED = Counter("fsgateway_syncd_unchanged_total",
                     ["how"])
 DELETES = Counter("fsgateway_syncd_deletes_total",
                   "Backup objects deleted because the primary deleted them (outcome done, held, error)", ["outcome"])
+VANISHED = Counter("fsgateway_syncd_vanished_total",
+                   "Keys deleted from the primary between being listed or announced and being copied (not errors)")
 RECONCILE_SECONDS = Histogram("fsgateway_syncd_reconcile_duration_seconds", "Duration of full reconciles",
                               buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
 RECONCILES = Counter("fsgateway_syncd_reconciles_total", "Full reconciles by outcome (ok, error)", ["outcome"])
