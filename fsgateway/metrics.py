@@ -30,11 +30,6 @@ STALE_UPLOADS_ABORTED = Counter(
 )
 FUSE_ERRORS = Counter("fsgateway_fuse_errors_total", "Filesystem operations answered with an error", ["op", "errno"])
 UP = Gauge("fsgateway_mount_up", "1 while the filesystem is mounted and serving")
-FEED_EVENTS = Counter("fsgateway_feed_events_total", "Changes announced in the change feed, by op", ["op"])
-FEED_JOURNALS = Counter("fsgateway_feed_journal_objects_total", "Journal objects written to the change feed")
-FEED_WRITE_FAILURES = Counter(
-    "fsgateway_feed_write_failures_total", "Changes that could not be announced (journal PUT failed for good)"
-)
 
 
 def parse_address(address: str) -> tuple[str, int] | None:
