@@ -17,7 +17,9 @@ from typing import Any
 
 import trio
 from botocore.exceptions import BotoCoreError, ClientError
+from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root
+from tuf.api.serialization import DeserializationError
 
 from fsgateway import daemon
 from fsgateway.config import ConfigError, parse_size
@@ -232,8 +234,11 @@ def _current_root(client: Any, cfg: CheckerConfig, root_signer: signing.CryptoSi
     except ClientError as exc:
         raise RepoError(f"cannot read {cfg.key(ROOT_POINTER)} ({http_status(exc)}): run fsgateway-fw repo init "
                         "first") from exc
-    md = Metadata[Root].from_bytes(data)
-    md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
+    try:
+        md = Metadata[Root].from_bytes(data)
+        md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
+    except (DeserializationError, UnsignedMetadataError) as exc:
+        raise RepoError(f"{cfg.key(ROOT_POINTER)} is not a valid self-signed root: {exc}") from exc
     if root_signer.public_key.keyid not in md.signed.roles["root"].keyids:
         raise RepoError(f"{root_signer.public_key.keyid[:16]}... is not a root key of root v{md.signed.version}")
     return md

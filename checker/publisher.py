@@ -221,7 +221,8 @@ class Publisher:
 
     # ------------------------------------------------------------------ verdicts
     async def release(self, r: Release, staged: str) -> None:
-        """Put the staged payload at its content-addressed key (if not there yet), then publish if new."""
+        """Put the staged payload at its content-addressed key (if not there yet), then publish it unless a
+        completed publish carries it already (a failed one is continued here)."""
         key = self.prefix + tufrepo.release_key(r)
         missing = await self.store.head(key) is None
         if missing:

@@ -69,6 +69,7 @@ def assert_invariants(p: Pipeline, before: dict[str, bytes], tmp_path, *, releas
 
     wait_for(lambda: not query("SELECT package FROM verdicts WHERE done = 0"), 30, "every verdict to be closed")
     assert query("SELECT package, COUNT(*) FROM verdicts GROUP BY package HAVING COUNT(*) > 1") == []
+    assert query("SELECT COUNT(*) FROM publish_intent") == [(0,)]  # no publish left half done
     db = p.db()
     try:
         accepted = [r for r, _, _ in db.releases()]
