@@ -20,6 +20,7 @@ from datetime import datetime
 import pytest
 
 from tests.conftest import wait_for
+from tests.faultproxy import FaultProxy
 
 from .conftest import MODEL, Pipeline, metric
 
@@ -170,3 +171,35 @@ def test_failed_timestamp_re_signs_are_retried_before_it_expires(pipeline):
              60, "timestamp.json re-signed")
     head = pipeline.s3.head_object(Bucket=pipeline.bucket, Key="metadata/timestamp.json")
     assert head["LastModified"] < expires, "timestamp.json expired before it was re-signed"
+
+
+@pytest.mark.parametrize("fault", ["killed_while_a_put_hangs", "answer_dropped_after_the_put"])
+def test_publish_through_a_faulty_network(pipeline, server, tmp_path, fault):
+    """The fault proxy between checker and server: a SIGKILL while N.snapshot.json's PUT hangs (N.targets.json
+    is stored, the database knows nothing more on the old code), or a PUT of N.targets.json whose answer is
+    lost after the server stored it (the retry meets If-None-Match)."""
+    if server.ca_bundle:
+        pytest.skip("the fault proxy judges plain HTTP only")
+    proxy = FaultProxy.to(server.endpoint).start()
+    try:
+        checker = pipeline.start(endpoint=proxy.endpoint)
+        wait_for(lambda: pipeline.keys("metadata/timestamp.json"), 30, "the first timestamp.json")
+        kept = versioned(pipeline)
+        if fault == "killed_while_a_put_hangs":
+            proxy.add("stall", "put", key=r"metadata/\d+\.snapshot\.json$")
+            pipeline.put(pipeline.package("1.0.0", 1, os.urandom(4096)), "1.0.0")
+            wait_for(lambda: proxy.seen("put", "stall"), 60, "the snapshot PUT to hang")
+            checker.stop(signal.SIGKILL)
+            kept = versioned(pipeline)
+            assert "metadata/2.targets.json" in kept
+            proxy.clear()
+            pipeline.start(endpoint=proxy.endpoint)
+        else:
+            proxy.add("drop", "put", key=r"metadata/\d+\.targets\.json$", times=1)
+            pipeline.put(pipeline.package("1.0.0", 1, os.urandom(4096)), "1.0.0")
+        wait_for(lambda: "sensor-x/1.0.0/fw.bin" in pipeline.targets(), 60, "the release in the signed targets")
+        assert proxy.seen("put", "stall" if fault == "killed_while_a_put_hangs" else "drop")
+        assert_invariants(pipeline, kept, tmp_path, released=("1.0.0",))
+        assert published_targets_version(pipeline) == 2
+    finally:
+        proxy.stop()
