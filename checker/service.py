@@ -78,6 +78,7 @@ class Checker:
     async def run(self, mount_dir: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[str](10_000)
         self.send = send
+        failures = await self._refresh(0)  # ready once devices can refresh (when S3 lets us)
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             for _ in range(self.concurrency):
@@ -85,7 +86,7 @@ class Checker:
             if mount_dir:
                 nursery.start_soon(self._watch, mount_dir)
             nursery.start_soon(self._reconcile_loop)
-            nursery.start_soon(self._refresh_loop)
+            nursery.start_soon(self._refresh_loop, failures)
             task_status.started()
 
     def enqueue(self, package_prefix: str) -> None:
@@ -111,19 +112,22 @@ class Checker:
                 log.exception("listing %s failed; retrying at the next interval", self.incoming)
             await trio.sleep(self.reconcile_interval)
 
-    async def _refresh_loop(self) -> None:
-        """Look after the TUF repository at start and every refresh interval; failures retried soon."""
-        failures = 0
+    async def _refresh_loop(self, failures: int) -> None:
+        """Look after the TUF repository every refresh interval; failures are retried soon."""
         while True:
-            try:
-                await self.publisher.refresh()
-                failures = 0
-            except Exception:
-                failures += 1
-                metrics.ERRORS.labels("timestamp").inc()
-                log.exception("re-signing TUF metadata failed (%d in a row); retrying in %.0f s", failures,
-                              refresh_delay(failures, self.publisher.policy.refresh_interval))
             await trio.sleep(refresh_delay(failures, self.publisher.policy.refresh_interval))
+            failures = await self._refresh(failures)
+
+    async def _refresh(self, failures: int) -> int:
+        """One refresh; returns the failures in a row since the last success."""
+        try:
+            await self.publisher.refresh()
+            return 0
+        except Exception:
+            metrics.ERRORS.labels("timestamp").inc()
+            log.exception("re-signing TUF metadata failed (%d in a row); retrying in %.0f s", failures + 1,
+                          refresh_delay(failures + 1, self.publisher.policy.refresh_interval))
+            return failures + 1
 
     async def _watch(self, mount_dir: str) -> None:
         """Run a watchdog observer on <mount>/incoming; events become package prefixes to look at."""
