@@ -133,16 +133,17 @@ def test_failed_publish_is_retried_without_a_restart(pipeline, tmp_path):
     assert_invariants(pipeline, during, tmp_path, released=("1.0.0", "1.1.0"))
 
 
-@pytest.mark.parametrize("part", ["fw.bin", "manifest.json", ""])
+@pytest.mark.parametrize("part", ["fw.bin", "manifest.json", "", "staging"])
 @pytest.mark.parametrize("outcome", ["accepted", "rejected"])
 def test_kill_between_deleting_the_parts_gives_no_second_verdict(pipeline, tmp_path, part, outcome):
-    """"" is the folder marker a mkdir leaves: every part is gone, only closing the verdict is left."""
+    """"" is the folder marker a mkdir leaves, "staging" the checker's hashed copy: every part is gone,
+    only the clean-up and closing the verdict are left."""
     checker = first_publish(pipeline)
     pipeline.put(pipeline.package("0.9.0", 1, os.urandom(4096)), "0.9.0")
     pipeline.verdict("0.9.0")
     files = pipeline.package("1.0.0", 2, os.urandom(8192), sha256=None if outcome == "accepted" else "0" * 64)
     folder = f"incoming/{MODEL}/1.0.0/"
-    with denied(pipeline, "s3:DeleteObject", folder + part):
+    with denied(pipeline, "s3:DeleteObject", ".fsgateway/checker/*" if part == "staging" else folder + part):
         pipeline.s3.put_object(Bucket=pipeline.bucket, Key=folder, Body=b"")  # what mkdir on the mount leaves
         pipeline.put(files, "1.0.0")
         wait_for(lambda: metric(checker.metrics(), "fsgateway_checker_errors_total", stage="judge"), 60,
@@ -203,3 +204,22 @@ def test_publish_through_a_faulty_network(pipeline, server, tmp_path, fault):
         assert published_targets_version(pipeline) == 2
     finally:
         proxy.stop()
+
+
+def test_kill_before_a_stray_key_is_cleared_closes_its_one_verdict_later(pipeline, tmp_path):
+    checker = first_publish(pipeline)
+    with denied(pipeline, "s3:DeleteObject", "incoming/stray.bin"):
+        pipeline.s3.put_object(Bucket=pipeline.bucket, Key="incoming/stray.bin", Body=b"not in a package")
+        wait_for(lambda: pipeline.keys("quarantine/_invalid/"), 60, "the stray key to be quarantined")
+        wait_for(lambda: metric(checker.metrics(), "fsgateway_checker_errors_total", stage="reconcile"), 60,
+                 "clearing it to fail")
+        checker.stop(signal.SIGKILL)
+    pipeline.s3.delete_object(Bucket=pipeline.bucket, Key="incoming/stray.bin")  # gone before the restart
+    pipeline.start()
+    db = pipeline.db()
+    try:
+        wait_for(lambda: db.query("SELECT outcome, reason, done FROM verdicts") == [("rejected", "bad_layout", 1)],
+                 30, "the stray's one verdict to be closed")
+    finally:
+        db.close()
+    assert [k for k in pipeline.keys("quarantine/") if k.endswith("/stray.bin")]
