@@ -97,6 +97,7 @@ class FaultProxy:
         self._server: asyncio.base_events.Server | None = None
         self._released = asyncio.Event()
         self._slots = asyncio.Semaphore(self.max_connections)
+        self._tasks: set[asyncio.Task] = set()
         self.port = 0
 
     @classmethod
@@ -118,6 +119,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._run(self._close_listener())
+        self._run(self._cancel_connections())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
@@ -169,6 +171,11 @@ class FaultProxy:
         self.port = sock.getsockname()[1]
         self._server = await asyncio.start_server(self._handle, sock=sock, limit=BUF)
 
+    async def _cancel_connections(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def _close_listener(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -188,6 +195,9 @@ class FaultProxy:
             self.log.append(seen)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._tasks.discard)  # type: ignore[union-attr]
         async with self._slots:
             try:
                 await self._serve(reader, writer)
