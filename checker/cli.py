@@ -6,15 +6,17 @@ import argparse
 import logging
 import os
 import sys
+import uuid
 
 import trio
 
-from fsgateway import commandline, daemon, logs, notify, private, store_metrics
+from fsgateway import commandline, daemon, feedwriter, logs, notify, private, store_metrics
 from fsgateway.config import ConfigError
 from fsgateway.credentials import CredentialsError
+from fsgateway.feedwriter import AnnouncingStore, FeedWriter
 from fsgateway.housekeeping import host_id
 from fsgateway.metrics_server import serve
-from fsgateway.store import ObjectStore, StoreSettings
+from fsgateway.store import StoreSettings
 
 from . import metrics, signing
 from .config import CheckerConfig
@@ -42,6 +44,7 @@ options ([checker] section, FSGATEWAY_CHECKER_<NAME>, or --set NAME=VALUE):
   online_key=FILE          Ed25519 key signing targets/snapshot/timestamp (state_dir/online.key)
   timestamp_expiry=SECONDS (86400)  targets_expiry=SECONDS (2592000)  timestamp_max_age=SECONDS (60)
   concurrency=N (4)  metrics_address=HOST:PORT (127.0.0.1:9878) or off
+  feed=true|false (true)   announce the checker's writes in the change feed (.fsgateway/feed/) for syncd
   log_level=debug|info|warning|error  log_format=text|json
   [s3] keys: endpoint, region, path_style, passwd_file, profile, ca_bundle, verify_ssl, ...
 First time: fsgateway-fw repo init (root of trust, bucket policy), fsgateway-fw model add,
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.mount_dir and not os.path.ismount(cfg.mount_dir):
         return fail(f"mount_dir {cfg.mount_dir} is not a mount point (start the fsgateway mount first)")
     try:
-        signer = signing.load_signer(cfg.online_key_path)
+        key = signing.OnlineKey(cfg.online_key_path)
     except signing.KeyFileError as exc:
         return fail(f"{exc} (create it with: fsgateway-fw repo init)")
     problem = daemon.check_bucket(settings) or daemon.check_metrics_port(cfg.metrics_address)
@@ -96,21 +99,23 @@ def main(argv: list[str] | None = None) -> int:
         log.info("database schema migrated (%d step(s))", applied)
     metrics.PENDING_DEADLINE.set(cfg.pending_deadline)
     metrics.TIMESTAMP_LIFETIME.set(cfg.timestamp_expiry)
-    serve(cfg.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
+    serve(cfg.metrics_address, metrics.REGISTRY, feedwriter.REGISTRY, store_metrics.REGISTRY)
     try:
-        trio.run(_serve, cfg, settings, db, signer)
+        trio.run(_serve, cfg, settings, db, key)
     finally:
         db.close()
     return 0
 
 
-async def _serve(cfg: CheckerConfig, settings: StoreSettings, db: Database, signer: signing.CryptoSigner) -> None:
-    store = ObjectStore(settings)
+async def _serve(cfg: CheckerConfig, settings: StoreSettings, db: Database, key: signing.OnlineKey) -> None:
+    store = AnnouncingStore(settings)
     host = host_id(cfg.bucket, cfg.prefix, cfg.mount_dir)
+    writer = FeedWriter(store, host, uuid.uuid4().hex[:12])
+    store.feed = writer if cfg.feed else None
     policy = RepoPolicy(cfg.targets_expiry, cfg.timestamp_expiry, cfg.timestamp_max_age)
     checker = Checker(store, db, Judge(store, db, cfg.prefix, cfg.pending_deadline),
-                      Publisher(store, db, cfg.prefix, signer, policy, host), cfg.prefix, host,
-                      cfg.reconcile_interval, cfg.concurrency, cfg.timestamp_expiry)
+                      Publisher(store, db, cfg.prefix, key, policy, host), cfg.prefix, host,
+                      cfg.reconcile_interval, cfg.concurrency)
 
     async with trio.open_nursery() as nursery:
         async def stop(signame: str) -> None:
@@ -118,6 +123,7 @@ async def _serve(cfg: CheckerConfig, settings: StoreSettings, db: Database, sign
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(daemon.stop_on_signal, stop)
+        nursery.start_soon(writer.run)
         await nursery.start(checker.run, cfg.mount_dir)
         nursery.start_soon(daemon.watchdog)
         where = f"{cfg.bucket}/{cfg.prefix}incoming/"

@@ -22,6 +22,7 @@ class CheckerConfig(S3Options):
     timestamp_expiry: float = 86400.0
     timestamp_max_age: int = 60  # Cache-Control max-age of timestamp.json, seconds
     concurrency: int = 4  # packages judged at once
+    feed: bool = True  # announce releases, metadata, quarantine and incoming/ deletes in the change feed
     metrics_address: str = "127.0.0.1:9878"
 
     @property

@@ -11,17 +11,19 @@ Blocking calls: the daemon runs them in a worker thread.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fsgateway.private import private_sqlite
+from fsgateway.private import private_file, private_sqlite
 
+from .landing import Part
 from .rules import ModelPolicy, Release
 from .semver import Version
 from .signing import AuthorisedKey, public_key_from_json
@@ -49,6 +51,16 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE releases ADD COLUMN stored INTEGER NOT NULL DEFAULT 0""",
         """CREATE INDEX verdicts_open ON verdicts (done)""",
     ],
+    [
+        # v3: a publish is recorded (its versions and immutable objects) before anything is written, so a
+        # failed or killed one is continued, never rebuilt under the same numbers; what devices can reach
+        # is tracked apart from the numbers reserved; a verdict keeps the parts it judged (its identity).
+        """CREATE TABLE publish_intent (id INTEGER PRIMARY KEY, doc TEXT NOT NULL, created_at {real} NOT NULL)""",
+        """CREATE TABLE repo_published (role TEXT PRIMARY KEY, version BIGINT NOT NULL, expires {real} NOT NULL,
+           keyid TEXT NOT NULL)""",
+        """ALTER TABLE releases ADD COLUMN published INTEGER NOT NULL DEFAULT 0""",
+        """ALTER TABLE verdicts ADD COLUMN parts TEXT NOT NULL DEFAULT '[]'""",
+    ],
 ]
 DIALECT = {
     "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"},
@@ -74,6 +86,16 @@ class Verdict:
     reason: str
     detail: str
     done: bool
+    parts: tuple[Part, ...] = ()  # what was judged: the package's identity while its parts are cleared
+
+
+def _parts_json(parts: tuple[Part, ...]) -> str:
+    """ASCII JSON (surrogates of non-UTF-8 key bytes escaped, so any key survives a TEXT column)."""
+    return json.dumps([[p.key, p.size, p.etag, p.last_modified] for p in parts])
+
+
+def _parts(text: str) -> tuple[Part, ...]:
+    return tuple(Part(k, size, etag, lm) for k, size, etag, lm in json.loads(text))
 
 
 def _release(row: tuple) -> Release:
@@ -128,7 +150,7 @@ class Database:
             except psycopg.Error as exc:
                 raise DatabaseError(f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[-1]}") from exc
         else:
-            path = url.removeprefix("sqlite://")  # sqlite:///var/lib/x.db or a plain path
+            path = self.path = url.removeprefix("sqlite://")  # sqlite:///var/lib/x.db or a plain path
             try:
                 private_sqlite(path)  # owner-only, even in a state directory that is not
             except OSError as exc:
@@ -179,6 +201,25 @@ class Database:
             self.end(tx, commit=False)
             raise
         self.end(tx, commit=True)
+
+    @contextmanager
+    def publish_lock(self) -> Iterator[None]:
+        """Held for a whole publish by one process of all sharing this database; released if it dies.
+
+        Not a transaction: a publish commits its intent before writing objects and
+        its completion after, and neither may be lost with a killed process.
+        """
+        if self.dialect == "sqlite":
+            private_file(self.path + ".publish-lock")
+            with open(self.path + ".publish-lock", "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                yield
+            return
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext('fsgateway-checker-publish'))")
+            yield
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self.lock:
@@ -305,6 +346,14 @@ class Database:
                        (model, version))
             return tx.cursor.rowcount > 0
 
+    def unpublished_releases(self) -> int:
+        """Releases whose payload is in place but which no completed publish has carried yet."""
+        return self.query("SELECT COUNT(*) FROM releases WHERE stored = 1 AND published = 0")[0][0]
+
+    def is_published(self, model: str, version: str) -> bool:
+        return bool(self.query("SELECT 1 FROM releases WHERE model = ? AND version = ? AND published = 1",
+                               (model, version)))
+
     def tx_stored_releases(self, tx: Tx) -> list[Release]:
         rows = tx.execute(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE stored = 1 ORDER BY model, "
                           "release_counter").all()
@@ -315,15 +364,22 @@ class Database:
         """Insert the verdict unless one exists; True if this call recorded it."""
         if tx.execute("SELECT 1 FROM verdicts WHERE package_id = ?", (v.package_id,)).one():
             return False
-        tx.execute("INSERT INTO verdicts (package_id, package, outcome, reason, detail, decided_at, host, done) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                   (v.package_id, v.package, v.outcome, v.reason, v.detail, time.time(), host))
+        tx.execute("INSERT INTO verdicts (package_id, package, outcome, reason, detail, decided_at, host, done, "
+                   "parts) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                   (v.package_id, v.package, v.outcome, v.reason, v.detail, time.time(), host, _parts_json(v.parts)))
         return True
 
     def verdict(self, package_id: str) -> Verdict | None:
-        rows = self.query("SELECT package_id, package, outcome, reason, detail, done FROM verdicts "
+        rows = self.query("SELECT package_id, package, outcome, reason, detail, done, parts FROM verdicts "
                           "WHERE package_id = ?", (package_id,))
-        return Verdict(*rows[0][:5], bool(rows[0][5])) if rows else None
+        return Verdict(*rows[0][:5], bool(rows[0][5]), _parts(rows[0][6])) if rows else None
+
+    def open_verdicts(self, package: str | None = None) -> list[Verdict]:
+        """Verdicts recorded but not carried out yet (of one package, or all)."""
+        where, args = ("AND package = ?", (package,)) if package is not None else ("", ())
+        rows = self.query("SELECT package_id, package, outcome, reason, detail, parts FROM verdicts "
+                          f"WHERE done = 0 {where} ORDER BY decided_at", args)
+        return [Verdict(*r[:5], False, _parts(r[5])) for r in rows]
 
     def mark_done(self, package_id: str) -> None:
         with self.transaction() as tx:
@@ -343,9 +399,53 @@ class Database:
             tx.execute("INSERT INTO repo_versions (role, version) VALUES (?, ?)", (role, version))
         return version
 
-    def current_version(self, tx: Tx, role: str) -> int:
-        row = tx.execute("SELECT version FROM repo_versions WHERE role = ?", (role,)).one()
-        return row[0] if row else 0
+    def reserve_version(self, role: str) -> int:
+        with self.transaction() as tx:
+            return self.next_version(tx, role)
+
+    def publish_intent(self) -> dict | None:
+        """The publish recorded but not completed (its document, see Publisher), if any."""
+        rows = self.query("SELECT doc FROM publish_intent WHERE id = 1")
+        return json.loads(rows[0][0]) if rows else None
+
+    def record_publish_intent(self, make: Callable[[Tx], dict]) -> dict:
+        """The open intent, or a new one from `make` (which reserves versions in the same transaction)."""
+        with self.transaction() as tx:
+            row = tx.execute("SELECT doc FROM publish_intent WHERE id = 1").one()
+            if row:
+                return json.loads(row[0])
+            doc = make(tx)
+            tx.execute("INSERT INTO publish_intent (id, doc, created_at) VALUES (1, ?, ?)",
+                       (json.dumps(doc), time.time()))
+            return doc
+
+    def drop_publish_intent(self, doc: dict) -> None:
+        """Abandon this intent (its version numbers stay taken); a no-op if it is not the open one."""
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM publish_intent WHERE id = 1 AND doc = ?", (json.dumps(doc),))
+
+    def complete_publish(self, doc: dict, published: dict[str, tuple[int, float]], keyid: str) -> None:
+        """Devices can now reach these role versions: record them, mark the releases, close the intent."""
+        with self.transaction() as tx:
+            self._set_published(tx, published, keyid)
+            for model, version in doc["releases"]:
+                tx.execute("UPDATE releases SET published = 1 WHERE model = ? AND version = ?", (model, version))
+            tx.execute("DELETE FROM publish_intent WHERE id = 1 AND doc = ?", (json.dumps(doc),))
+
+    def record_published(self, published: dict[str, tuple[int, float]], keyid: str) -> None:
+        with self.transaction() as tx:
+            self._set_published(tx, published, keyid)
+
+    @staticmethod
+    def _set_published(tx: Tx, published: dict[str, tuple[int, float]], keyid: str) -> None:
+        for role, (version, expires) in published.items():
+            tx.execute("DELETE FROM repo_published WHERE role = ?", (role,))
+            tx.execute("INSERT INTO repo_published (role, version, expires, keyid) VALUES (?, ?, ?, ?)",
+                       (role, version, expires, keyid))
+
+    def published(self) -> dict[str, tuple[int, float, str]]:
+        """role -> (version, expiry as Unix time, signing keyid) of what timestamp.json leads devices to."""
+        return {r: (v, e, k) for r, v, e, k in self.query("SELECT role, version, expires, keyid FROM repo_published")}
 
     def release_of_package(self, package_id: str) -> Release | None:
         rows = self.query(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE package_id = ?", (package_id,))

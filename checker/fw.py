@@ -13,17 +13,26 @@ import json
 import os
 import sys
 import time
+from typing import Any
+
+import trio
+from botocore.exceptions import BotoCoreError, ClientError
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import Metadata, Root
+from tuf.api.serialization import DeserializationError
 
 from fsgateway import commandline, daemon
 from fsgateway.config import ConfigError, parse_size
 from fsgateway.credentials import CredentialsError
 from fsgateway.logs import escape
-from fsgateway.store import make_client
+from fsgateway.retry import http_status
+from fsgateway.store import ObjectStore, StoreError, make_client
 
 from . import bucketpolicy, manifest, signing, tufrepo
 from .config import CheckerConfig
 from .context import add_config_arguments, load_config, store_settings
 from .db import Database, DatabaseError
+from .publisher import Publisher, RepoPolicy
 from .rules import ModelPolicy
 
 EPILOG = """\
@@ -36,6 +45,10 @@ typical first use:
   cp fw.bin manifest.json /srv/firmware/incoming/sensor-x/1.2.0/
   fsgateway-fw list --model sensor-x
 """
+
+
+class RepoError(RuntimeError):
+    """The repository cannot be changed as asked; the message is the one-line reason."""
 
 
 def fail(message: str) -> int:
@@ -169,8 +182,21 @@ def cmd_bucket_policy(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     return 0
 
 
+ROOT_POINTER = tufrepo.METADATA + "root.json"
+
+
+def cmd_repo(args: argparse.Namespace, cfg: CheckerConfig) -> int:
+    return {"init": cmd_repo_init, "renew-root": cmd_repo_renew_root,
+            "rotate-online-key": cmd_repo_rotate_online_key}[args.repo_command](args, cfg)
+
+
 def cmd_repo_init(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     """Root of trust: offline root key, online key, 1.root.json in the bucket, public read for devices."""
+    client = make_client(store_settings(cfg))
+    found = client.list_objects_v2(Bucket=cfg.bucket, Prefix=cfg.key(tufrepo.METADATA), MaxKeys=1).get("Contents")
+    if found:
+        return fail(f"bucket {cfg.bucket} already holds a TUF repository ({found[0]['Key']}); "
+                    "renew or rotate its root with: fsgateway-fw repo renew-root")
     if not os.path.exists(args.root_key):
         signing.generate(args.root_key, args.root_key.removesuffix(".key") + ".pub")
         print(f"created root key {args.root_key}: keep it offline")
@@ -181,11 +207,8 @@ def cmd_repo_init(args: argparse.Namespace, cfg: CheckerConfig) -> int:
         print(f"created online key {online}")
     root = tufrepo.new_root(signing.load_signer(args.root_key), signing.load_signer(online).public_key,
                             tufrepo.utcnow(), days=args.root_days)
-    client = make_client(store_settings(cfg))
-    for key, cache in ((cfg.key(root.key), root.cache_control), (cfg.key(tufrepo.METADATA + "root.json"),
-                                                                  "public, max-age=300")):
-        client.put_object(Bucket=cfg.bucket, Key=key, Body=root.data, ContentType="application/json",
-                          CacheControl=cache)
+    if not _put_root(client, cfg, root):
+        return fail(f"{cfg.key(root.key)} appeared meanwhile: another repo init ran; nothing changed")
     with open(args.root_out, "wb") as f:
         f.write(root.data)
     if args.public_read:
@@ -195,6 +218,99 @@ def cmd_repo_init(args: argparse.Namespace, cfg: CheckerConfig) -> int:
         client.put_bucket_policy(Bucket=cfg.bucket, Policy=json.dumps(policy))
         print(f"bucket policy: anonymous GET of {cfg.key(tufrepo.METADATA)} and {cfg.key(tufrepo.RELEASES)}")
     print(f"wrote {cfg.key(root.key)}; devices trust {args.root_out}")
+    return 0
+
+
+def _put_root(client: Any, cfg: CheckerConfig, root: tufrepo.Blob) -> bool:
+    """Write N.root.json once (False if that version exists already), then point root.json at it."""
+    try:
+        client.put_object(Bucket=cfg.bucket, Key=cfg.key(root.key), Body=root.data, ContentType="application/json",
+                          CacheControl=root.cache_control, IfNoneMatch="*")
+    except ClientError as exc:
+        if http_status(exc) == 412:
+            return False
+        raise
+    client.put_object(Bucket=cfg.bucket, Key=cfg.key(ROOT_POINTER), Body=root.data, ContentType="application/json",
+                      CacheControl="public, max-age=300")
+    return True
+
+
+def _current_root(client: Any, cfg: CheckerConfig, root_signer: signing.CryptoSigner) -> Metadata[Root]:
+    """The newest root in the bucket, checked against its own root keys and the key given for it."""
+    try:
+        data = client.get_object(Bucket=cfg.bucket, Key=cfg.key(ROOT_POINTER))["Body"].read()
+    except ClientError as exc:
+        raise RepoError(f"cannot read {cfg.key(ROOT_POINTER)} ({http_status(exc)}): run fsgateway-fw repo init "
+                        "first") from exc
+    try:
+        md = Metadata[Root].from_bytes(data)
+        md.signed.verify_delegate("root", md.signed_bytes, md.signatures)
+    except (DeserializationError, UnsignedMetadataError) as exc:
+        raise RepoError(f"{cfg.key(ROOT_POINTER)} is not a valid self-signed root: {exc}") from exc
+    if root_signer.public_key.keyid not in md.signed.roles["root"].keyids:
+        raise RepoError(f"{root_signer.public_key.keyid[:16]}... is not a root key of root v{md.signed.version}")
+    return md
+
+
+def _write_next_root(client: Any, cfg: CheckerConfig, root: tufrepo.Blob) -> None:
+    if not _put_root(client, cfg, root):
+        raise RepoError(f"{cfg.key(root.key)} exists already (another rotation ran?); nothing changed")
+    print(f"wrote {cfg.key(root.key)}")
+
+
+def cmd_repo_renew_root(args: argparse.Namespace, cfg: CheckerConfig) -> int:
+    """A new root version with a new expiry, and a new root key if one is given (signed by old and new)."""
+    client = make_client(store_settings(cfg))
+    old = signing.load_signer(args.root_key)
+    current = _current_root(client, cfg, old)
+    signers = [old]
+    if args.new_root_key:
+        if not os.path.exists(args.new_root_key):
+            signing.generate(args.new_root_key, args.new_root_key.removesuffix(".key") + ".pub")
+            print(f"created root key {args.new_root_key}: keep it offline")
+        signers.append(signing.load_signer(args.new_root_key))
+    online = [current.signed.keys[k] for k in current.signed.roles["timestamp"].keyids]
+    root = tufrepo.next_root(current.signed, signers, online, tufrepo.utcnow(), args.root_days)
+    _write_next_root(client, cfg, root)
+    with open(args.root_out, "wb") as f:
+        f.write(root.data)
+    print(f"devices trusting an older root follow the chain to v{current.signed.version + 1}; new devices may be "
+          f"given {args.root_out}")
+    return 0
+
+
+def cmd_repo_rotate_online_key(args: argparse.Namespace, cfg: CheckerConfig) -> int:
+    """New online key: root N+1 trusts old and new, metadata re-signed with the new, root N+2 drops the old.
+
+    Devices at any point of this trust what the checker serves; a running
+    checker reads the replaced key file before its next signature.
+    """
+    client = make_client(store_settings(cfg))
+    root_signer = signing.load_signer(args.root_key)
+    current = _current_root(client, cfg, root_signer)
+    path = cfg.online_key_path
+    new_path = path.removesuffix(".key") + ".new.key"
+    if not os.path.exists(new_path):  # else: continuing a rotation that was interrupted
+        signing.generate(new_path, new_path.removesuffix(".key") + ".pub")
+    new = signing.load_signer(new_path).public_key
+    old = signing.load_signer(path).public_key
+    both = [old, new] if old.keyid != new.keyid else [new]
+    root = tufrepo.next_root(current.signed, [root_signer], both, tufrepo.utcnow(), args.root_days)
+    _write_next_root(client, cfg, root)
+    os.replace(new_path.removesuffix(".key") + ".pub", path.removesuffix(".key") + ".pub")
+    os.replace(new_path, path)
+    db = _db(cfg)
+    try:
+        publisher = Publisher(ObjectStore(store_settings(cfg)), db, cfg.prefix, signing.OnlineKey(path),
+                              RepoPolicy(cfg.targets_expiry, cfg.timestamp_expiry, cfg.timestamp_max_age),
+                              "fsgateway-fw")
+        trio.run(publisher.refresh)
+    finally:
+        db.close()
+    print(f"targets, snapshot and timestamp re-signed with the new online key {new.keyid[:16]}...")
+    final = tufrepo.next_root(Metadata[Root].from_bytes(root.data).signed, [root_signer], [new], tufrepo.utcnow(),
+                              args.root_days)
+    _write_next_root(client, cfg, final)
     return 0
 
 
@@ -269,6 +385,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--root-days", type=int, default=365)
     r.add_argument("--no-public-read", dest="public_read", action="store_false",
                    help="do not set the bucket policy for anonymous GET of metadata/ and releases/")
+    r = rs.add_parser("renew-root", help="a new root version (new expiry; a new root key with --new-root-key), "
+                      "signed by the current root key and the new one")
+    r.add_argument("--root-key", required=True, help="the current offline root private key")
+    r.add_argument("--new-root-key", help="rotate to this root key (created if missing)")
+    r.add_argument("--root-out", default="root.json", help="where to write the new root (for new devices)")
+    r.add_argument("--root-days", type=int, default=365)
+    r = rs.add_parser("rotate-online-key", help="replace the checker's online key (two root versions, metadata "
+                      "re-signed in between)")
+    r.add_argument("--root-key", required=True, help="the offline root private key")
+    r.add_argument("--root-days", type=int, default=365)
     db_commands.append(s)
     for s in db_commands:
         add_config_arguments(s)
@@ -276,7 +402,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 HANDLERS = {"key": cmd_key, "model": cmd_model, "list": cmd_list, "show": cmd_show, "verdicts": cmd_verdicts,
-            "bucket-policy": cmd_bucket_policy, "repo": cmd_repo_init}
+            "bucket-policy": cmd_bucket_policy, "repo": cmd_repo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,8 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             return cmd_verify(args)
         return HANDLERS[args.command](args, load_config(args, dict(os.environ)))
-    except (ConfigError, CredentialsError, DatabaseError, signing.KeyFileError) as exc:
+    except (ConfigError, CredentialsError, DatabaseError, signing.KeyFileError, RepoError) as exc:
         return fail(str(exc))
+    except (ClientError, BotoCoreError, StoreError) as exc:
+        return fail(f"S3: {exc}")
     except manifest.ManifestError as exc:
         return fail(f"{exc.reason}: {exc.detail}")
     except OSError as exc:

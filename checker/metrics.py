@@ -67,3 +67,9 @@ TAMPERED = Counter(
     registry=REGISTRY,
 )
 QUEUED = Gauge("fsgateway_checker_queued_packages", "Packages waiting for a worker", registry=REGISTRY)
+METADATA_EXPIRY = Gauge(
+    "fsgateway_checker_metadata_expiry_timestamp_seconds",
+    "When the published TUF metadata of each role expires (Unix time)",
+    ["role"],
+    registry=REGISTRY,
+)

@@ -12,17 +12,21 @@ import errno
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
-from securesystemslib.signer import Signer
+from tuf.api.metadata import Metadata
 
+from fsgateway.retry import http_status
 from fsgateway.store import ObjectStore, StoreError
 
 from . import judge, metrics, tufrepo
-from .db import Database, Verdict
+from .db import Database, Tx, Verdict
 from .landing import Package, Part
 from .rules import Release
+from .signing import OnlineKey
 
 log = logging.getLogger("checker.publish")
 
@@ -43,6 +47,15 @@ class RepoPolicy:
     @property
     def timestamp_cache(self) -> str:
         return f"public, max-age={self.timestamp_max_age}"
+
+    @property
+    def refresh_interval(self) -> float:
+        """How often the repository is looked after: a quarter of the shortest lifetime."""
+        return min(self.targets_expiry, self.timestamp_expiry) / 4
+
+
+class PublishConflict(RuntimeError):
+    """A versioned object already holds other bytes: the intent is abandoned and rebuilt under new numbers."""
 
 
 def _sane(name: str) -> bool:
@@ -71,73 +84,152 @@ def quarantine_prefix(prefix: str, pkg: Package | None, package_id: str) -> str:
 
 
 class Publisher:
-    def __init__(self, store: ObjectStore, db: Database, prefix: str, signer: Signer, policy: RepoPolicy,
+    def __init__(self, store: ObjectStore, db: Database, prefix: str, key: OnlineKey, policy: RepoPolicy,
                  host: str) -> None:
         self.store = store
         self.db = db
         self.prefix = prefix
-        self.signer = signer
+        self.key = key
         self.policy = policy
         self.host = host
+        self._lock = trio.Lock()
 
     # ------------------------------------------------------------------ TUF
-    async def publish(self) -> None:
-        """New targets, snapshot and timestamp from the stored releases, under the database's lock.
-
-        Version numbers are taken and kept even when a write fails, so an
-        immutable `N.targets.json` is never rewritten with other content.
-        """
-        tx = await trio.to_thread.run_sync(self.db.begin, "fsgateway-checker-publish")
-        failure: BaseException | None = None
-        try:
-            releases = self.db.tx_stored_releases(tx)
-            versions = tufrepo.Versions(*(self.db.next_version(tx, r) for r in tufrepo.ONLINE_ROLES))
-            now = tufrepo.utcnow()
-            blobs = tufrepo.build(releases, versions, self.signer, now, self.policy.targets_expiry,
-                                  self.policy.timestamp_expiry, self.policy.timestamp_cache)
+    @asynccontextmanager
+    async def _serialised(self) -> AsyncIterator[None]:
+        """One publish or refresh at a time, among this process's tasks and every host on the database."""
+        async with self._lock:
+            held = self.db.publish_lock()
+            await trio.to_thread.run_sync(held.__enter__)
             try:
-                for blob in blobs:
-                    await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
-                                         cache_control=blob.cache_control)
-            except Exception as exc:
-                failure = exc
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.db.end, tx, True)
-        if failure is not None:
-            metrics.PUBLISHES.labels("error").inc()
-            raise failure
-        metrics.PUBLISHES.labels("ok").inc()
-        metrics.TIMESTAMP_EXPIRY.set(time.time() + self.policy.timestamp_expiry)
-        log.info("published TUF metadata: targets v%d (%d releases), snapshot v%d, timestamp v%d",
-                 versions.targets, len(releases), versions.snapshot, versions.timestamp)
+                yield
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(held.__exit__, None, None, None)
 
-    async def refresh_timestamp(self) -> None:
-        """Re-sign timestamp.json (same snapshot) so devices never see it expire; publish if never done."""
-        tx = await trio.to_thread.run_sync(self.db.begin, "fsgateway-checker-publish")
+    async def publish(self) -> None:
+        """Bring the signed targets up to the stored releases; continues an interrupted publish first."""
+        async with self._serialised():
+            await self._publish(force=False)
+
+    async def refresh(self) -> None:
+        """Keep every role alive: targets and snapshot re-signed once half their lifetime is gone (or
+        when the online key changed, or nothing was ever published), timestamp.json on every call."""
+        async with self._serialised():
+            published = await trio.to_thread.run_sync(self.db.published)
+            stale = bool({"targets", "snapshot", "timestamp"} - set(published)) or any(
+                self._stale(expires, keyid) for role, (_, expires, keyid) in published.items() if role != "timestamp")
+            if stale or await trio.to_thread.run_sync(self.db.publish_intent) is not None or \
+                    await trio.to_thread.run_sync(self.db.unpublished_releases):
+                await self._publish(force=stale)
+            else:
+                await self._timestamp(published["targets"][0], published["snapshot"][0])
+            await self._root_expiry()
+
+    async def _publish(self, force: bool) -> None:
+        intent = await trio.to_thread.run_sync(self.db.publish_intent)
+        if intent is not None:
+            log.info("continuing the interrupted publish of targets v%d", intent["targets"])
+            await self._carry_out(intent)
+            force = force and self._stale(intent["expires"], intent["keyid"])
+        if force or await trio.to_thread.run_sync(self.db.unpublished_releases):
+            await self._carry_out(await trio.to_thread.run_sync(self.db.record_publish_intent, self._intent))
+
+    def _stale(self, expires: float, keyid: str) -> bool:
+        """Targets/snapshot to re-sign: past half their lifetime, or signed by a key no longer ours."""
+        return expires - time.time() < self.policy.targets_expiry / 2 or keyid != self.key.signer().public_key.keyid
+
+    def _intent(self, tx: Tx) -> dict:
+        """A new publish, in the transaction that reserves its version numbers (it runs in a worker thread)."""
+        signer = self.key.signer()
+        releases = self.db.tx_stored_releases(tx)
+        versions = tufrepo.Versions(self.db.next_version(tx, "targets"), self.db.next_version(tx, "snapshot"), 0)
+        now = tufrepo.utcnow()
+        blobs = tufrepo.build(releases, versions, signer, now, self.policy.targets_expiry)
+        return {"targets": versions.targets, "snapshot": versions.snapshot, "keyid": signer.public_key.keyid,
+                "expires": now.timestamp() + self.policy.targets_expiry,
+                "releases": [[r.model, r.version] for r in releases],
+                "blobs": [[b.key, b.data.decode(), b.cache_control] for b in blobs]}
+
+    async def _carry_out(self, intent: dict) -> None:
+        """Write the intent's immutable objects (each once), then timestamp.json; record what devices reach."""
         try:
-            snapshot = self.db.current_version(tx, "snapshot")
-            if snapshot:
-                versions = tufrepo.Versions(self.db.current_version(tx, "targets"), snapshot,
-                                            self.db.next_version(tx, "timestamp"))
-                blob = tufrepo.timestamp(versions, self.signer, tufrepo.utcnow(), self.policy.timestamp_expiry,
-                                         self.policy.timestamp_cache)
-                await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
-                                     cache_control=blob.cache_control)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.db.end, tx, True)
-        if not snapshot:
-            await self.publish()
-            return
-        metrics.TIMESTAMP_EXPIRY.set(time.time() + self.policy.timestamp_expiry)
-        log.info("re-signed timestamp.json (v%d)", versions.timestamp)
+            for key, text, cache_control in intent["blobs"]:
+                await self._write_once(self.prefix + key, text.encode(), cache_control)
+            timestamp = await self._timestamp(intent["targets"], intent["snapshot"], intent)
+        except Exception as exc:
+            metrics.PUBLISHES.labels("error").inc()
+            if isinstance(exc, PublishConflict):
+                await trio.to_thread.run_sync(self.db.drop_publish_intent, intent)
+            raise
+        metrics.PUBLISHES.labels("ok").inc()
+        self._expiry_metrics({"targets": intent["expires"], "snapshot": intent["expires"]})
+        log.info("published TUF metadata: targets v%d (%d releases), snapshot v%d, timestamp v%d",
+                 intent["targets"], len(intent["releases"]), intent["snapshot"], timestamp)
+
+    async def _write_once(self, key: str, data: bytes, cache_control: str) -> None:
+        """A versioned object: written if absent (If-None-Match: *), else its bytes must be these already."""
+        existing = await self._existing(key)
+        if existing is None:
+            try:
+                await self.store.put(key, data, {}, "application/json", if_none_match=True,
+                                     cache_control=cache_control)
+                return
+            except StoreError as exc:
+                if http_status(exc.cause) != 412:
+                    raise
+            existing = await self._existing(key)  # written meanwhile (another host continuing this intent)
+        if existing != data:
+            log.error("%s already holds other bytes; it is never rewritten: publishing under new versions", key)
+            raise PublishConflict(f"{key} already holds other bytes")
+
+    async def _existing(self, key: str) -> bytes | None:
+        try:
+            return await self.store.get(key)
+        except StoreError as exc:
+            if http_status(exc.cause) == 404:
+                return None
+            raise
+
+    async def _timestamp(self, targets: int, snapshot: int, intent: dict | None = None) -> int:
+        """Sign and write timestamp.json for a snapshot that is in place; returns its version."""
+        version = await trio.to_thread.run_sync(self.db.reserve_version, "timestamp")
+        now = tufrepo.utcnow()
+        signer = self.key.signer()
+        blob = tufrepo.timestamp(tufrepo.Versions(targets, snapshot, version), signer, now,
+                                 self.policy.timestamp_expiry, self.policy.timestamp_cache)
+        await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
+                             cache_control=blob.cache_control)
+        expires = now.timestamp() + self.policy.timestamp_expiry
+        published = {"timestamp": (version, expires)}
+        keyid = signer.public_key.keyid
+        if intent is None:
+            await trio.to_thread.run_sync(self.db.record_published, published, keyid)
+        else:
+            published.update(targets=(targets, intent["expires"]), snapshot=(snapshot, intent["expires"]))
+            await trio.to_thread.run_sync(self.db.complete_publish, intent, published, keyid)
+        self._expiry_metrics({"timestamp": expires})
+        log.info("signed timestamp.json v%d (snapshot v%d)", version, snapshot)
+        return version
+
+    async def _root_expiry(self) -> None:
+        """The root's expiry, as devices see it, for the metric (renewing it takes the offline key)."""
+        data = await self._existing(self.prefix + tufrepo.METADATA + "root.json")
+        if data is not None:
+            self._expiry_metrics({"root": Metadata.from_bytes(data).signed.expires.timestamp()})
+
+    def _expiry_metrics(self, expiries: dict[str, float]) -> None:
+        for role, when in expiries.items():
+            metrics.METADATA_EXPIRY.labels(role).set(when)
+        if "timestamp" in expiries:
+            metrics.TIMESTAMP_EXPIRY.set(expiries["timestamp"])
 
     # ------------------------------------------------------------------ verdicts
     async def release(self, r: Release, staged: str, upload: Part | None = None) -> None:
-        """Put the judged payload at its content-addressed key, verified, then publish if new.
+        """Put the judged payload at its content-addressed key, verified, then publish it.
 
-        Nothing at the release key is trusted: an object already there (planted
+        Published unless a completed publish carries it already (a failed one is
+        continued here). Nothing at the release key is trusted: an object already there (planted
         by whoever could write the bucket, or left by an earlier run) is hashed
         against the verdict and replaced unless it is exactly the released
         bytes, and every copy made is hashed again before the release is
@@ -156,7 +248,8 @@ class Publisher:
                     metrics.TAMPERED.labels("staged").inc()
             else:
                 raise ReleaseError(f"no source of {key} holds the {r.length} bytes with SHA-256 {r.sha256}")
-        if await trio.to_thread.run_sync(self.db.mark_stored, r.model, r.version) or new:
+        await trio.to_thread.run_sync(self.db.mark_stored, r.model, r.version)
+        if not await trio.to_thread.run_sync(self.db.is_published, r.model, r.version):
             await self.publish()
 
     async def _matches(self, key: str, r: Release, etag: str | None) -> bool:

@@ -43,6 +43,16 @@ from .workqueue import FairQueue
 log = logging.getLogger("checker")
 
 
+RETRY_FIRST, RETRY_MAX = 5.0, 60.0  # seconds: after a failed refresh, 5, 10, 20, 40, 60, 60, ...
+
+
+def refresh_delay(failures: int, interval: float) -> float:
+    """Seconds until the next refresh: the interval, or a short backoff after failures in a row."""
+    if failures == 0:
+        return interval
+    return min(interval, RETRY_FIRST * 2 ** min(failures - 1, 10), RETRY_MAX)
+
+
 def _part(obj: dict) -> Part:
     return Part(obj["Key"], obj["Size"], obj.get("ETag", ""), obj["LastModified"].timestamp())
 
@@ -57,7 +67,6 @@ class Checker:
     host: str
     reconcile_interval: float
     concurrency: int
-    timestamp_expiry: float
     locks: dict[str, trio.Lock] = field(default_factory=dict)
     pending: dict[str, float] = field(default_factory=dict)  # package prefix -> first part's arrival
     queue: FairQueue = field(default_factory=FairQueue)
@@ -71,8 +80,7 @@ class Checker:
 
     # ------------------------------------------------------------------ wiring
     async def run(self, mount_dir: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self.resume_open_verdicts()
-        await self.publisher.refresh_timestamp()
+        failures = await self._refresh(0)  # ready once devices can refresh (when S3 lets us)
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             for _ in range(self.concurrency):
@@ -82,7 +90,7 @@ class Checker:
                 nursery.start_soon(self.mount.run)
                 nursery.start_soon(self._watch, mount_dir)
             nursery.start_soon(self._reconcile_loop)
-            nursery.start_soon(self._timestamp_loop)
+            nursery.start_soon(self._refresh_loop, failures)
             task_status.started()
 
     def enqueue(self, package_prefix: str) -> None:
@@ -112,15 +120,22 @@ class Checker:
                 await self.queue.drained()
             await trio.sleep(self.reconcile_interval)
 
-    async def _timestamp_loop(self) -> None:
+    async def _refresh_loop(self, failures: int) -> None:
+        """Look after the TUF repository every refresh interval; failures are retried soon."""
         while True:
-            await trio.sleep(self.timestamp_expiry / 4)
-            try:
-                await self.publisher.refresh_timestamp()
-            except Exception:
-                metrics.ERRORS.labels("timestamp").inc()
-                log.exception("re-signing timestamp.json failed; retrying in a minute")
-                await trio.sleep(60)
+            await trio.sleep(refresh_delay(failures, self.publisher.policy.refresh_interval))
+            failures = await self._refresh(failures)
+
+    async def _refresh(self, failures: int) -> int:
+        """One refresh; returns the failures in a row since the last success."""
+        try:
+            await self.publisher.refresh()
+            return 0
+        except Exception:
+            metrics.ERRORS.labels("timestamp").inc()
+            log.exception("re-signing TUF metadata failed (%d in a row); retrying in %.0f s", failures + 1,
+                          refresh_delay(failures + 1, self.publisher.policy.refresh_interval))
+            return failures + 1
 
     async def _mounted(self) -> None:
         if self.mount is not None:
@@ -182,6 +197,7 @@ class Checker:
                 return out
 
     async def reconcile(self) -> None:
+        await self.resume_open_verdicts()
         packages, strays = landing.group(await self._list(self.incoming), self.incoming)
         for pkg in packages:
             self.enqueue(pkg.prefix)
@@ -202,8 +218,21 @@ class Checker:
     async def look(self, package_prefix: str) -> None:
         lock = self.locks.setdefault(package_prefix, trio.Lock())
         async with lock:
-            packages, _ = landing.group(await self._list(package_prefix), self.incoming)
-            pkg = next((p for p in packages if p.prefix == package_prefix), None)
+            pkg = await self._package(package_prefix)
+            opened = await trio.to_thread.run_sync(self.db.open_verdicts, package_prefix)
+            unfinished: set[Part] = set()
+            for verdict in opened:  # judged before a crash: finished from what was judged, whatever is left
+                judged = self._judged(verdict, pkg)
+                try:
+                    await self.finish(judged, verdict)
+                except Exception:
+                    metrics.ERRORS.labels("judge").inc()
+                    log.exception("finishing the verdict on %s failed; it will be tried again", package_prefix)
+                    unfinished.update(judged.parts.values())
+            if opened:
+                pkg = await self._package(package_prefix)
+            if pkg is not None and unfinished & set(pkg.parts.values()):
+                return  # parts of a verdict not closed yet are never judged again
             if pkg is None or not pkg.parts:
                 self.pending.pop(package_prefix, None)
                 if pkg is None:
@@ -212,6 +241,23 @@ class Checker:
                 return
             await self.handle(pkg)
             self._pending_gauges()
+
+    async def _package(self, package_prefix: str) -> Package | None:
+        packages, _ = landing.group(await self._list(package_prefix), self.incoming)
+        return next((p for p in packages if p.prefix == package_prefix), None)
+
+    def _judged(self, verdict: Verdict, now: Package | None) -> Package:
+        """The package as it was judged (its recorded parts), with the temporaries listed now."""
+        if verdict.parts:
+            packages, _ = landing.group(list(verdict.parts), self.incoming)
+            pkg = packages[0]
+        elif now is not None and now.package_id() == verdict.package_id:  # recorded before parts were kept
+            return now
+        else:
+            model, version = verdict.package[len(self.incoming):].split("/")[:2]
+            pkg = Package(verdict.package, model, version)
+        pkg.hidden = now.hidden if now is not None else []
+        return pkg
 
     async def handle(self, pkg: Package) -> None:
         package_id = pkg.package_id()
@@ -272,7 +318,8 @@ class Checker:
             outcome, reason, detail = d.outcome, d.reason, d.detail
             if outcome in ("accepted", "duplicate") and d.manifest is not None:
                 outcome, reason, detail = self._arbitrate(tx, package_id, d)
-            verdict = Verdict(package_id, storable(pkg.prefix), outcome, reason, escape(detail), False)
+            verdict = Verdict(package_id, storable(pkg.prefix), outcome, reason, escape(detail), False,
+                              tuple(pkg.parts.values()))
             self.db.record_verdict(tx, verdict, self.host)
             return verdict, True
 
@@ -325,7 +372,8 @@ class Checker:
         """A key outside incoming/<model>/<version>/: quarantined on its own."""
         package_id = hashlib.sha256(f"{part.key}\0{part.etag}\0{part.last_modified}".encode(
             "utf-8", "surrogateescape")).hexdigest()[:32]
-        verdict = Verdict(package_id, storable(part.key), "rejected", problem.reason, escape(problem.detail), False)
+        verdict = Verdict(package_id, storable(part.key), "rejected", problem.reason, escape(problem.detail), False,
+                          (part,))
         with_lock = self.locks.setdefault(part.key, trio.Lock())
         async with with_lock:
             existing = await trio.to_thread.run_sync(self.db.verdict, package_id)
@@ -340,10 +388,14 @@ class Checker:
             elif existing.done:
                 await self.publisher.remove([part], "")
                 return
-            await self.publisher.quarantine(None, [part], verdict)
-            await self.publisher.remove([part], "")
-            await trio.to_thread.run_sync(self.db.mark_done, package_id)
+            await self._close_stray(verdict)
         self.locks.pop(part.key, None)
+
+    async def _close_stray(self, verdict: Verdict) -> None:
+        """Quarantine a stray key and clear it (idempotent: parts are copied and removed only while unchanged)."""
+        await self.publisher.quarantine(None, list(verdict.parts), verdict)
+        await self.publisher.remove(list(verdict.parts), "")
+        await trio.to_thread.run_sync(self.db.mark_done, verdict.package_id)
 
     def _recheck_at_deadline(self, pkg: Package) -> None:
         if pkg.prefix in self.timers:
@@ -359,8 +411,17 @@ class Checker:
         self.nursery.start_soon(later)
 
     async def resume_open_verdicts(self) -> None:
-        """At start: verdicts recorded but not carried out (a crash in between) are finished first."""
-        rows = await trio.to_thread.run_sync(self.db.query, "SELECT package FROM verdicts WHERE done = 0")
-        for (package,) in rows:
-            if package.startswith(self.incoming) and package.endswith("/"):
-                self.enqueue(package)
+        """Verdicts recorded but not carried out (a crash or failure in between) are finished, from the
+        parts they judged even when those are gone already; at start and with every reconcile."""
+        for verdict in await trio.to_thread.run_sync(self.db.open_verdicts):
+            if verdict.package.startswith(self.incoming) and verdict.package.endswith("/"):
+                self.enqueue(verdict.package)
+            elif verdict.parts:  # a stray key
+                key = verdict.parts[0].key
+                try:
+                    async with self.locks.setdefault(key, trio.Lock()):
+                        await self._close_stray(verdict)
+                except Exception:
+                    metrics.ERRORS.labels("judge").inc()
+                    log.exception("closing the verdict on %s failed; it will be tried again", verdict.package)
+                self.locks.pop(key, None)

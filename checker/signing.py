@@ -73,6 +73,25 @@ def load_signer(private_path: str) -> CryptoSigner:
     return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
 
 
+class OnlineKey:
+    """The online key file, read again whenever it is replaced (`fsgateway-fw repo rotate-online-key`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._signer: CryptoSigner | None = None
+        self.signer()  # a key that cannot be used is refused at start
+
+    def signer(self) -> CryptoSigner:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise KeyFileError(f"cannot read private key {self.path}: {exc.strerror}") from exc
+        if self._signer is None or self._stamp != (st.st_ino, st.st_mtime_ns):
+            self._signer, self._stamp = load_signer(self.path), (st.st_ino, st.st_mtime_ns)
+        return self._signer
+
+
 def public_key_from_json(text: str) -> SSlibKey:
     try:
         doc = json.loads(text)

@@ -57,12 +57,26 @@ def _expiry(now: datetime, seconds: float) -> datetime:
 
 def new_root(root_signer: Signer, online_key: Key, now: datetime, days: int = 365, version: int = 1) -> Blob:
     """Root metadata: the offline key for root, one online key for the other roles."""
+    return _root(version, root_signer.public_key, [online_key], [root_signer], now, days)
+
+
+def next_root(current: Root, root_signers: list[Signer], online_keys: list[Key], now: datetime, days: int) -> Blob:
+    """The next root version: the last signer's key holds the root role (the first may be the key it
+    replaces), `online_keys` the others; signed by every signer, so a device that trusts `current`
+    accepts it (TUF: signed by a threshold of the old root keys and of the new)."""
+    return _root(current.version + 1, root_signers[-1].public_key, online_keys, root_signers, now, days)
+
+
+def _root(version: int, root_key: Key, online_keys: list[Key], signers: list[Signer], now: datetime,
+          days: int) -> Blob:
     root = Root(version=version, expires=_expiry(now, days * 86400), consistent_snapshot=True)
-    root.add_key(root_signer.public_key, "root")
+    root.add_key(root_key, "root")
     for role in ONLINE_ROLES:
-        root.add_key(online_key, role)
+        for key in online_keys:
+            root.add_key(key, role)
     md = Metadata(root)
-    md.sign(root_signer)
+    for signer in signers:
+        md.sign(signer, append=True)
     return Blob(f"{METADATA}{version}.root.json", md.to_bytes(_SERIALIZER), IMMUTABLE)
 
 
@@ -81,8 +95,11 @@ class Versions:
 
 
 def build(releases: list[Release], versions: Versions, signer: Signer, now: datetime,
-          targets_expiry: float, timestamp_expiry: float, timestamp_cache: str) -> list[Blob]:
-    """Everything a publish writes, in the order it must be written (timestamp last)."""
+          targets_expiry: float) -> list[Blob]:
+    """The immutable objects of a publish (indexes, N.targets.json, N.snapshot.json), in the order written.
+
+    timestamp.json, the one mutable object, is signed apart (`timestamp`) when they are all in place.
+    """
     targets = Targets(version=versions.targets, expires=_expiry(now, targets_expiry))
     blobs: list[Blob] = []
     by_model: dict[str, list[Release]] = {}
@@ -103,7 +120,6 @@ def build(releases: list[Release], versions: Versions, signer: Signer, now: date
     snapshot = Snapshot(version=versions.snapshot, expires=_expiry(now, targets_expiry),
                         meta={"targets.json": MetaFile(version=versions.targets)})
     blobs.append(_signed(Metadata(snapshot), signer, f"{METADATA}{versions.snapshot}.snapshot.json", IMMUTABLE))
-    blobs.append(timestamp(versions, signer, now, timestamp_expiry, timestamp_cache))
     return blobs
 
 

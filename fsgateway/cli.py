@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import fields
 
-from . import commandline, config, credentials, daemon, deadmount, logs, metrics, private, store_metrics
+from . import commandline, config, credentials, daemon, deadmount, feedwriter, logs, metrics, private, store_metrics
 from .config import Config, ConfigError
 from .metrics_server import serve
 from .store import StoreSettings
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import mount  # pyfuse3 imported only when mounting, so --help works anywhere
 
     try:
-        serve(cfg.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
+        serve(cfg.metrics_address, metrics.REGISTRY, feedwriter.REGISTRY, store_metrics.REGISTRY)
         mount.run(cfg, settings, on_ready)
     except Exception as exc:  # whatever it is, the terminal that started a background mount must hear it
         log.debug("mount failed", exc_info=True)  # -d: the traceback; the reason is the one line below

@@ -1,4 +1,4 @@
-"""The mount's side of the change feed: group commit of events into journal objects.
+"""Writing the change feed: group commit of events into journal objects (the mount's and the checker's).
 
 `announce()` returns once the journal object holding its events is stored,
 so when close() returns the change is both durable and announced. Events
@@ -6,6 +6,9 @@ arriving while a journal PUT is under way wait for the next one: many closes
 in a short window cost one PUT, and a lone close waits for one PUT only. A
 journal object that cannot be stored is logged and counted, never a failed
 close: the object itself is committed, and syncd's reconcile finds it.
+
+The checker announces its own writes through `AnnouncingStore`. This module
+imports no mount code (its metrics are defined here), so the checker may use it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import trio
+from prometheus_client import CollectorRegistry, Counter
 
-from . import feed, metrics
-from .store import ObjectStore, StoreError
+from . import feed, reserved
+from .store import Body, FileSlice, ObjectStore, StoreError
 
 log = logging.getLogger("fsgateway.feed")
+
+REGISTRY = CollectorRegistry()  # served by the daemons that write the feed (mount, checker)
+FEED_EVENTS = Counter("fsgateway_feed_events_total", "Changes announced in the change feed, by op", ["op"],
+                      registry=REGISTRY)
+FEED_JOURNALS = Counter("fsgateway_feed_journal_objects_total", "Journal objects written to the change feed",
+                        registry=REGISTRY)
+FEED_WRITE_FAILURES = Counter(
+    "fsgateway_feed_write_failures_total", "Changes that could not be announced (journal PUT failed for good)",
+    registry=REGISTRY,
+)
 
 MAX_EVENTS = 1000  # per journal object, so a reader's GET stays small
 
@@ -71,10 +85,42 @@ class FeedWriter:
         try:
             await self.store.put(key, feed.encode(journal), {}, "application/json")
         except StoreError as exc:
-            metrics.FEED_WRITE_FAILURES.inc(len(events))
+            FEED_WRITE_FAILURES.inc(len(events))
             log.error("change feed: %d events not announced (%s); syncd's reconcile will find them",
                       len(events), exc)
             return
-        metrics.FEED_JOURNALS.inc()
+        FEED_JOURNALS.inc()
         for e in events:
-            metrics.FEED_EVENTS.labels(e.op).inc()
+            FEED_EVENTS.labels(e.op).inc()
+
+
+class AnnouncingStore(ObjectStore):
+    """An object store whose writes (outside the hidden `.fsgateway/`) are announced once stored.
+
+    For the checker: releases, metadata, quarantine copies and the clearing of
+    incoming/ reach syncd through the feed like the mount's writes. Set `feed`
+    before the first write; None announces nothing.
+    """
+
+    feed: FeedWriter | None = None
+
+    async def _announce(self, op: str, key: str, **fields: object) -> None:
+        if self.feed is not None and not reserved.is_reserved(key):
+            await self.feed.announce(self.feed.event(op, key, **fields))
+
+    async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str,
+                  if_none_match: bool = False, cache_control: str | None = None) -> str:
+        etag = await super().put(key, body, metadata, content_type, if_none_match, cache_control)
+        size = body.length if isinstance(body, FileSlice) else len(body)
+        await self._announce("put", key, size=size, etag=etag or None, sha256=metadata.get("fsg-sha256"))
+        return etag
+
+    async def copy(self, src: str, dst: str, size: int, metadata: dict[str, str] | None,
+                   content_type: str | None, cache_control: str | None = None, if_match: str | None = None) -> str:
+        etag = await super().copy(src, dst, size, metadata, content_type, cache_control, if_match)
+        await self._announce("put", dst, size=size, etag=etag or None, sha256=(metadata or {}).get("fsg-sha256"))
+        return etag
+
+    async def delete(self, key: str) -> None:
+        await super().delete(key)
+        await self._announce("delete", key)

@@ -48,14 +48,3 @@ FUSE_ERRORS = Counter(
     "fsgateway_fuse_errors_total", "Filesystem operations answered with an error", ["op", "errno"], registry=REGISTRY
 )
 UP = Gauge("fsgateway_mount_up", "1 while the filesystem is mounted and serving", registry=REGISTRY)
-FEED_EVENTS = Counter(
-    "fsgateway_feed_events_total", "Changes announced in the change feed, by op", ["op"], registry=REGISTRY
-)
-FEED_JOURNALS = Counter(
-    "fsgateway_feed_journal_objects_total", "Journal objects written to the change feed", registry=REGISTRY
-)
-FEED_WRITE_FAILURES = Counter(
-    "fsgateway_feed_write_failures_total",
-    "Changes that could not be announced (journal PUT failed for good)",
-    registry=REGISTRY,
-)

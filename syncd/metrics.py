@@ -83,3 +83,8 @@ FEED_EXPIRED = Counter(
     registry=REGISTRY,
 )
 UP = Gauge("fsgateway_syncd_up", "1 while syncd is serving", registry=REGISTRY)
+VANISHED = Counter(
+    "fsgateway_syncd_vanished_total",
+    "Keys deleted from the primary between being listed or announced and being copied (not errors)",
+    registry=REGISTRY,
+)

@@ -7,13 +7,14 @@ so that mirror-mode deletes stop (`DeleteGuard`).
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from functools import partial
 
 from fsgateway.concurrency import gather
 from fsgateway.retry import Backoff
-from fsgateway.store import ObjectStore
+from fsgateway.store import ObjectStore, StoreError
 
 from . import metrics
 from .copier import Copier
@@ -47,10 +48,19 @@ class Replicator:
         backup lacks is copied at once, without HEAD requests.
         """
         try:
-            if missing and listed is not None:
-                await self._copy(key, listed)
-            else:
-                await self._check(key)
+            try:
+                if missing and listed is not None:
+                    await self._copy(key, listed)
+                else:
+                    await self._check(key)
+            except StoreError as exc:
+                if exc.errno != errno.ENOENT or await self.primary.head(key) is not None:
+                    raise
+                # Deleted from the primary since it was listed or announced (the checker clearing incoming/):
+                # not an error, and no reason to hold mirror deletes back.
+                metrics.VANISHED.inc()
+                log.info("%r vanished from the primary before it was copied", key)
+                await self._gone(key)
         except Exception as exc:
             self.guard.errors += 1
             log.error("could not replicate %r: %s", key, exc)

@@ -28,7 +28,10 @@ def rel(model="sensor-x", version="1.0.0", counter=1, channel="stable", hw=("A",
 
 
 def build(releases, online, versions=(3, 4, 5)):
-    return tufrepo.build(releases, tufrepo.Versions(*versions), online, NOW, 86400 * 30, 3600, "public, max-age=60")
+    """What a publish writes: the immutable objects, then timestamp.json."""
+    v = tufrepo.Versions(*versions)
+    return [*tufrepo.build(releases, v, online, NOW, 86400 * 30),
+            tufrepo.timestamp(v, online, NOW, 3600, "public, max-age=60")]
 
 
 def test_keys_and_paths_of_a_release():
