@@ -28,6 +28,9 @@ from .service import Checker
 
 log = logging.getLogger("checker")
 
+#: What /metrics serves: the checker's series, the change feed it writes, its S3 requests.
+REGISTRIES = (metrics.REGISTRY, feedwriter.REGISTRY, store_metrics.REGISTRY)
+
 DESCRIPTION = """\
 Validate every firmware package that lands under incoming/<model>/<version>/ of
 the bucket (manifest.json + payload), record it in the version database, and
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("database schema migrated (%d step(s))", applied)
     metrics.PENDING_DEADLINE.set(cfg.pending_deadline)
     metrics.TIMESTAMP_LIFETIME.set(cfg.timestamp_expiry)
-    serve(cfg.metrics_address, metrics.REGISTRY, feedwriter.REGISTRY, store_metrics.REGISTRY)
+    serve(cfg.metrics_address, *REGISTRIES)
     try:
         trio.run(_serve, cfg, settings, db, key)
     finally:

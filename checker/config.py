@@ -49,8 +49,11 @@ def validate(cfg: CheckerConfig) -> CheckerConfig:
         raise ConfigError("timestamp_expiry must be at least 120 seconds")
     if cfg.concurrency < 1:
         raise ConfigError("concurrency must be >= 1")
-    if cfg.timestamp_max_age < 0 or cfg.targets_expiry < cfg.timestamp_expiry:
-        raise ConfigError("timestamp_max_age must be >= 0 and targets_expiry >= timestamp_expiry")
+    if not 0 <= cfg.timestamp_max_age <= cfg.timestamp_expiry / 2:
+        raise ConfigError("timestamp_max_age must be >= 0 and at most half of timestamp_expiry (a CDN may serve "
+                          "a cached timestamp.json that long)")
+    if cfg.targets_expiry <= 0:
+        raise ConfigError("targets_expiry must be > 0")
     scheme = cfg.database.partition("://")[0] if "://" in cfg.database else ""
     if scheme not in ("", "sqlite", "postgresql", "postgres"):
         raise ConfigError(f"database must be sqlite:///PATH or postgresql://..., got {scheme}://...")

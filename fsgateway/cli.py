@@ -22,6 +22,9 @@ from .store import StoreSettings
 
 log = logging.getLogger("fsgateway")
 
+#: What /metrics serves: the mount's series, the change feed it writes, its S3 requests.
+REGISTRIES = (metrics.REGISTRY, feedwriter.REGISTRY, store_metrics.REGISTRY)
+
 EPILOG = """\
 options (-o name=value,flag,...; also keys of [s3]/[mount] in the config file,
 and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import mount  # pyfuse3 imported only when mounting, so --help works anywhere
 
     try:
-        serve(cfg.metrics_address, metrics.REGISTRY, feedwriter.REGISTRY, store_metrics.REGISTRY)
+        serve(cfg.metrics_address, *REGISTRIES)
         mount.run(cfg, settings, on_ready)
     except Exception as exc:  # whatever it is, the terminal that started a background mount must hear it
         log.debug("mount failed", exc_info=True)  # -d: the traceback; the reason is the one line below

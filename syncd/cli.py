@@ -25,6 +25,9 @@ from .state import State, StateLocked
 
 PROG = "fsgateway-syncd"
 
+#: What /metrics serves: syncd's series and its S3 requests (both buckets, by role).
+REGISTRIES = (metrics.REGISTRY, store_metrics.REGISTRY)
+
 EPILOG = f"""\
 configuration: the shared file ({DEFAULT_CONFIG_FILE}, or --config, or $FSGATEWAY_CONFIG),
 sections [s3] (the primary bucket's connection) and [syncd]; then FSGATEWAY_SYNCD_<NAME>
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "once":
             return trio.run(service.once, dry_run, progress.wanted(args.progress, sys.stderr))
-        serve(opts.metrics_address, metrics.REGISTRY, store_metrics.REGISTRY)
+        serve(opts.metrics_address, *REGISTRIES)
         trio.run(service.run)
         return 0
     finally:

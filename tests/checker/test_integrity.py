@@ -64,7 +64,7 @@ def publisher(server, bucket, tmp_path):
     db.migrate()
     signing.generate(str(tmp_path / "online.key"), str(tmp_path / "online.pub"))
     store = store_for(server, bucket)
-    p = Publisher(store, db, "", signing.load_signer(str(tmp_path / "online.key")),
+    p = Publisher(store, db, "", signing.OnlineKey(str(tmp_path / "online.key")),
                   RepoPolicy(86400, 86400, 60), "testhost")
     yield p
     db.close()

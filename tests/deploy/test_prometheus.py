@@ -86,7 +86,7 @@ def start_prometheus(tmp_path, targets: dict[str, int]) -> PromServer:
 
 
 HEALTHY_HOURS = 4  # longer than every `for:` (30 m) and every range in the rules (1 h)
-MOUNT_SERIES = ("fsgateway_mount_", "fsgateway_uploads", "fsgateway_feed_", "fsgateway_fuse_")
+MOUNT_SERIES = ("fsgateway_mount_", "fsgateway_uploads", "fsgateway_fuse_")  # the feed's: mount and checker
 
 
 def promtool_series(exposition: str, job: str, scraped_at: float) -> list[dict[str, str]]:

@@ -14,8 +14,9 @@ import sys
 
 from tests.conftest import REPO
 
-MOUNT_ONLY = ("fsgateway_mount_", "fsgateway_uploads", "fsgateway_feed_", "fsgateway_fuse_", "fsgateway_cache_",
+MOUNT_ONLY = ("fsgateway_mount_", "fsgateway_uploads", "fsgateway_fuse_", "fsgateway_cache_",
               "fsgateway_staging_", "fsgateway_checksum_", "fsgateway_unmappable_", "fsgateway_stale_")
+FEED = "fsgateway_feed_"  # the change feed's writers: the mount and the checker
 
 PROBE = """
 import importlib, json, pkgutil
@@ -25,17 +26,17 @@ for package in (fsgateway, checker, syncd):  # every module of the three daemons
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
 from prometheus_client import REGISTRY, generate_latest
-from checker import metrics as checker_metrics
-from fsgateway import metrics as mount_metrics, store_metrics
+from checker import cli as checker_cli
+from fsgateway import cli as mount_cli
 from fsgateway.metrics_server import daemon_registry
-from syncd import metrics as syncd_metrics
+from syncd import cli as syncd_cli
 def names(registry):
     return sorted({s.name for m in registry.collect() for s in m.samples})
 print(json.dumps({
     "default": names(REGISTRY),
-    "mount": names(daemon_registry(mount_metrics.REGISTRY, store_metrics.REGISTRY)),
-    "checker": names(daemon_registry(checker_metrics.REGISTRY, store_metrics.REGISTRY)),
-    "syncd": names(daemon_registry(syncd_metrics.REGISTRY, store_metrics.REGISTRY)),
+    "mount": names(daemon_registry(*mount_cli.REGISTRIES)),
+    "checker": names(daemon_registry(*checker_cli.REGISTRIES)),
+    "syncd": names(daemon_registry(*syncd_cli.REGISTRIES)),
 }))
 """
 
@@ -57,3 +58,5 @@ def test_the_checker_and_syncd_registries_hold_no_mount_series_and_the_mount_hol
         assert any(n.startswith(f"fsgateway_{daemon}_") for n in got[daemon])
         assert "process_start_time_seconds" in got[daemon]
     assert "fsgateway_mount_up" in got["mount"] and not any(n.startswith("fsgateway_checker_") for n in got["mount"])
+    assert not any(n.startswith(FEED) for n in got["syncd"])  # syncd reads the feed; its writers count it
+    assert all(any(n.startswith(FEED) for n in got[d]) for d in ("mount", "checker"))

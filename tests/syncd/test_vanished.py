@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import trio
-from prometheus_client import REGISTRY
 
 from fsgateway.credentials import Keys
 from fsgateway.store import ObjectStore, StoreSettings
 from syncd.copier import Copier
+from syncd.metrics import REGISTRY
 from syncd.plan import Version
 from syncd.replicate import Replicator
 from syncd.state import State

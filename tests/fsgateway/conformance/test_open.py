@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
+from tests.conftest import wait_for
 from tests.fsgateway.conformance.posix import errno_of, now_ns
 
 
@@ -23,8 +24,17 @@ def test_create_new_file(d, conformance_mount, s3):
     assert st.st_atime_ns == st.st_mtime_ns == st.st_ctime_ns >= t0
     parent = os.stat(d)
     assert parent.st_mtime_ns > before.st_mtime_ns and parent.st_ctime_ns > before.st_ctime_ns
-    meta = s3.head_object(Bucket=conformance_mount.bucket, Key=f"{d.name}/f")["Metadata"]
+    # Nothing was written: the new file is stored at its last close (FUSE's release), just after close().
+    head = wait_for(lambda: _head(s3, conformance_mount.bucket, f"{d.name}/f"), 10, "the new file in the bucket")
+    meta = head["Metadata"]
     assert int(meta["mode"]) == st.st_mode and meta["atime"] and meta["ctime"]
+
+
+def _head(s3, bucket: str, key: str) -> dict | None:
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError:
+        return None
 
 
 def _umask() -> int:
