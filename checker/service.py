@@ -29,6 +29,7 @@ from watchdog.observers import Observer
 
 from fsgateway import notify
 from fsgateway.logs import escape
+from fsgateway.s3format import DIR_CONTENT_TYPE
 from fsgateway.store import ObjectStore, StoreError
 
 from . import landing, metrics, rules, signing
@@ -152,10 +153,21 @@ class Checker:
                 await lost.wait()
                 watch.cancel_scope.cancel()
 
+    async def _ensure_incoming(self, root: str) -> None:
+        """Make <mount>/incoming exist. Its marker is written to the bucket, not made with mkdir through the mount:
+        a mkdir would carry the checker's umask (077), which a server that drops directory metadata
+        (SeaweedFS) cannot keep, so the mount refuses it; the marker shows with the mount's default mode."""
+        if await trio.to_thread.run_sync(os.path.isdir, root):
+            return
+        await self.store.put(self.incoming, b"", {}, DIR_CONTENT_TYPE)
+        with trio.fail_after(60):  # the mount may remember "no such name" for its stat_ttl
+            while not await trio.to_thread.run_sync(os.path.isdir, root):
+                await trio.sleep(0.2)
+
     async def _observe(self, mount_dir: str) -> None:
         """Run a watchdog observer on <mount>/incoming; events become package prefixes to look at."""
         root = os.path.join(mount_dir, rules.INCOMING.rstrip("/"))
-        await trio.to_thread.run_sync(lambda: os.makedirs(root, exist_ok=True))
+        await self._ensure_incoming(root)
         token = trio.lowlevel.current_trio_token()
         checker = self
 
