@@ -118,7 +118,12 @@ class UploadContext:
 
 
 class DirtyFile:
-    """The not-yet-committed content of one file, shared by its open handles."""
+    """The not-yet-committed content of one file, shared by its open handles.
+
+    Two modes in one class: the `| None` fields of the mode in use (`stage_key`, `upload_id` when
+    streaming; `path` when staged) are set, which mypy cannot see; that is the reason of every
+    `type: ignore[arg-type]`/`[union-attr]` in this class (one class per mode removes them).
+    """
 
     def __init__(self, ctx: UploadContext, size: int = 0) -> None:
         self.ctx = ctx
@@ -290,7 +295,7 @@ class DirtyFile:
                 self.stage_key, self.upload_id, [self.parts[n] for n in sorted(self.parts)])  # type: ignore[arg-type]
             self.upload_id = None
             info = await self.ctx.store.head(self.stage_key)  # type: ignore[arg-type]
-            _check_complete(self.stage_key, info, self.size, count)
+            _check_complete(self.stage_key, info, self.size, count)  # type: ignore[arg-type]
         except BaseException:
             await self._remove_stage_object()
             raise
@@ -431,7 +436,7 @@ class DirtyFile:
 
     async def _commit_staged(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
         with _local("staging file"):
-            sha = await trio.to_thread.run_sync(partial(_hash_file, self.path, self.size))
+            sha = await trio.to_thread.run_sync(partial(_hash_file, self.path, self.size))  # type: ignore[arg-type]
         meta = {**metadata, SHA256_META: sha}
         store, part = self.ctx.store, self.ctx.part_size
         if self.size < part:
