@@ -450,7 +450,3 @@ class Database:
     def published(self) -> dict[str, tuple[int, float, str]]:
         """role -> (version, expiry as Unix time, signing keyid) of what timestamp.json leads devices to."""
         return {r: (v, e, k) for r, v, e, k in self.query("SELECT role, version, expires, keyid FROM repo_published")}
-
-    def release_of_package(self, package_id: str) -> Release | None:
-        rows = self.query(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE package_id = ?", (package_id,))
-        return _release(rows[0]) if rows else None

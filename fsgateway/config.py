@@ -117,7 +117,7 @@ class Config:
     read_timeout: float = 30.0
     retry_deadline: float = 60.0  # after this, an operation fails with EIO
     stale_upload_age: float = 24 * 3600.0  # abort other hosts' staging uploads older than this
-    feed: bool = True  # announce every change in the change feed (.fsgateway/feed/) for syncd and the checker
+    feed: bool = True  # announce every change in the change feed (.fsgateway/feed/), which syncd reads
     log_level: str = "info"
     log_format: str = "text"
     metrics_address: str = "127.0.0.1:9877"  # "off" disables

@@ -284,7 +284,7 @@ class Filesystem:
                      self.table.root.attrs.mtime_ns)
 
     async def _announce(self, op: str, key: str, **fields: Unpack[EventFields]) -> None:
-        """Put a change in the feed; returns once it is stored there (syncd and the checker read it).
+        """Put a change in the feed; returns once it is stored there (syncd reads it).
 
         Bounded by the caller's deadline: the change itself is done, and a journal
         that comes later (or never) is caught by syncd's reconcile.

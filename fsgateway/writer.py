@@ -6,9 +6,10 @@ Two modes, as in mountpoint-s3's streaming upload and rclone's write cache:
   background while the application keeps writing (a multipart upload to a
   hidden staging key), memory bounded by `write_buffer_size` for the whole
   mount. On commit the last part is sent, the upload is completed and checked
-  (size and the multipart ETag of our own part MD5s), then copied server-side
-  to the real key with its metadata, including the SHA-256 of the whole file
-  computed while writing. The real key never shows a partial file.
+  (its size, and the part count its ETag names), then copied server-side to
+  the real key with its metadata, including the SHA-256 of the whole file
+  computed while writing; a HEAD checks the copy's size and that SHA-256 in
+  its metadata. The real key never shows a partial file.
 * staged — any other write (random, backwards, truncate of existing data,
   append to an existing object) works on a local staging file in `cache_dir`,
   bounded by `cache_size`; commit hashes it and uploads it directly.
