@@ -3,8 +3,8 @@
 Operations take inode numbers and names and raise `FsError(errno)`; the
 pyfuse3 adapter only translates. Caches: node attributes are trusted for
 `stat_ttl`, a bounded negative cache remembers recent misses, listings are
-one LIST per page (no HEAD per entry), and every open revalidates with one
-HEAD. Our own changes update the caches directly.
+one LIST per page (no HEAD per entry), and every open of a file not being
+written revalidates with one HEAD. Our own changes update the caches directly.
 """
 
 from __future__ import annotations
