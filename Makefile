@@ -9,6 +9,7 @@
 #   make install-files DESTDIR=/tmp/stage    only the files, under a staging root
 #   make check-units                 systemd-analyze verify on the units
 #   make check-rules                 promtool check rules + promtool test rules
+#   make typecheck                   mypy on fsgateway, checker and syncd (the .venv of scripts/setup)
 #   make docs                        man pages and bash/zsh completion into $(BUILD), generated
 #                                    from the commands' argparse parsers (argparse-manpage, shtab)
 #
@@ -32,7 +33,7 @@ UNITS = systemd/fsgateway@.service systemd/fsgateway-checker.service systemd/fsg
 PARSERS = fsgateway=fsgateway.cli fsgateway-checker=checker.cli fsgateway-fw=checker.fw \
     fsgateway-device=checker.device fsgateway-syncd=syncd.cli
 
-.PHONY: install install-python install-files install-docs docs check-units check-rules
+.PHONY: install install-python install-files install-docs docs check-units check-rules typecheck
 
 install: install-python install-files install-docs
 	systemctl daemon-reload 2>/dev/null || true
@@ -84,3 +85,6 @@ check-units:  # a template is verified through an instance of it
 check-rules:
 	promtool check rules deploy/prometheus/fsgateway-rules.yml
 	cd deploy/prometheus && promtool test rules fsgateway-rules.test.yml
+
+typecheck:  # settings in pyproject.toml [tool.mypy]
+	.venv/bin/mypy

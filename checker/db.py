@@ -372,14 +372,18 @@ class Database:
     def verdict(self, package_id: str) -> Verdict | None:
         rows = self.query("SELECT package_id, package, outcome, reason, detail, done, parts FROM verdicts "
                           "WHERE package_id = ?", (package_id,))
-        return Verdict(*rows[0][:5], bool(rows[0][5]), _parts(rows[0][6])) if rows else None
+        if not rows:
+            return None
+        pid, package, outcome, reason, detail, done, parts = rows[0]
+        return Verdict(pid, package, outcome, reason, detail, bool(done), _parts(parts))
 
     def open_verdicts(self, package: str | None = None) -> list[Verdict]:
         """Verdicts recorded but not carried out yet (of one package, or all)."""
         where, args = ("AND package = ?", (package,)) if package is not None else ("", ())
         rows = self.query("SELECT package_id, package, outcome, reason, detail, parts FROM verdicts "
                           f"WHERE done = 0 {where} ORDER BY decided_at", args)
-        return [Verdict(*r[:5], False, _parts(r[5])) for r in rows]
+        return [Verdict(pid, package, outcome, reason, detail, False, _parts(parts))
+                for pid, package, outcome, reason, detail, parts in rows]
 
     def mark_done(self, package_id: str) -> None:
         with self.transaction() as tx:
@@ -446,7 +450,3 @@ class Database:
     def published(self) -> dict[str, tuple[int, float, str]]:
         """role -> (version, expiry as Unix time, signing keyid) of what timestamp.json leads devices to."""
         return {r: (v, e, k) for r, v, e, k in self.query("SELECT role, version, expires, keyid FROM repo_published")}
-
-    def release_of_package(self, package_id: str) -> Release | None:
-        rows = self.query(f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE package_id = ?", (package_id,))
-        return _release(rows[0]) if rows else None

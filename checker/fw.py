@@ -123,9 +123,9 @@ def cmd_key(args: argparse.Namespace, cfg: CheckerConfig) -> int:
             return fail(f"no key {args.keyid} in the authorisation table")
         print(f"revoked {args.keyid}: its signatures are refused from now on")
     else:
-        for keyid, label, added, revoked, models in db.key_rows():
+        for keyid, label, added, revoked, allowed in db.key_rows():
             state = f"revoked {_when(revoked)}" if revoked else "active"
-            print(f"{keyid}  {label:<16} models={models or '-'}  added {_when(added)}  {state}")
+            print(f"{keyid}  {label:<16} models={allowed or '-'}  added {_when(added)}  {state}")
     return 0
 
 

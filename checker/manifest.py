@@ -13,6 +13,7 @@ and in TUF metadata are the same thing.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,11 +73,13 @@ def signed_document(model: str, hw_revisions: list[str], version: str, release_c
             "payload": {"name": payload_name, "length": payload_length, "sha256": payload_sha256}}
 
 
-def canonical(doc: object) -> bytes:
-    return encode_canonical(doc).encode("utf-8")
+def canonical(doc: dict[str, Any]) -> bytes:
+    text = encode_canonical(doc)
+    assert text is not None  # None only when an output_function is given
+    return text.encode("utf-8")
 
 
-def _fields(obj: object, spec: dict[str, type], where: str) -> dict[str, Any]:
+def _fields(obj: object, spec: Mapping[str, type], where: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ManifestError("schema", f"{where} must be an object")
     missing = sorted(set(spec) - set(obj))

@@ -120,7 +120,7 @@ class Publisher:
             stale = bool({"targets", "snapshot", "timestamp"} - set(published)) or any(
                 self._stale(expires, keyid) for role, (_, expires, keyid) in published.items() if role != "timestamp")
             if stale or await trio.to_thread.run_sync(self.db.publish_intent) is not None or \
-                    await trio.to_thread.run_sync(self.db.unpublished_releases):
+                    await trio.to_thread.run_sync(self.db.unpublished_releases) > 0:
                 await self._publish(force=stale)
             else:
                 await self._timestamp(published["targets"][0], published["snapshot"][0])
@@ -132,7 +132,7 @@ class Publisher:
             log.info("continuing the interrupted publish of targets v%d", intent["targets"])
             await self._carry_out(intent)
             force = force and self._stale(intent["expires"], intent["keyid"])
-        if force or await trio.to_thread.run_sync(self.db.unpublished_releases):
+        if force or await trio.to_thread.run_sync(self.db.unpublished_releases) > 0:
             await self._carry_out(await trio.to_thread.run_sync(self.db.record_publish_intent, self._intent))
 
     def _stale(self, expires: float, keyid: str) -> bool:

@@ -279,8 +279,10 @@ class Checker:
             return
         try:
             decision = await self.judge.examine(pkg, time.time())
-        except (StoreError, *self.db.unavailable):
-            raise  # the bucket or the database: looked at again
+        except StoreError:
+            raise  # the bucket: looked at again
+        except self.db.unavailable:
+            raise  # the database: looked at again
         except Exception as exc:  # a failure on this package's own bytes: judged, never retried for ever
             metrics.ERRORS.labels("judge").inc()
             log.exception("judging %s failed; rejecting it", pkg.prefix)
@@ -326,7 +328,7 @@ class Checker:
             found = tx.execute("SELECT outcome, reason, detail FROM verdicts WHERE package_id = ?",
                                (package_id,)).one()
             if found:
-                return Verdict(package_id, pkg.prefix, *found, False), False
+                return Verdict(package_id, pkg.prefix, found[0], found[1], found[2], False), False
             outcome, reason, detail = d.outcome, d.reason, d.detail
             if outcome in ("accepted", "duplicate") and d.manifest is not None:
                 outcome, reason, detail = self._arbitrate(tx, package_id, d)

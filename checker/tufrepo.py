@@ -16,6 +16,7 @@ release for its model without trusting anything unsigned.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -60,14 +61,15 @@ def new_root(root_signer: Signer, online_key: Key, now: datetime, days: int = 36
     return _root(version, root_signer.public_key, [online_key], [root_signer], now, days)
 
 
-def next_root(current: Root, root_signers: list[Signer], online_keys: list[Key], now: datetime, days: int) -> Blob:
+def next_root(current: Root, root_signers: Sequence[Signer], online_keys: Sequence[Key], now: datetime, days: int
+              ) -> Blob:
     """The next root version: the last signer's key holds the root role (the first may be the key it
     replaces), `online_keys` the others; signed by every signer, so a device that trusts `current`
     accepts it (TUF: signed by a threshold of the old root keys and of the new)."""
     return _root(current.version + 1, root_signers[-1].public_key, online_keys, root_signers, now, days)
 
 
-def _root(version: int, root_key: Key, online_keys: list[Key], signers: list[Signer], now: datetime,
+def _root(version: int, root_key: Key, online_keys: Sequence[Key], signers: Sequence[Signer], now: datetime,
           days: int) -> Blob:
     root = Root(version=version, expires=_expiry(now, days * 86400), consistent_snapshot=True)
     root.add_key(root_key, "root")

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import sys
-from dataclasses import fields
 
 from . import commandline, config, credentials, daemon, deadmount, feedwriter, logs, metrics, private, store_metrics
 from .config import Config, ConfigError
@@ -169,11 +168,6 @@ def check_cache_dir(path: str) -> str | None:
     if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
         return f"cache_dir {path} is not a writable directory"
     return None
-
-
-def option_names() -> list[str]:
-    """Every `-o` name (for docs and tests)."""
-    return [f.name for f in fields(Config) if f.name not in ("bucket", "prefix", "mountpoint", "foreground")]
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CONFIG_FILE = "/etc/fsgateway/fsgateway.toml"
 ENV_PREFIX = "FSGATEWAY_"
@@ -43,7 +45,7 @@ def normalize(raw_name: str, value: object) -> tuple[str, object]:
     """
     name = raw_name.strip().lower().replace("-", "_")
     if name == "no_verify_ssl":
-        return "verify_ssl", not parse_bool(value)  # type: ignore[arg-type]
+        return "verify_ssl", not parse_bool(value)
     if name == "endpoint" and isinstance(value, str) and AWS_REGION.match(value.strip()):
         return "region", value.strip()
     return ALIASES.get(name, name), value
@@ -67,7 +69,7 @@ def parse_size(text: str) -> int:
     return value
 
 
-def parse_bool(text: str | bool) -> bool:
+def parse_bool(text: object) -> bool:
     if isinstance(text, bool):
         return text
     t = str(text).strip().lower()
@@ -115,7 +117,7 @@ class Config:
     read_timeout: float = 30.0
     retry_deadline: float = 60.0  # after this, an operation fails with EIO
     stale_upload_age: float = 24 * 3600.0  # abort other hosts' staging uploads older than this
-    feed: bool = True  # announce every change in the change feed (.fsgateway/feed/) for syncd and the checker
+    feed: bool = True  # announce every change in the change feed (.fsgateway/feed/), which syncd reads
     log_level: str = "info"
     log_format: str = "text"
     metrics_address: str = "127.0.0.1:9877"  # "off" disables
@@ -127,7 +129,7 @@ class Config:
         return f"{self.bucket}:/{self.prefix}" if self.prefix else self.bucket
 
 
-_NUMERIC = {
+_NUMERIC: dict[str, Callable[[Any], int | float]] = {  # Any: raw input, TypeError/ValueError become ConfigError
     "uid": int,
     "gid": int,
     "umask": lambda v: int(v, 8) if isinstance(v, str) else int(v),
@@ -154,7 +156,7 @@ def _coerce(name: str, value: object) -> object:
         if name in _NUMERIC:
             return _NUMERIC[name](value)
         if kind == "bool":
-            return parse_bool(value)  # type: ignore[arg-type]
+            return parse_bool(value)
         if value is True:
             raise ConfigError(f"option {name} needs a value ({name}=...)")
     except ConfigError as exc:  # e.g. "not a size": say which option
@@ -168,7 +170,7 @@ def _coerce(name: str, value: object) -> object:
 
 def apply(cfg: Config, values: dict[str, object], origin: str) -> Config:
     """Return `cfg` with `values` applied; unknown names are an error naming `origin`."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}  # each value coerced to its field's type by _coerce
     for raw_name, value in values.items():
         name, value = normalize(raw_name, value)
         if name in IGNORED_MOUNT_OPTIONS:

@@ -3,8 +3,8 @@
 Operations take inode numbers and names and raise `FsError(errno)`; the
 pyfuse3 adapter only translates. Caches: node attributes are trusted for
 `stat_ttl`, a bounded negative cache remembers recent misses, listings are
-one LIST per page (no HEAD per entry), and every open revalidates with one
-HEAD. Our own changes update the caches directly.
+one LIST per page (no HEAD per entry), and every open of a file not being
+written revalidates with one HEAD. Our own changes update the caches directly.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import os
 import stat
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Unpack
 
 import trio
 
@@ -25,6 +27,7 @@ from . import deadline, metrics, reserved
 from .concurrency import gather
 from .config import Config
 from .errors import GatewayError
+from .feed import EventFields
 from .feedwriter import FeedWriter
 from .inodes import InodeTable, Node
 from .keys import KEY_MAX, Unmappable, name_problem, split_listing
@@ -280,8 +283,8 @@ class Filesystem:
         return Attrs(self.defaults.mode(stat.S_IFDIR), self.defaults.uid, self.defaults.gid,
                      self.table.root.attrs.mtime_ns)
 
-    async def _announce(self, op: str, key: str, **fields: object) -> None:
-        """Put a change in the feed; returns once it is stored there (syncd and the checker read it).
+    async def _announce(self, op: str, key: str, **fields: Unpack[EventFields]) -> None:
+        """Put a change in the feed; returns once it is stored there (syncd reads it).
 
         Bounded by the caller's deadline: the change itself is done, and a journal
         that comes later (or never) is caught by syncd's reconcile.
@@ -319,16 +322,17 @@ class Filesystem:
             objs, prefixes, _ = await self.store.list_page(key + "/", None, delimiter="/", max_keys=1)
             return bool(objs or prefixes)
 
-        file_info, marker, implicit = await gather([
-            partial(self.store.head, key), partial(self.store.head, key + "/"), probe_dir])
-        if marker is not None:
-            return self._remote_from_info(marker, True)  # type: ignore[arg-type]
+        probes: list[Callable[[], Awaitable[ObjectInfo | bool | None]]] = [
+            partial(self.store.head, key), partial(self.store.head, key + "/"), probe_dir]
+        file_info, marker, implicit = await gather(probes)
+        if isinstance(marker, ObjectInfo):
+            return self._remote_from_info(marker, True)
         if implicit:
             if file_info is not None:
                 self._report(Unmappable("shadowed_by_directory", key))
             return Remote(self._implicit_dir_attrs())
-        if file_info is not None:
-            return self._remote_from_info(file_info, False)  # type: ignore[arg-type]
+        if isinstance(file_info, ObjectInfo):
+            return self._remote_from_info(file_info, False)
         return None
 
     def _known_absent(self, parent: Node, name: str) -> bool:
@@ -399,7 +403,7 @@ class Filesystem:
         node.lookups += 1
         return node
 
-    def forget(self, items: list[tuple[int, int]]) -> None:
+    def forget(self, items: Sequence[tuple[int, int]]) -> None:
         for ino, n in items:
             self.table.forget(ino, n)
 
@@ -963,8 +967,8 @@ class Filesystem:
         new_key = self.dir_prefix(dst_dir) + new_name
         async with AsyncExitStack() as locks:
             # Commits in progress on either file finish first; inode order rules out deadlock.
-            for n in sorted({src, dst} - {None}, key=lambda n: n.ino):  # type: ignore[union-attr]
-                await locks.enter_async_context(n.lock)  # type: ignore[union-attr]
+            for n in sorted([src] if dst is None else [src, dst], key=lambda n: n.ino):
+                await locks.enter_async_context(n.lock)
             kept: ObjectInfo | None = None
             if src.in_bucket and not src.is_dir and src.dirty is None:
                 # The copy replaces the metadata (for the new ctime): start from what is stored, and keep

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 from . import reserved
 
@@ -44,6 +45,15 @@ class Event:
     def touched(self) -> tuple[str, ...]:
         """Every key whose state this event changed."""
         return (self.src, self.key) if self.src is not None else (self.key,)
+
+
+class EventFields(TypedDict, total=False):
+    """The optional fields of an `Event`, for typing `**fields` of the callers that build one."""
+
+    size: int | None
+    sha256: str | None
+    etag: str | None
+    src: str | None
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Unpack
 
 import trio
 from prometheus_client import CollectorRegistry, Counter
 
 from . import feed, reserved
+from .feed import EventFields
 from .store import Body, FileSlice, ObjectStore, StoreError
 
 log = logging.getLogger("fsgateway.feed")
@@ -55,8 +57,8 @@ class FeedWriter:
         self._wake = trio.Event()
 
     @staticmethod
-    def event(op: str, key: str, **fields: object) -> feed.Event:
-        return feed.Event(op=op, key=key, time=feed.iso(datetime.now(UTC)), **fields)  # type: ignore[arg-type]
+    def event(op: str, key: str, **fields: Unpack[EventFields]) -> feed.Event:
+        return feed.Event(op=op, key=key, time=feed.iso(datetime.now(UTC)), **fields)
 
     async def announce(self, *events: feed.Event) -> None:
         """Wait until `events` are in a stored journal object (or their PUT failed for good)."""
@@ -104,7 +106,7 @@ class AnnouncingStore(ObjectStore):
 
     feed: FeedWriter | None = None
 
-    async def _announce(self, op: str, key: str, **fields: object) -> None:
+    async def _announce(self, op: str, key: str, **fields: Unpack[EventFields]) -> None:
         if self.feed is not None and not reserved.is_reserved(key):
             await self.feed.announce(self.feed.event(op, key, **fields))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Sequence
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
 
@@ -18,6 +18,7 @@ from .s3format import Attrs
 
 log = logging.getLogger("fsgateway.fuse")
 
+P = ParamSpec("P")
 T = TypeVar("T")
 BLOCK = 4096
 IO_SIZE = 1 << 20  # st_blksize: cp and cat size their buffers by it
@@ -30,12 +31,17 @@ def _decode(name: bytes) -> str:
         raise pyfuse3.FUSEError(errno.EILSEQ) from exc
 
 
-def translate(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Turn FsError into FUSEError, count it, and keep unexpected bugs from killing the mount."""
+def translate(
+    fn: Callable[Concatenate[FuseOperations, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[FuseOperations, P], Coroutine[Any, Any, T]]:
+    """Turn FsError into FUSEError, count it, and keep unexpected bugs from killing the mount.
+
+    Typed with ParamSpec so the decorated method keeps its signature, and mypy checks it
+    against pyfuse3.Operations."""
     op = fn.__name__
 
     @wraps(fn)
-    async def wrapper(self: FuseOperations, *args: Any, **kwargs: Any) -> T:
+    async def wrapper(self: FuseOperations, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             with deadline.caller(self.fs.cfg.retry_deadline):  # everything this request does shares it
                 return await fn(self, *args, **kwargs)
@@ -95,7 +101,7 @@ class FuseOperations(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         return self._entry(await self.fs.lookup(parent_inode, _decode(name)))
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         self.fs.forget(inode_list)
 
     @translate
@@ -186,8 +192,8 @@ class FuseOperations(pyfuse3.Operations):
         fh, keep_cache = await self.fs.open(inode, flags)
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
 
-    @translate
-    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+    @translate  # pyfuse3 replies with any contiguous buffer (PyObject_GetBuffer); its stub says bytes
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         return await self.fs.read(fh, off, size)
 
     @translate

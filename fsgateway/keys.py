@@ -15,8 +15,7 @@ from . import reserved
 NAME_MAX = 255
 #: S3's limit on a whole key, in UTF-8 bytes.
 KEY_MAX = 1024
-#: The mount's own reserved keys (see reserved.py): staging uploads and the change feed.
-RESERVED_PREFIX = reserved.root()
+#: Where the mount streams uploads before they are committed (see reserved.py).
 STAGING_PREFIX = reserved.mount_staging()
 
 

@@ -31,7 +31,7 @@ def mount_staging(prefix: str = "") -> str:
 
 
 def feed(prefix: str = "") -> str:
-    """The change feed journal read by syncd and the checker."""
+    """The change feed journal: written by the mounts and the checker, read by syncd."""
     return root(prefix) + "feed/"
 
 

@@ -11,8 +11,9 @@ caller hands in the environment and the file text.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TypeVar, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 from . import validation
 from .config import ConfigError, normalize, parse_bool, parse_size, read_config_file
@@ -55,15 +56,16 @@ T = TypeVar("T", bound=S3Options)
 _OPTIONAL: dict[object, type] = {str | None: str, int | None: int, float | None: float}
 
 
-def _coerce(kind: object, is_size: bool, value: object) -> object:
+def _coerce(kind: object, is_size: bool, value: Any) -> object:
+    """`value` as a `kind`; Any: raw input, whose TypeError/ValueError `apply` reports."""
     if is_size:
         return value if isinstance(value, int) and not isinstance(value, bool) else parse_size(str(value))
     if kind in _OPTIONAL:
         return None if value in (None, "", "none") else _OPTIONAL[kind](value)
     if kind is bool:
-        return parse_bool(value)  # type: ignore[arg-type]
+        return parse_bool(value)
     if kind in (int, float):
-        return kind(value)  # type: ignore[operator]
+        return kind(value)
     if kind == tuple[str, ...]:
         items = value if isinstance(value, list | tuple) else str(value).split(",")
         return tuple(str(i).strip() for i in items if str(i).strip())
@@ -72,11 +74,11 @@ def _coerce(kind: object, is_size: bool, value: object) -> object:
     return str(value)
 
 
-def apply(cfg: T, values: dict[str, object], origin: str) -> T:
+def apply(cfg: T, values: Mapping[str, object], origin: str) -> T:
     """`cfg` with `values` applied; unknown names and bad values are a ConfigError naming `origin`."""
     by_name = {f.name: f for f in fields(cfg)}
     hints = get_type_hints(type(cfg))
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}  # each value coerced to its field's type by _coerce
     for raw, value in values.items():
         name, value = normalize(raw, value)
         if name not in by_name:

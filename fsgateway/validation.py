@@ -22,20 +22,34 @@ REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class Shared(Protocol):
-    """The values every command's options have (the mount's `Config`, the daemons' `S3Options`)."""
+    """The values every command's options have (the mount's `Config`, the daemons' `S3Options`).
 
-    endpoint: str | None
-    region: str
-    profile: str | None
-    passwd_file: str | None
-    ca_bundle: str | None
-    log_level: str
-    log_format: str
-    metrics_address: str
-    max_connections: int
-    connect_timeout: float
-    read_timeout: float
-    retry_deadline: float
+    Read-only properties, so the frozen dataclasses match it."""
+
+    @property
+    def endpoint(self) -> str | None: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def profile(self) -> str | None: ...
+    @property
+    def passwd_file(self) -> str | None: ...
+    @property
+    def ca_bundle(self) -> str | None: ...
+    @property
+    def log_level(self) -> str: ...
+    @property
+    def log_format(self) -> str: ...
+    @property
+    def metrics_address(self) -> str: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def read_timeout(self) -> float: ...
+    @property
+    def retry_deadline(self) -> float: ...
 
 
 T = TypeVar("T", bound=Shared)

@@ -6,9 +6,10 @@ Two modes, as in mountpoint-s3's streaming upload and rclone's write cache:
   background while the application keeps writing (a multipart upload to a
   hidden staging key), memory bounded by `write_buffer_size` for the whole
   mount. On commit the last part is sent, the upload is completed and checked
-  (size and the multipart ETag of our own part MD5s), then copied server-side
-  to the real key with its metadata, including the SHA-256 of the whole file
-  computed while writing. The real key never shows a partial file.
+  (its size, and the part count its ETag names), then copied server-side to
+  the real key with its metadata, including the SHA-256 of the whole file
+  computed while writing; a HEAD checks the copy's size and that SHA-256 in
+  its metadata. The real key never shows a partial file.
 * staged — any other write (random, backwards, truncate of existing data,
   append to an existing object) works on a local staging file in `cache_dir`,
   bounded by `cache_size`; commit hashes it and uploads it directly.
@@ -118,7 +119,12 @@ class UploadContext:
 
 
 class DirtyFile:
-    """The not-yet-committed content of one file, shared by its open handles."""
+    """The not-yet-committed content of one file, shared by its open handles.
+
+    Two modes in one class: the `| None` fields of the mode in use (`stage_key`, `upload_id` when
+    streaming; `path` when staged) are set, which mypy cannot see; that is the reason of every
+    `type: ignore[arg-type]`/`[union-attr]` in this class (one class per mode removes them).
+    """
 
     def __init__(self, ctx: UploadContext, size: int = 0) -> None:
         self.ctx = ctx
@@ -290,7 +296,7 @@ class DirtyFile:
                 self.stage_key, self.upload_id, [self.parts[n] for n in sorted(self.parts)])  # type: ignore[arg-type]
             self.upload_id = None
             info = await self.ctx.store.head(self.stage_key)  # type: ignore[arg-type]
-            _check_complete(self.stage_key, info, self.size, count)
+            _check_complete(self.stage_key, info, self.size, count)  # type: ignore[arg-type]
         except BaseException:
             await self._remove_stage_object()
             raise
@@ -431,7 +437,7 @@ class DirtyFile:
 
     async def _commit_staged(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
         with _local("staging file"):
-            sha = await trio.to_thread.run_sync(partial(_hash_file, self.path, self.size))
+            sha = await trio.to_thread.run_sync(partial(_hash_file, self.path, self.size))  # type: ignore[arg-type]
         meta = {**metadata, SHA256_META: sha}
         store, part = self.ctx.store, self.ctx.part_size
         if self.size < part:

@@ -45,6 +45,7 @@ class Copier:
         self.state = state
         self.server_side = server_side
         self.part_size = part_size
+        self.copy_buffers = copy_buffers
         self.buffers = trio.CapacityLimiter(copy_buffers)
         self.throttle = throttle
 
@@ -114,7 +115,7 @@ class Copier:
             ranges = [(n, s, min(info.size, s + self.part_size))
                       for n, s in enumerate(range(self.part_size, info.size, self.part_size), 2)]
             etags += await gather([partial(self._part, key, upload_id, info.etag, n, s, e) for n, s, e in ranges],
-                                  limit=self.buffers.total_tokens)
+                                  limit=self.copy_buffers)
             await self.backup.complete_multipart(key, upload_id, etags)
         except BaseException:
             await self._abort(key, upload_id)

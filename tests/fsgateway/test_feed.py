@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import trio
 
-from fsgateway import feed, metrics
+from fsgateway import feed, feedwriter
 from fsgateway.cli import settings_for
 from fsgateway.config import Config
 from fsgateway.credentials import Keys
@@ -113,7 +113,7 @@ def test_a_journal_that_cannot_be_stored_is_counted_and_does_not_fail_the_caller
                  ca_bundle=server.ca_bundle, retry_deadline=2)
     store = ObjectStore(settings_for(cfg, Keys(server.access_key, server.secret_key)))
     def failures() -> float:
-        return metrics.REGISTRY.get_sample_value("fsgateway_feed_write_failures_total") or 0.0
+        return feedwriter.REGISTRY.get_sample_value("fsgateway_feed_write_failures_total") or 0.0
 
     before = failures()
 
