@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from fsgateway.config import ConfigError
 from tests.conftest import free_port
 
 from .conftest import MODEL, metric
@@ -213,3 +214,15 @@ def test_fw_bucket_commands_with_wrong_credentials_say_so_in_one_line(pipeline, 
     assert r.returncode == 0 and json.loads(r.stdout)["Statement"]  # printed only: no S3 request
     r = run("checker.fw", "status", MODEL, "9.9.9", env=pipeline.env())
     assert r.returncode == 1 and "no status for" in r.stderr
+
+
+def test_sizes_and_ages_read_as_people_write_them():
+    from checker.fw import human_size, parse_since
+
+    assert [human_size(n) for n in (0, 1023, 1536, 3 << 20, 5 << 30)] == \
+        ["0 B", "1023 B", "1.5 KiB", "3.0 MiB", "5.0 GiB"]
+    assert parse_since("2h", now=10000.0) == 2800.0 and parse_since("1.5d", now=200000.0) == 200000.0 - 129600
+    assert parse_since("2026-12-01") == 1796083200 == parse_since("2026-12-01T00:00:00Z")
+    assert parse_since(None) == 0.0
+    with pytest.raises(ConfigError):
+        parse_since("2x")
