@@ -203,12 +203,13 @@ def cmd_verdicts(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 
 def cmd_status(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     """The status objects the checker writes for uploaders, read from the bucket (no database needed)."""
+    named = [n for n in (args.model, args.version) if n]
+    if not all(status.nameable(n) for n in named):
+        return fail(f"{' '.join(escape(n) for n in named)} cannot be a package name: the checker answers such "
+                    f"landings under {status.STATUS}{status.INVALID} (fsgateway-fw status, without arguments)")
     client = _client(cfg)
-    if args.model and args.version:
+    if args.version:
         keys = [status.key(cfg.prefix, args.model, args.version, "")]
-        if not status.nameable(args.model) or not status.nameable(args.version):
-            return fail(f"{escape(args.model)} {escape(args.version)} cannot be a package name: look for it in "
-                        "fsgateway-fw status (without arguments), under _invalid/")
     else:
         base = cfg.key(status.STATUS) + (f"{args.model}/" if args.model else "")
         keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=cfg.bucket, Prefix=base)
@@ -218,10 +219,12 @@ def cmd_status(args: argparse.Namespace, cfg: CheckerConfig) -> int:
         try:
             data = client.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if http_status(exc) == 404 and len(keys) == 1:
-                return fail(f"no status for {escape(args.model)} {escape(args.version)} at {escape(key)}: the "
-                            "checker has not seen that package (yet)")
-            raise
+            if http_status(exc) != 404:
+                raise
+            if args.version:
+                return fail(f"no status for {args.model} {args.version} at {key}: the checker has not seen that "
+                            "package (yet)")
+            continue  # removed since it was listed (the checker never removes one)
         try:
             found.append(status.parse(data))
         except status.StatusError as exc:

@@ -100,6 +100,8 @@ def test_a_hostile_name_is_escaped_in_the_status_and_the_listing(pipeline):
     r = pipeline.fw("status")
     assert "\x1b" not in r.stdout and "4.0.0\\x1b[2J\\nforged" in r.stdout
     assert len(r.stdout.splitlines()) == 2  # header and one row: the newline did not forge another
+    r = pipeline.fw("status", MODEL, version, check=False)
+    assert r.returncode == 1 and "cannot be a package name" in r.stderr and "\x1b" not in r.stderr
 
 
 def test_status_document_round_trip_and_planted_documents():
