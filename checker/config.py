@@ -38,8 +38,8 @@ class CheckerConfig(S3Options):
         return f"{self.prefix}{name}"
 
 
-def validate(cfg: CheckerConfig) -> CheckerConfig:
-    if not cfg.bucket:
+def validate(cfg: CheckerConfig, need_bucket: bool = True) -> CheckerConfig:
+    if need_bucket and not cfg.bucket:
         raise ConfigError("no bucket: set bucket in [s3], FSGATEWAY_CHECKER_BUCKET or --bucket")
     prefix = cfg.prefix.strip("/")
     cfg = replace(cfg, prefix=f"{prefix}/" if prefix else "")

@@ -8,6 +8,8 @@ configuration as `fsgateway-checker`).
 from __future__ import annotations
 
 import argparse
+import calendar
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,9 +28,9 @@ from fsgateway.config import ConfigError, parse_size
 from fsgateway.credentials import CredentialsError
 from fsgateway.logs import escape
 from fsgateway.retry import http_status
-from fsgateway.store import ObjectStore, StoreError, make_client
+from fsgateway.store import ObjectStore, StoreError, describe, make_client
 
-from . import bucketpolicy, manifest, signing, tufrepo
+from . import bucketpolicy, manifest, rules, signing, status, tufrepo
 from .config import CheckerConfig
 from .context import add_config_arguments, load_config, store_settings
 from .db import Database, DatabaseError
@@ -43,7 +45,9 @@ typical first use:
   fsgateway-fw key add builder.pub --models 'sensor-*'
   fsgateway-fw sign --key builder.key --model sensor-x --hw A,B --version 1.2.0 --counter 12 fw.bin
   cp fw.bin manifest.json /srv/firmware/incoming/sensor-x/1.2.0/
+  fsgateway-fw status sensor-x 1.2.0                    pending (and why), accepted, rejected (and why)
   fsgateway-fw list --model sensor-x
+Configuration options (--config, --set, --bucket, ...) go before or after the sub-command.
 """
 
 
@@ -94,7 +98,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for path in args.pub:
         key = signing.load_public_key(path)
         keys[key.keyid] = signing.AuthorisedKey(key, ("*",), False)
-    keyid = signing.verify(m, keys)
+    try:
+        keyid = signing.verify(m, keys)
+    except manifest.ManifestError as exc:
+        if exc.reason != "key_unknown":
+            raise
+        given = ", ".join(k[:16] + "..." for k in keys)
+        raise manifest.ManifestError(exc.reason, f"not signed by any key given with --pub ({given}); signed by "
+                                     + ", ".join(sig.keyid[:16] + "..." for sig in m.signatures)) from None
     if args.payload:
         digest, size = sha256_file(args.payload)
         if (digest, size) != (m.payload_sha256, m.payload_length):
@@ -120,12 +131,12 @@ def cmd_key(args: argparse.Namespace, cfg: CheckerConfig) -> int:
         print(f"authorised {key.keyid} for {', '.join(models)}")
     elif args.key_command == "revoke":
         if not db.revoke_key(args.keyid):
-            return fail(f"no key {args.keyid} in the authorisation table")
+            return fail(f"no key {args.keyid} is authorised (see: fsgateway-fw key list)")
         print(f"revoked {args.keyid}: its signatures are refused from now on")
     else:
-        for keyid, label, added, revoked, allowed in db.key_rows():
-            state = f"revoked {_when(revoked)}" if revoked else "active"
-            print(f"{keyid}  {label:<16} models={allowed or '-'}  added {_when(added)}  {state}")
+        table(["KEYID", "LABEL", "MODELS", "ADDED", "STATE"],
+              [[keyid, label, allowed or "-", _when(added), f"revoked {_when(revoked)}" if revoked else "active"]
+               for keyid, label, added, revoked, allowed in db.key_rows()], "no keys authorised")
     return 0
 
 
@@ -136,23 +147,23 @@ def cmd_model(args: argparse.Namespace, cfg: CheckerConfig) -> int:
         db.set_model(ModelPolicy(args.name, hw, parse_size(args.max_payload)))
         print(f"model {args.name}: hardware {', '.join(hw)}, payload cap {args.max_payload}")
     else:
-        for policy in db.models().values():
-            print(f"{policy.name}  hw={','.join(policy.hw_revisions)}  max_payload={policy.max_payload}")
+        table(["MODEL", "HW", "MAX PAYLOAD"], [[policy.name, ",".join(policy.hw_revisions),
+              human_size(policy.max_payload)] for policy in db.models().values()], "no models registered")
     return 0
 
 
 def cmd_list(args: argparse.Namespace, cfg: CheckerConfig) -> int:
-    rows = _db(cfg).releases(args.model)
+    since = parse_since(args.since)
+    rows = [(r, key, at) for r, key, at in _db(cfg).releases(args.model)
+            if (not args.channel or r.channel == args.channel) and at >= since]
     if args.json:
         print(json.dumps([{"model": r.model, "version": r.version, "release_counter": r.release_counter,
                            "channel": r.channel, "hw_revisions": list(r.hw_revisions), "sha256": r.sha256,
                            "length": r.length, "key": key, "accepted_at": _when(at)} for r, key, at in rows]))
         return 0
-    for r, key, at in rows:
-        print(escape(f"{r.model:<16} {r.version:<14} counter={r.release_counter:<6} {r.channel:<8} "
-                     f"hw={','.join(r.hw_revisions):<10} {r.length:>12} B  {_when(at)}  {key}"))
-    if not rows:
-        print("no releases" + (f" for model {args.model}" if args.model else ""))
+    table(["MODEL", "VERSION", "COUNTER", "CHANNEL", "HW", "SIZE", "ACCEPTED", "RELEASE KEY"],
+          [[r.model, r.version, str(r.release_counter), r.channel, ",".join(r.hw_revisions), human_size(r.length),
+            _when(at), key] for r, key, at in rows], "no releases" + _filtered(args))
     return 0
 
 
@@ -169,9 +180,115 @@ def cmd_show(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 
 
 def cmd_verdicts(args: argparse.Namespace, cfg: CheckerConfig) -> int:
-    for at, package, outcome, reason, detail, host in _db(cfg).verdict_rows(args.limit):
-        print(escape(f"{_when(at)}  {outcome:<9} {reason:<22} {package}  {detail}  [{host}]"))  # uploaders' text
+    where, params = ["decided_at >= ?"], [parse_since(args.since)]
+    if args.outcome:
+        where.append("outcome = ?")
+        params.append(args.outcome)
+    if args.model:
+        package = f"{cfg.prefix}{rules.INCOMING}{args.model}/"
+        where.append("substr(package, 1, ?) = ?")
+        params += [len(package), package]
+    rows = _db(cfg).query("SELECT decided_at, package, outcome, reason, detail, host FROM verdicts WHERE "
+                          + " AND ".join(where) + " ORDER BY decided_at DESC LIMIT ?", (*params, args.limit))
+    if args.json:
+        print(json.dumps([{"decided_at": _when(at), "package": escape(package), "outcome": outcome, "reason": reason,
+                           "detail": escape(detail), "host": escape(host)}
+                          for at, package, outcome, reason, detail, host in rows]))
+        return 0
+    table(["DECIDED", "OUTCOME", "REASON", "PACKAGE", "DETAIL", "HOST"],
+          [[_when(at), outcome, reason, package, detail, host] for at, package, outcome, reason, detail, host in rows],
+          "no verdicts" + _filtered(args))
     return 0
+
+
+def cmd_status(args: argparse.Namespace, cfg: CheckerConfig) -> int:
+    """The status objects the checker writes for uploaders, read from the bucket (no database needed)."""
+    named = [n for n in (args.model, args.version) if n]
+    if not all(status.nameable(n) for n in named):
+        return fail(f"{' '.join(escape(n) for n in named)} cannot be a package name: the checker answers such "
+                    f"landings under {status.STATUS}{status.INVALID} (fsgateway-fw status, without arguments)")
+    client = _client(cfg)
+    if args.version:
+        keys = [status.key(cfg.prefix, args.model, args.version, "")]
+    else:
+        base = cfg.key(status.STATUS) + (f"{args.model}/" if args.model else "")
+        keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=cfg.bucket, Prefix=base)
+                for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+    found: list[status.Status] = []
+    for key in keys:
+        try:
+            data = client.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if http_status(exc) != 404:
+                raise
+            if args.version:
+                return fail(f"no status for {args.model} {args.version} at {key}: the checker has not seen that "
+                            "package (yet)")
+            continue  # removed since it was listed (the checker never removes one)
+        try:
+            found.append(status.parse(data))
+        except status.StatusError as exc:
+            print(f"fsgateway-fw: {escape(key)}: {exc}; skipped", file=sys.stderr)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(st) for st in found]))
+        return 0
+    table(["MODEL", "VERSION", "STATE", "REASON", "UPDATED", "DETAIL"],
+          [[st.model, st.version, st.state, st.reason, st.updated_at, _explain(st)] for st in found],
+          "no package status" + (f" for model {escape(args.model)}" if args.model else ""))
+    return 0
+
+
+def _explain(st: status.Status) -> str:
+    """What happens next, for the last column: the deadline, the release key or the quarantine folder."""
+    more = {"pending": f"rejected at {st.deadline} unless complete", "accepted": f"released as {st.release}",
+            "duplicate": f"identical to the release {st.release}",
+            "rejected": f"parts and reason.json in {st.quarantine}"}[st.state]
+    return f"{st.detail}; {more}" if st.detail else more
+
+
+def table(header: list[str], rows: list[list[str]], empty: str) -> None:
+    """Aligned columns under a header (the last column unpadded); every cell escaped: uploaders choose names."""
+    if not rows:
+        print(empty)
+        return
+    cells = [[escape(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header) - 1)]
+    for row in cells:
+        print("  ".join([c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]).rstrip())
+
+
+def human_size(n: int) -> str:
+    """1023 B, 1.5 KiB, 24.0 MiB, ...: binary units, as `ls -lh` and the size caps (512M) count."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str | None, now: float | None = None) -> float:
+    """`--since`: an age (90m, 2h, 7d) or a UTC date/time (2026-12-01, 2026-12-01T10:00:00Z); epoch seconds."""
+    if not text:
+        return 0.0
+    number, unit = text[:-1], text[-1:]
+    if unit in SINCE_UNITS and number.replace(".", "", 1).isdigit():
+        return (time.time() if now is None else now) - float(number) * SINCE_UNITS[unit]
+    for layout in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return calendar.timegm(time.strptime(text, layout))
+        except ValueError:
+            continue
+    raise ConfigError(f"--since {escape(text)!r}: give an age (30m, 2h, 7d) or a UTC date (2026-12-01T10:00:00Z)")
+
+
+def _filtered(args: argparse.Namespace) -> str:
+    chosen = [f"{name} {escape(str(value))}" for name in ("model", "channel", "outcome", "since")
+              if (value := getattr(args, name, None))]
+    return f" ({', '.join(chosen)})" if chosen else ""
 
 
 # ---------------------------------------------------------------------- repository
@@ -185,6 +302,15 @@ def cmd_bucket_policy(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 ROOT_POINTER = tufrepo.METADATA + "root.json"
 
 
+def _client(cfg: CheckerConfig) -> Any:
+    """A client for the bucket, checked first: wrong credentials or a wrong bucket are a one-line RepoError."""
+    settings = store_settings(cfg)
+    problem = daemon.check_bucket(settings)
+    if problem:
+        raise RepoError(problem)
+    return make_client(settings)
+
+
 def cmd_repo(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     return {"init": cmd_repo_init, "renew-root": cmd_repo_renew_root,
             "rotate-online-key": cmd_repo_rotate_online_key}[args.repo_command](args, cfg)
@@ -192,7 +318,7 @@ def cmd_repo(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 
 def cmd_repo_init(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     """Root of trust: offline root key, online key, 1.root.json in the bucket, public read for devices."""
-    client = make_client(store_settings(cfg))
+    client = _client(cfg)
     found = client.list_objects_v2(Bucket=cfg.bucket, Prefix=cfg.key(tufrepo.METADATA), MaxKeys=1).get("Contents")
     if found:
         return fail(f"bucket {cfg.bucket} already holds a TUF repository ({found[0]['Key']}); "
@@ -260,7 +386,7 @@ def _write_next_root(client: Any, cfg: CheckerConfig, root: tufrepo.Blob) -> Non
 
 def cmd_repo_renew_root(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     """A new root version with a new expiry, and a new root key if one is given (signed by old and new)."""
-    client = make_client(store_settings(cfg))
+    client = _client(cfg)
     old = signing.load_signer(args.root_key)
     current = _current_root(client, cfg, old)
     signers = [old]
@@ -285,7 +411,7 @@ def cmd_repo_rotate_online_key(args: argparse.Namespace, cfg: CheckerConfig) -> 
     Devices at any point of this trust what the checker serves; a running
     checker reads the replaced key file before its next signature.
     """
-    client = make_client(store_settings(cfg))
+    client = _client(cfg)
     root_signer = signing.load_signer(args.root_key)
     current = _current_root(client, cfg, root_signer)
     path = cfg.online_key_path
@@ -323,86 +449,98 @@ def parser() -> argparse.ArgumentParser:
                                 "checker accepts: keys, models, releases, the TUF root of trust.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commandline.add_version(p, "fsgateway-fw")
+    add_config_arguments(p)  # before the sub-command; each command that uses them takes them after it too
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("keygen", help="new Ed25519 key pair: OUT.key (0600) and OUT.pub")
+
+    def command(parent: Any, name: str, configured: bool = True, **kwargs: Any) -> argparse.ArgumentParser:
+        c = parent.add_parser(name, **kwargs)
+        if configured:
+            add_config_arguments(c, sub_command=True)
+        return c
+
+    s = command(sub, "keygen", False, help="new Ed25519 key pair: OUT.key (private, 0600) and OUT.pub (public)")
     s.add_argument("--out", required=True, metavar="OUT")
-    s = sub.add_parser("sign", help="write manifest.json for a payload, signed with a private key")
+    s = command(sub, "sign", False, help="write manifest.json for a payload, signed with a private key")
     s.add_argument("payload")
-    s.add_argument("--key", required=True, help="private key file (0600)")
+    s.add_argument("--key", required=True, help="your private key file, OUT.key of keygen (mode 0600)")
     s.add_argument("--model", required=True)
     s.add_argument("--hw", required=True, help="hardware revisions, comma separated")
     s.add_argument("--version", required=True, help="SemVer 2.0.0, e.g. 1.4.2")
     s.add_argument("--counter", required=True, type=int, help="release counter, strictly increasing per channel")
     s.add_argument("--channel", default="stable")
     s.add_argument("-o", "--output", help="manifest path (default: manifest.json beside the payload)")
-    s = sub.add_parser("verify", help="check a manifest's signature (and a payload) against public keys")
+    s = command(sub, "verify", False, help="check a manifest's signature (and a payload) against public keys, "
+                "offline")
     s.add_argument("manifest")
     s.add_argument("payload", nargs="?")
-    s.add_argument("--pub", action="append", required=True, help="public key file (repeatable)")
-    db_commands = []
-    s = sub.add_parser("key", help="authorise, revoke or list signing keys")
+    s.add_argument("--pub", action="append", required=True, help="public key file, OUT.pub of keygen (repeatable)")
+
+    s = sub.add_parser("key", help="authorise, revoke or list signing keys (database)")
     ks = s.add_subparsers(dest="key_command", required=True)
-    k = ks.add_parser("add", help="authorise a public key for models (another key for a model = rotation)")
-    k.add_argument("pub")
+    k = command(ks, "add", help="authorise a public key for models (another key for a model = rotation)")
+    k.add_argument("pub", help="the builder's public key file (OUT.pub of keygen)")
     k.add_argument("--models", required=True, help="model names or globs, comma separated")
     k.add_argument("--label")
-    k = ks.add_parser("revoke", help="refuse this key's signatures from now on")
+    k = command(ks, "revoke", help="refuse this key's signatures from now on")
     k.add_argument("keyid")
-    ks.add_parser("list")
-    db_commands.append(s)
-    s = sub.add_parser("model", help="register a model (hardware revisions, payload cap) or list them")
+    command(ks, "list")
+    s = sub.add_parser("model", help="register a model (hardware revisions, payload cap) or list them (database)")
     ms = s.add_subparsers(dest="model_command", required=True)
-    m = ms.add_parser("add")
+    m = command(ms, "add")
     m.add_argument("name")
     m.add_argument("--hw", required=True, help="hardware revisions, comma separated")
     m.add_argument("--max-payload", default="1G")
-    ms.add_parser("list")
-    db_commands.append(s)
-    s = sub.add_parser("list", help="what is released (for one model)")
+    command(ms, "list")
+    s = command(sub, "list", help="what is released, oldest first (database)")
     s.add_argument("--model")
-    s.add_argument("--json", action="store_true")
-    db_commands.append(s)
-    s = sub.add_parser("show", help="one release and its manifest")
+    s.add_argument("--channel")
+    s.add_argument("--since", metavar="AGE|DATE", help="accepted since: 2h, 7d, or a UTC date 2026-12-01")
+    s.add_argument("--json", action="store_true", help="one JSON array, sizes in bytes")
+    s = command(sub, "show", help="one release and its manifest (database)")
     s.add_argument("model")
     s.add_argument("version")
-    db_commands.append(s)
-    s = sub.add_parser("verdicts", help="the latest verdicts, newest first")
+    s = command(sub, "verdicts", help="the latest verdicts, newest first (database)")
+    s.add_argument("--model")
+    s.add_argument("--outcome", choices=status.STATES[1:])
+    s.add_argument("--since", metavar="AGE|DATE", help="decided since: 2h, 7d, or a UTC date 2026-12-01")
     s.add_argument("--limit", type=int, default=50)
-    db_commands.append(s)
-    s = sub.add_parser("bucket-policy", help="print the bucket policy that keeps the upload host from publishing")
+    s.add_argument("--json", action="store_true")
+    s = command(sub, "status", help="what the checker says of uploaded packages: pending (and why), accepted, "
+                "rejected (bucket: readable by uploaders)")
+    s.add_argument("model", nargs="?")
+    s.add_argument("version", nargs="?")
+    s.add_argument("--json", action="store_true")
+    s = command(sub, "bucket-policy", help="print the bucket policy that keeps the upload host from publishing")
     s.add_argument("--uploader", action="append", required=True, metavar="ARN",
                    help="principal of the upload mount's credentials, e.g. arn:aws:iam:::user/ID (repeatable)")
     s.add_argument("--checker", action="append", required=True, metavar="ARN",
                    help="principal of the checker's credentials (repeatable)")
     s.add_argument("--no-public-read", dest="public_read", action="store_false",
                    help="leave out anonymous GET of metadata/ and releases/")
-    db_commands.append(s)
-    s = sub.add_parser("repo", help="the TUF repository")
+    s = sub.add_parser("repo", help="the TUF repository (bucket and database)")
     rs = s.add_subparsers(dest="repo_command", required=True)
-    r = rs.add_parser("init", help="root metadata signed by an offline root key; online key; bucket policy")
+    r = command(rs, "init", help="root metadata signed by an offline root key; online key; bucket policy")
     r.add_argument("--root-key", required=True, help="offline root private key (created if missing)")
     r.add_argument("--root-out", default="root.json", help="where to write the root devices trust")
     r.add_argument("--root-days", type=int, default=365)
     r.add_argument("--no-public-read", dest="public_read", action="store_false",
                    help="do not set the bucket policy for anonymous GET of metadata/ and releases/")
-    r = rs.add_parser("renew-root", help="a new root version (new expiry; a new root key with --new-root-key), "
-                      "signed by the current root key and the new one")
+    r = command(rs, "renew-root", help="a new root version (new expiry; a new root key with --new-root-key), "
+                "signed by the current root key and the new one")
     r.add_argument("--root-key", required=True, help="the current offline root private key")
     r.add_argument("--new-root-key", help="rotate to this root key (created if missing)")
     r.add_argument("--root-out", default="root.json", help="where to write the new root (for new devices)")
     r.add_argument("--root-days", type=int, default=365)
-    r = rs.add_parser("rotate-online-key", help="replace the checker's online key (two root versions, metadata "
-                      "re-signed in between)")
+    r = command(rs, "rotate-online-key", help="replace the checker's online key (two root versions, metadata "
+                "re-signed in between)")
     r.add_argument("--root-key", required=True, help="the offline root private key")
     r.add_argument("--root-days", type=int, default=365)
-    db_commands.append(s)
-    for s in db_commands:
-        add_config_arguments(s)
     return p
 
 
 HANDLERS = {"key": cmd_key, "model": cmd_model, "list": cmd_list, "show": cmd_show, "verdicts": cmd_verdicts,
-            "bucket-policy": cmd_bucket_policy, "repo": cmd_repo}
+            "status": cmd_status, "bucket-policy": cmd_bucket_policy, "repo": cmd_repo}
+DATABASE_ONLY = {"key", "model", "list", "show", "verdicts"}  # no bucket settings needed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,10 +552,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sign(args)
         if args.command == "verify":
             return cmd_verify(args)
-        return HANDLERS[args.command](args, load_config(args, dict(os.environ)))
+        cfg = load_config(args, dict(os.environ), need_bucket=args.command not in DATABASE_ONLY)
+        return HANDLERS[args.command](args, cfg)
     except (ConfigError, CredentialsError, DatabaseError, signing.KeyFileError, RepoError) as exc:
         return fail(str(exc))
-    except (ClientError, BotoCoreError, StoreError) as exc:
+    except (ClientError, BotoCoreError) as exc:
+        return fail(f"S3: {describe(exc)}")
+    except StoreError as exc:
         return fail(f"S3: {exc}")
     except manifest.ManifestError as exc:
         return fail(f"{exc.reason}: {exc.detail}")

@@ -54,6 +54,12 @@ class Package:
         return h.hexdigest()[:32]
 
 
+def listable(prefix: str) -> str:
+    """`prefix` cut before its first unprintable character: Ceph RGW answers a ListObjects prefix holding
+    one (an uploader's folder name) with 500 for ever. Callers keep only the keys that start with `prefix`."""
+    return next((prefix[:i] for i, c in enumerate(prefix) if not c.isprintable()), prefix)
+
+
 def group(objects: list[Part], incoming: str) -> tuple[list[Package], list[tuple[Part, Problem]]]:
     """Packages under `incoming`, and stray keys that are not in any package (each with its problem)."""
     packages: dict[str, Package] = {}

@@ -22,9 +22,9 @@ from tuf.api.metadata import Metadata
 from fsgateway.retry import http_status
 from fsgateway.store import ObjectStore, StoreError
 
-from . import judge, metrics, tufrepo
+from . import judge, metrics, status, tufrepo
 from .db import Database, Tx, Verdict
-from .landing import Package, Part
+from .landing import Package, Part, listable
 from .rules import Release
 from .signing import OnlineKey
 
@@ -318,6 +318,10 @@ class Publisher:
                              "application/json")
         return folder
 
+    async def status(self, key: str, doc: status.Status) -> None:
+        """Store the uploader's status object (announced like every other write: a backup shows it too)."""
+        await self.store.put(key, doc.to_json(), {}, "application/json", cache_control="no-cache")
+
     async def remove(self, parts: list[Part], staged: str, folder: str = "") -> None:
         """Clear the upload area: parts still holding the bytes that were judged, then an emptied folder."""
         for part in parts:
@@ -327,6 +331,6 @@ class Publisher:
         if staged:
             await self.store.delete(staged)
         if folder:
-            left, _, _ = await self.store.list_page(folder, None, delimiter="", max_keys=2)
-            if [o["Key"] for o in left] == [folder]:  # only the directory marker a mkdir left
+            left, _, _ = await self.store.list_page(listable(folder), None, delimiter="", max_keys=2)
+            if [o["Key"] for o in left if o["Key"].startswith(folder)] == [folder]:  # only a mkdir's marker
                 await self.store.delete(folder)

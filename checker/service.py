@@ -32,7 +32,7 @@ from fsgateway.logs import escape
 from fsgateway.s3format import DIR_CONTENT_TYPE
 from fsgateway.store import ObjectStore, StoreError
 
-from . import landing, metrics, rules, signing
+from . import landing, metrics, rules, signing, status
 from .db import Database, Tx, Verdict, storable
 from .judge import Decision, Judge, rejected, staging_key
 from .landing import Package, Part
@@ -74,6 +74,7 @@ class Checker:
     timers: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)  # verdicts by outcome since start, for STATUS=
     mount: MountGuard | None = None  # with a mount_dir: no verdicts while the mount is gone
+    told: dict[str, tuple[str, str]] = field(default_factory=dict)  # pending package -> (reason, detail) in status
 
     @property
     def incoming(self) -> str:
@@ -218,6 +219,7 @@ class Checker:
         live = {p.prefix for p in packages}
         for gone in set(self.pending) - live:
             self.pending.pop(gone, None)
+            self.told.pop(gone, None)
         self._pending_gauges()
         metrics.LAST_RECONCILE.set(time.time())
 
@@ -247,6 +249,7 @@ class Checker:
                 return  # parts of a verdict not closed yet are never judged again
             if pkg is None or not pkg.parts:
                 self.pending.pop(package_prefix, None)
+                self.told.pop(package_prefix, None)
                 if pkg is None:
                     self.locks.pop(package_prefix, None)
                 self._pending_gauges()
@@ -255,7 +258,7 @@ class Checker:
             self._pending_gauges()
 
     async def _package(self, package_prefix: str) -> Package | None:
-        packages, _ = landing.group(await self._list(package_prefix), self.incoming)
+        packages, _ = landing.group(await self._list(landing.listable(package_prefix)), self.incoming)
         return next((p for p in packages if p.prefix == package_prefix), None)
 
     def _judged(self, verdict: Verdict, now: Package | None) -> Package:
@@ -291,6 +294,8 @@ class Checker:
             self.pending.setdefault(pkg.prefix, pkg.first_seen())
             self._recheck_at_deadline(pkg)
             log.debug("pending %s: %s", pkg.prefix, decision.detail)
+            await self.tell(pkg.prefix, pkg.model, pkg.version, package_id, "pending", decision.reason,
+                            decision.detail, deadline=pkg.first_seen() + self.judge.pending_deadline)
             return
         self.pending.pop(pkg.prefix, None)
         verdict, ours = await trio.to_thread.run_sync(self.record, pkg, package_id, decision)
@@ -367,13 +372,17 @@ class Checker:
         staged = staging_key(self.prefix, verdict.package_id)
         parts = list(pkg.parts.values())
         if not verdict.done:
+            where: dict[str, str] = {}
             if verdict.outcome in ("accepted", "duplicate"):
                 release = await trio.to_thread.run_sync(self.db.release, pkg.model, pkg.version)
                 if release is not None:
                     await self.publisher.release(release, staged, pkg.parts.get(release.name))
+                    where["release"] = self.prefix + release_key(release)
             else:
-                folder = await self.publisher.quarantine(pkg, parts, verdict)
-                log.info("quarantined %s in %s", pkg.prefix, folder)
+                where["quarantine"] = await self.publisher.quarantine(pkg, parts, verdict)
+                log.info("quarantined %s in %s", pkg.prefix, where["quarantine"])
+            await self.tell(pkg.prefix, pkg.model, pkg.version, verdict.package_id, verdict.outcome, verdict.reason,
+                            verdict.detail, **where)  # before the folder goes: the uploader always has an answer
         # Hidden temporaries older than the package (an interrupted rsync's) would stay forever.
         leftovers = [h for h in pkg.hidden if h.last_modified <= pkg.landed_at()]
         if leftovers:
@@ -407,9 +416,25 @@ class Checker:
 
     async def _close_stray(self, verdict: Verdict) -> None:
         """Quarantine a stray key and clear it (idempotent: parts are copied and removed only while unchanged)."""
-        await self.publisher.quarantine(None, list(verdict.parts), verdict)
+        folder = await self.publisher.quarantine(None, list(verdict.parts), verdict)
+        await self.tell(verdict.package, None, None, verdict.package_id, "rejected", verdict.reason, verdict.detail,
+                        quarantine=folder)
         await self.publisher.remove(list(verdict.parts), "")
         await trio.to_thread.run_sync(self.db.mark_done, verdict.package_id)
+
+    async def tell(self, package: str, model: str | None, version: str | None, package_id: str, state: str,
+                   reason: str, detail: str, deadline: float | None = None, release: str = "",
+                   quarantine: str = "") -> None:
+        """Write the uploader's status object of a landing, unless it says this already (one PUT per change)."""
+        if state == "pending" and self.told.get(package) == (reason, detail):
+            return
+        doc = status.build(package, model or "", version or "", state, reason, detail, time.time(),
+                           deadline=deadline, release=release, quarantine=quarantine)
+        await self.publisher.status(status.key(self.prefix, model, version, package_id), doc)
+        if state == "pending":
+            self.told[package] = (reason, detail)
+        else:
+            self.told.pop(package, None)
 
     def _recheck_at_deadline(self, pkg: Package) -> None:
         if pkg.prefix in self.timers:

@@ -58,12 +58,18 @@ def generate(private_path: str, public_path: str) -> SSlibKey:
 
 
 def load_signer(private_path: str) -> CryptoSigner:
+    """The signer of a private key file; a public key given by mistake is named as such, not asked to be 0600."""
     try:
-        st = os.stat(private_path)
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(f"private key {private_path} is readable by group or others: chmod 600 it")
         with open(private_path, "rb") as f:
-            private = serialization.load_pem_private_key(f.read(), password=None)
+            data, mode = f.read(), os.fstat(f.fileno()).st_mode
+        if data.lstrip().startswith(b"{"):
+            raise KeyFileError(f"{private_path} is a public key; give the private key here (OUT.key of "
+                               "fsgateway-fw keygen, not OUT.pub)")
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(f"private key {private_path} is readable by group or others: chmod 600 it")
+        private = serialization.load_pem_private_key(data, password=None)
+    except KeyFileError:
+        raise
     except OSError as exc:
         raise KeyFileError(f"cannot read private key {private_path}: {exc.strerror}") from exc
     except ValueError as exc:
@@ -110,11 +116,19 @@ def keyid(material: dict) -> str:
 
 
 def load_public_key(path: str) -> SSlibKey:
+    """A public key file (TUF key JSON); a private key given by mistake is named as such."""
     try:
-        with open(path) as f:
-            return public_key_from_json(f.read())
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise KeyFileError(f"cannot read public key {path}: {exc.strerror}") from exc
+    if b"PRIVATE KEY-----" in data:
+        raise KeyFileError(f"{path} is a private key; give the public key here (OUT.pub of fsgateway-fw keygen), "
+                           "and keep the private one to yourself")
+    try:
+        return public_key_from_json(data.decode())
+    except (KeyFileError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"{path}: {exc}") from exc
 
 
 def sign(signed_bytes: bytes, signer: CryptoSigner) -> dict[str, str]:
@@ -125,7 +139,7 @@ def sign(signed_bytes: bytes, signer: CryptoSigner) -> dict[str, str]:
 def authority_problem(record: AuthorisedKey | None, keyid: str, model: str) -> tuple[int, str, str] | None:
     """(severity, reason, detail) if the key may not sign `model` now, else None (the signature aside)."""
     if record is None:
-        return 0, "key_unknown", f"keyid {keyid[:16]}... is not in the authorisation table"
+        return 0, "key_unknown", f"keyid {keyid[:16]}... is not authorised (fsgateway-fw key add)"
     if record.revoked:
         return 2, "key_revoked", f"key {keyid[:16]}... is revoked"
     if not record.may_sign(model):

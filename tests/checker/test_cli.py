@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from fsgateway.config import ConfigError
 from tests.conftest import free_port
 
 from .conftest import MODEL, metric
@@ -123,3 +124,105 @@ def test_fw_keys_sign_verify_and_release_listing(pipeline, tmp_path):
     assert "accepted" in pipeline.fw("verdicts").stdout
     missing = pipeline.fw("show", MODEL, "9.9.9", check=False)
     assert missing.returncode == 1 and "not released" in missing.stderr
+
+
+def test_fw_configuration_goes_before_or_after_the_sub_command_and_the_database_needs_no_bucket(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FSGATEWAY_")}  # no bucket anywhere
+    state = tmp_path / "state"
+    config = tmp_path / "fsgateway.toml"
+    config.write_text(f'[checker]\nstate_dir = "{state}"\n')
+    r = run("checker.fw", "--config", str(config), "model", "add", "m-before", "--hw", "A", "--max-payload", "3M",
+            env=env)
+    assert r.returncode == 0, r.stderr
+    r = run("checker.fw", "model", "add", "m-after", "--hw", "B", "--config", str(config), env=env)
+    assert r.returncode == 0, r.stderr
+    r = run("checker.fw", "--set", "state_dir=/nonexistent", "model", "list", "--set", f"state_dir={state}", env=env)
+    assert r.returncode == 0, r.stderr  # the later --set wins, and both are read
+    assert r.stdout.splitlines()[0].split() == ["MODEL", "HW", "MAX", "PAYLOAD"]
+    assert {tuple(line.split()) for line in r.stdout.splitlines()[1:]} == {("m-before", "A", "3.0", "MiB"),
+                                                                         ("m-after", "B", "1.0", "GiB")}
+    for command in (["list"], ["verdicts"], ["key", "list"], ["show", "m", "1.0.0"]):
+        r = run("checker.fw", "--state-dir", str(state), *command, env=env)
+        assert "bucket" not in r.stderr, (command, r.stderr)
+    for command in (["status"], ["repo", "init", "--root-key", str(tmp_path / "root.key")]):
+        r = run("checker.fw", *command, "--state-dir", str(state), env=env)
+        assert r.returncode == 1 and r.stderr.strip() == \
+            "fsgateway-fw: no bucket: set bucket in [s3], FSGATEWAY_CHECKER_BUCKET or --bucket"
+
+
+def test_fw_key_file_messages_name_the_right_key(tmp_path):
+    base = str(tmp_path / "dev")
+    assert run("checker.fw", "keygen", "--out", base).returncode == 0
+    payload = tmp_path / "fw.bin"
+    payload.write_bytes(b"x" * 100)
+    sign = ["checker.fw", "sign", "--model", MODEL, "--hw", "A", "--version", "1.0.0", "--counter", "1", str(payload)]
+    r = run(*sign, "--key", base + ".pub")  # the public key, 0644: not a reason to chmod it
+    assert r.returncode == 1 and "is a public key" in r.stderr and "chmod" not in r.stderr
+    r = run("checker.fw", "key", "add", base + ".key", "--models", MODEL, "--state-dir", str(tmp_path / "s"))
+    assert r.returncode == 1 and "is a private key" in r.stderr and "OUT.pub" in r.stderr
+    assert run(*sign, "--key", base + ".key").returncode == 0
+    other = str(tmp_path / "other")
+    run("checker.fw", "keygen", "--out", other)
+    r = run("checker.fw", "verify", str(tmp_path / "manifest.json"), "--pub", other + ".pub")
+    assert r.returncode == 1 and "not signed by any key given with --pub" in r.stderr
+    assert "authoris" not in r.stderr  # offline: there is no table of authorised keys
+    r = run("checker.fw", "key", "revoke", "0123abcd", "--state-dir", str(tmp_path / "s"))
+    assert r.returncode == 1 and "no key 0123abcd is authorised" in r.stderr
+
+
+def test_fw_list_and_verdicts_have_headers_human_sizes_filters_and_json(pipeline):
+    pipeline.start()
+    pipeline.put(pipeline.package("2.0.0", 5, b"f" * (3 << 19), channel="beta"), "2.0.0")
+    assert pipeline.verdict("2.0.0")[0] == "accepted"
+    pipeline.put(pipeline.package("2.1.0", 6, b"g" * 10, length=11), "2.1.0")
+    assert pipeline.verdict("2.1.0")[:2] == ("rejected", "length_mismatch")  # pending_deadline is 4 s here
+
+    lines = pipeline.fw("list").stdout.splitlines()
+    assert lines[0].split()[:6] == ["MODEL", "VERSION", "COUNTER", "CHANNEL", "HW", "SIZE"]
+    assert lines[1].split()[:7] == [MODEL, "2.0.0", "5", "beta", "A", "1.5", "MiB"]
+    assert pipeline.fw("list", "--channel", "stable").stdout.strip() == "no releases (channel stable)"
+    assert len(pipeline.fw("list", "--channel", "beta", "--since", "1h").stdout.splitlines()) == 2
+    assert "no releases" in pipeline.fw("list", "--since", "2099-01-01").stdout
+    assert json.loads(pipeline.fw("list", "--json").stdout)[0]["length"] == 3 << 19
+
+    lines = pipeline.fw("verdicts").stdout.splitlines()
+    assert lines[0].split() == ["DECIDED", "OUTCOME", "REASON", "PACKAGE", "DETAIL", "HOST"] and len(lines) == 3
+    rejected = pipeline.fw("verdicts", "--outcome", "rejected").stdout.splitlines()
+    assert len(rejected) == 2 and "length_mismatch" in rejected[1] and "2.1.0" in rejected[1]
+    assert len(pipeline.fw("verdicts", "--model", MODEL, "--since", "2000-01-01").stdout.splitlines()) == 3
+    assert pipeline.fw("verdicts", "--model", "other").stdout.strip() == "no verdicts (model other)"
+    doc = json.loads(pipeline.fw("verdicts", "--json", "--outcome", "accepted").stdout)
+    assert [(d["outcome"], d["package"]) for d in doc] == [("accepted", f"incoming/{MODEL}/2.0.0/")]
+    r = pipeline.fw("verdicts", "--since", "last week", check=False)
+    assert r.returncode == 1 and "--since" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_fw_bucket_commands_with_wrong_credentials_say_so_in_one_line(pipeline, tmp_path):
+    bad = tmp_path / "passwd"
+    bad.write_text("AKIDNOTREAL:SECRETNOTREAL123\n")
+    bad.chmod(0o600)
+    env = pipeline.env(FSGATEWAY_CHECKER_PASSWD_FILE=str(bad))
+    root = str(pipeline.tmp / "root.key")
+    for command in (["repo", "init", "--root-key", str(tmp_path / "new-root.key")],
+                    ["repo", "renew-root", "--root-key", root], ["repo", "rotate-online-key", "--root-key", root],
+                    ["status"], ["status", MODEL, "1.0.0"]):
+        r = run("checker.fw", *command, env=env)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, (command, r.stderr)
+        assert "denied" in r.stderr and "wrong credentials" in r.stderr and "SECRETNOTREAL123" not in r.stderr
+    r = run("checker.fw", "bucket-policy", "--uploader", "arn:aws:iam:::user/u", "--checker", "arn:aws:iam:::user/c",
+            env=env)
+    assert r.returncode == 0 and json.loads(r.stdout)["Statement"]  # printed only: no S3 request
+    r = run("checker.fw", "status", MODEL, "9.9.9", env=pipeline.env())
+    assert r.returncode == 1 and "no status for" in r.stderr
+
+
+def test_sizes_and_ages_read_as_people_write_them():
+    from checker.fw import human_size, parse_since
+
+    assert [human_size(n) for n in (0, 1023, 1536, 3 << 20, 5 << 30)] == \
+        ["0 B", "1023 B", "1.5 KiB", "3.0 MiB", "5.0 GiB"]
+    assert parse_since("2h", now=10000.0) == 2800.0 and parse_since("1.5d", now=200000.0) == 200000.0 - 129600
+    assert parse_since("2026-12-01") == 1796083200 == parse_since("2026-12-01T00:00:00Z")
+    assert parse_since(None) == 0.0
+    with pytest.raises(ConfigError):
+        parse_since("2x")
