@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from fsgateway import credentials, settings
 from fsgateway.store import StoreSettings
@@ -18,7 +19,7 @@ def add_config_arguments(p: argparse.ArgumentParser, sub_command: bool = False) 
     so that copy has no defaults, and its `--set`s are kept apart and added
     after the others by `load_config`.
     """
-    default = {"default": argparse.SUPPRESS} if sub_command else {}
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if sub_command else {}
     g = p.add_argument_group("configuration (file < FSGATEWAY_CHECKER_<NAME> environment < these flags)")
     g.add_argument("--config", metavar="FILE", help="shared config file, sections [s3] and [checker] "
                    "(default /etc/fsgateway/fsgateway.toml if it exists)", **default)

@@ -180,7 +180,8 @@ def cmd_show(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 
 
 def cmd_verdicts(args: argparse.Namespace, cfg: CheckerConfig) -> int:
-    where, params = ["decided_at >= ?"], [parse_since(args.since)]
+    where: list[str] = ["decided_at >= ?"]
+    params: list[Any] = [parse_since(args.since)]
     if args.outcome:
         where.append("outcome = ?")
         params.append(args.outcome)

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 from watchdog.events import (
@@ -372,7 +373,7 @@ class Checker:
         staged = staging_key(self.prefix, verdict.package_id)
         parts = list(pkg.parts.values())
         if not verdict.done:
-            where: dict[str, str] = {}
+            where: dict[str, Any] = {}  # release= or quarantine=, for tell()
             if verdict.outcome in ("accepted", "duplicate"):
                 release = await trio.to_thread.run_sync(self.db.release, pkg.model, pkg.version)
                 if release is not None:

@@ -54,8 +54,8 @@ def iso(t: float) -> str:
 def nameable(name: str | None) -> bool:
     """Whether a model or version can be a key component as it is (a valid landing name, printable, short
     enough for `<version>.json` to be a file name on the mount)."""
-    return bool(name) and "/" not in name and name_problem(name) is None and escape(name) == name and \
-        len(name.encode()) <= 200
+    return name is not None and name != "" and "/" not in name and name_problem(name) is None and \
+        escape(name) == name and len(name.encode()) <= 200
 
 
 def key(prefix: str, model: str | None, version: str | None, package_id: str) -> str:
