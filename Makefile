@@ -9,13 +9,17 @@
 #   make install-files DESTDIR=/tmp/stage    only the files, under a staging root
 #   make check-units                 systemd-analyze verify on the units
 #   make check-rules                 promtool check rules + promtool test rules
+#   make test-pure                   the in-process tests of pure logic: no server, no mount, no
+#                                    programs started (a couple of seconds)
+#   make test-local                  everything that needs no server and no mount (also the tests
+#                                    that start the commands, promtool, make: a minute or two)
 #   make docs                        man pages and bash/zsh completion into $(BUILD), generated
 #                                    from the commands' argparse parsers (argparse-manpage, shtab)
 #
 # Variables: PREFIX (/usr/local), VENV (/opt/fsgateway), SYSTEMD_DIR
 # (/etc/systemd/system), SYSCONF_DIR (/etc/fsgateway), PROMETHEUS_DIR
 # (/etc/prometheus), PYTHON (python3), DESTDIR (empty), BUILD (build), DOCS_BIN (the
-# bin/ of a venv with fsgateway[docs]; default $(VENV)/bin).
+# bin/ of a venv with fsgateway[docs]; default $(VENV)/bin), TEST_PYTHON (.venv/bin/python, for test-*).
 
 PREFIX ?= /usr/local
 VENV ?= /opt/fsgateway
@@ -26,13 +30,14 @@ PYTHON ?= python3
 DESTDIR ?=
 BUILD ?= build
 DOCS_BIN ?= $(VENV)/bin
+TEST_PYTHON ?= .venv/bin/python
 COMMANDS = fsgateway fsgateway-checker fsgateway-fw fsgateway-device fsgateway-syncd
 UNITS = systemd/fsgateway@.service systemd/fsgateway-checker.service systemd/fsgateway-syncd.service
 # command=module whose parser() builds its argparse parser
 PARSERS = fsgateway=fsgateway.cli fsgateway-checker=checker.cli fsgateway-fw=checker.fw \
     fsgateway-device=checker.device fsgateway-syncd=syncd.cli
 
-.PHONY: install install-python install-files install-docs docs check-units check-rules
+.PHONY: install install-python install-files install-docs docs check-units check-rules test-pure test-local
 
 install: install-python install-files install-docs
 	systemctl daemon-reload 2>/dev/null || true
@@ -84,3 +89,10 @@ check-units:  # a template is verified through an instance of it
 check-rules:
 	promtool check rules deploy/prometheus/fsgateway-rules.yml
 	cd deploy/prometheus && promtool test rules fsgateway-rules.test.yml
+
+# The tiers are markers tests/conftest.py gives every test from what it uses (pyproject.toml lists them).
+test-pure:
+	$(TEST_PYTHON) -m pytest -q -m "not s3 and not fuse and not e2e and not postgres and not process" tests
+
+test-local:
+	$(TEST_PYTHON) -m pytest -q -m "not s3 and not fuse and not e2e and not postgres" tests

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import user_keys, wait_for
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
+from tests.support.process import wait_for
+from tests.support.s3 import user_keys
 
 MiB = 1 << 20
 DEADLINE = "retry_deadline=2"
