@@ -29,14 +29,13 @@ from tests.support.weed import Weed
 # needs is read from its code: the test function, the fixtures it uses, and every function and class
 # of tests/ these reach by name.
 #   s3        a fixture that builds on `server` or `alt_server` (every S3 fixture does)
-#   fuse      mounts: the code names `Mount` or `is_mounted`, or runs `fusermount3` (implies s3)
-#   postgres  a PostgreSQL database (`pg_url`, or the postgresql case of `database_url`)
+#   fuse      mounts: the code names `Mount` or `is_mounted` (whatever mounts checks that it did; implies s3)
+#   postgres  a PostgreSQL database: `pg_url` (the postgresql case of `database_url` is marked where it is defined)
 #   process   starts programs (`subprocess`): the commands under test, promtool, make, setpriv
 #   e2e       needs a server and sits in a module of whole-system tests (E2E_MODULES)
 # `make test-pure` runs what has none of them: in-process tests of pure logic, no server, no mount.
 S3_FIXTURES = frozenset({"server", "alt_server"})
 MOUNT_NAMES = frozenset({"Mount", "is_mounted"})
-MOUNT_COMMANDS = ("fusermount3",)
 PROCESS_NAMES = frozenset({"subprocess"})
 E2E_MODULES = frozenset({"tests/checker/test_pipeline.py", "tests/deploy/test_prometheus.py",
                          "tests/systemd/test_boot.py"})
@@ -44,11 +43,10 @@ PRIVATE_SERVER = "seaweedfs"  # what the session starts when S3_ENDPOINT_URL is 
 
 
 class _Reach:
-    """The names and string constants in the code a test runs, following tests/ functions and classes."""
+    """The global names in the code a test runs, following the functions and classes of tests/ they name."""
 
     def __init__(self) -> None:
         self.names: set[str] = set()
-        self.strings: list[str] = []
         self._seen: set[types.CodeType] = set()
 
     def visit(self, obj: object) -> None:
@@ -66,10 +64,8 @@ class _Reach:
         self._seen.add(code)
         self.names.update(code.co_names)
         for const in code.co_consts:
-            if isinstance(const, types.CodeType):
+            if isinstance(const, types.CodeType):  # a nested function, lambda or comprehension
                 self._walk(const, scope)
-            elif isinstance(const, str):
-                self.strings.append(const)
         for name in code.co_names:
             self.visit(scope.get(name))
 
@@ -97,7 +93,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         names = set(item.fixturenames)
         reach = _reach(item)
-        fuse = bool(MOUNT_NAMES & reach.names) or any(c in s for s in reach.strings for c in MOUNT_COMMANDS)
+        fuse = bool(MOUNT_NAMES & reach.names)
         s3 = fuse or bool(names & S3_FIXTURES)
         if s3:
             item.add_marker(pytest.mark.s3)
