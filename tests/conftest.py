@@ -40,6 +40,10 @@ PROCESS_NAMES = frozenset({"subprocess"})
 E2E_MODULES = frozenset({"tests/checker/test_pipeline.py", "tests/deploy/test_prometheus.py",
                          "tests/systemd/test_boot.py"})
 PRIVATE_SERVER = "seaweedfs"  # what the session starts when S3_ENDPOINT_URL is not set
+if not os.environ.get("S3_ENDPOINT_URL"):
+    # helper modules read the server's name at import (its quirks), and conftest.py files below this one
+    # may be imported before any pytest_configure runs: say it here, first
+    os.environ["S3_SERVER"] = PRIVATE_SERVER
 
 
 class _Reach:
@@ -77,12 +81,6 @@ def _reach(item: pytest.Function) -> _Reach:
         for fixturedef in defs:
             reach.visit(fixturedef.func)
     return reach
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if not os.environ.get("S3_ENDPOINT_URL"):
-        # modules read S3_SERVER at import (the server's quirks); the private server is SeaweedFS
-        os.environ["S3_SERVER"] = PRIVATE_SERVER
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
