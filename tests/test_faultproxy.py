@@ -9,8 +9,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from tests.conftest import wait_for
-from tests.faultproxy import FaultProxy, s3_kind
+from tests.support.faultproxy import FaultProxy, s3_kind
+from tests.support.process import wait_for
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ import sys
 import pytest
 
 from fsgateway.config import ConfigError
-from tests.conftest import free_port
-
-from .conftest import MODEL, metric
+from tests.support.checker import MODEL, metric
+from tests.support.process import free_port
 
 
 def run(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

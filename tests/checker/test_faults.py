@@ -19,10 +19,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.faultproxy import FaultProxy
-
-from .conftest import MODEL, Pipeline, metric
+from tests.support.checker import MODEL, Pipeline, metric
+from tests.support.faultproxy import FaultProxy
+from tests.support.process import wait_for
 
 VERSIONED = ("metadata/", "releases/")
 

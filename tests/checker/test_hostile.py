@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Mount, remove_bucket, wait_for
-
-from .conftest import MODEL, CheckerProcess, Pipeline, metric
+from tests.support.checker import MODEL, CheckerProcess, Pipeline, metric
+from tests.support.mount import Mount
+from tests.support.process import wait_for
+from tests.support.s3 import remove_bucket
 
 DEADLINE = 8  # pending_deadline of the module's checker, seconds
 

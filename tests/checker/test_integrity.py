@@ -25,9 +25,8 @@ from checker.publisher import Publisher, ReleaseError, RepoPolicy
 from checker.rules import Release
 from fsgateway.credentials import Keys
 from fsgateway.store import ObjectStore, StoreError, StoreSettings
-from tests.conftest import wait_for
-
-from .conftest import MODEL, metric
+from tests.support.checker import MODEL, metric
+from tests.support.process import wait_for
 
 
 def store_for(server, bucket: str) -> ObjectStore:
@@ -167,9 +166,9 @@ def test_the_reserved_folder_is_unreachable_through_a_mount_whatever_its_prefix(
 
 
 def test_the_checkers_state_files_are_owner_only_in_a_state_dir_that_is_not(server, s3, passwd_file, public_tmp):
-    from tests.conftest import readable_by_nobody, remove_bucket
-
-    from .conftest import Pipeline
+    from tests.support.checker import Pipeline
+    from tests.support.process import readable_by_nobody
+    from tests.support.s3 import remove_bucket
 
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)

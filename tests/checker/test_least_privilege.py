@@ -21,9 +21,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from checker import bucketpolicy
-from tests.conftest import Mount, S3Server, remove_bucket
-
-from .conftest import MODEL, Pipeline
+from tests.support.checker import MODEL, Pipeline
+from tests.support.mount import Mount
+from tests.support.s3 import S3Server, remove_bucket
 
 pytestmark = pytest.mark.ceph_only
 

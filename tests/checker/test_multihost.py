@@ -8,9 +8,8 @@ import signal
 import subprocess
 import threading
 
-from tests.conftest import wait_for
-
-from .conftest import MODEL, metric
+from tests.support.checker import MODEL, metric
+from tests.support.process import wait_for
 
 
 def test_two_checkers_on_two_mounts_racing_for_one_release_counter(pipelines, mounter, pg_url, tmp_path):

@@ -9,9 +9,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import run_on_terminal, wait_for
-
-from .conftest import MODEL, metric
+from tests.support.checker import MODEL, metric
+from tests.support.process import run_on_terminal, wait_for
 
 
 def _write(folder, files: dict[str, bytes]) -> None:

@@ -11,9 +11,8 @@ from tuf.api.metadata import Metadata, Root
 from tuf.ngclient import Updater
 
 from checker.service import refresh_delay
-from tests.conftest import wait_for
-
-from .conftest import MODEL, Pipeline, metric
+from tests.support.checker import MODEL, Pipeline, metric
+from tests.support.process import wait_for
 
 
 def test_refresh_retries_on_a_short_backoff_never_longer_than_the_interval():

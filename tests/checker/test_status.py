@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 from checker import status
-from tests.conftest import wait_for
-
-from .conftest import MODEL, metric
+from tests.support.checker import MODEL, metric
+from tests.support.process import wait_for
 
 
 def _read(path) -> status.Status | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import time
 
-from tests.checker.conftest import metric
-from tests.conftest import is_mounted, wait_for
+from tests.support.checker import metric
+from tests.support.mount import is_mounted
+from tests.support.process import wait_for
 
 
 def no_verdict_for(pipeline, version: str, seconds: float) -> bool:

@@ -11,7 +11,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.process import REPO
 
 
 def test_the_sdist_carries_units_deploy_makefile_license_and_make_runs_from_it(tmp_path):

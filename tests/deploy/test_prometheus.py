@@ -13,8 +13,8 @@ import urllib.request
 
 import pytest
 
-from tests.checker.conftest import MODEL
-from tests.conftest import REPO, free_port, metric_value, wait_for
+from tests.support.checker import MODEL
+from tests.support.process import REPO, free_port, metric_value, wait_for
 
 RULES = REPO / "deploy/prometheus/fsgateway-rules.yml"
 DASHBOARD = REPO / "deploy/grafana/fsgateway-dashboard.json"

@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.support.process import REPO
 
 MOUNT_ONLY = ("fsgateway_mount_", "fsgateway_uploads", "fsgateway_fuse_", "fsgateway_cache_",
               "fsgateway_staging_", "fsgateway_checksum_", "fsgateway_unmappable_", "fsgateway_stale_")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, is_mounted, wait_for
+from tests.support.mount import is_mounted
+from tests.support.process import free_port, wait_for
 
 
 def test_help_explains_the_options():

@@ -15,7 +15,7 @@ from fsgateway.core import Filesystem, FsError, NegativeCache
 from fsgateway.credentials import Keys
 from fsgateway.inodes import ROOT_INODE
 from fsgateway.store import ObjectStore
-from tests.conftest import user_keys
+from tests.support.s3 import user_keys
 
 
 def run_core(server, bucket, tmp_path, body, **cfg_overrides):

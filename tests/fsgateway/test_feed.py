@@ -15,7 +15,7 @@ from fsgateway.config import Config
 from fsgateway.credentials import Keys
 from fsgateway.feedwriter import FeedWriter
 from fsgateway.store import ObjectStore
-from tests.conftest import metric_value, wait_for
+from tests.support.process import metric_value, wait_for
 
 T0 = datetime(2026, 11, 27, 5, 20, 0, 123456, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import readable_by_nobody
+from tests.support.process import readable_by_nobody
 
 
 def test_escape_makes_every_uploaded_string_one_printable_line():

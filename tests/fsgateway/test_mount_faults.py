@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from fsgateway.housekeeping import host_id
-from tests.conftest import free_port, is_mounted, metric_value, wait_for, weed_binary
+from tests.support.mount import is_mounted
+from tests.support.process import free_port, metric_value, succeeds, wait_for
+from tests.support.weed import Weed
 
 MiB = 1 << 20
 
@@ -119,81 +120,6 @@ def test_full_staging_space_gives_enospc_and_loses_nothing(mounter, bucket, s3):
     assert s3.get_object(Bucket=bucket, Key="small")["Body"].read() == b"still works"
 
 
-def low_free_port() -> int:
-    """A free port below 45000: SeaweedFS derives gRPC ports as port + 10000."""
-    import random
-    import socket
-
-    while True:
-        port = random.randint(20000, 45000)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-
-
-class Weed:
-    """A private SeaweedFS server that a test may stop and restart."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.dir = tmp / "weed"
-        self.dir.mkdir()
-        self.port = low_free_port()
-        self.conf = self.dir / "s3.json"
-        self.conf.write_text(json.dumps({"identities": [{"name": "t", "credentials": [
-            {"accessKey": "fault-key", "secretKey": "fault-secret"}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Start on fresh ports; a port taken meanwhile (weed exits at once) means another try."""
-        for _ in range(3):
-            self.proc = subprocess.Popen(self._command(), stdout=open(self.dir / "log", "ab"),
-                                         stderr=subprocess.STDOUT)
-            wait_for(lambda: self._answers() or self.proc.poll() is not None, 60, "SeaweedFS to answer")
-            if self.proc.poll() is None:
-                return
-            self.proc.wait()
-        pytest.fail(f"SeaweedFS would not start: {(self.dir / 'log').read_text()[-1500:]}")
-
-    def _command(self) -> list[str]:
-        ports = {k: low_free_port() for k in ("master", "volume", "filer", "master.port.grpc", "volume.port.grpc",
-                                          "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
-                                          "admin.port", "admin.port.grpc", "debug.port", "s3.debug.port",
-                                          "filer.port.public", "volume.port.public", "webdav.port")}
-        return [weed_binary(), "mini", f"-dir={self.dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                "-master.telemetry=false", "-master.telemetry.url=http://127.0.0.1:9/",
-                f"-s3.config={self.conf}", "-s3.allowDeleteBucketNotEmpty=false", "-s3.autoCreateBucket=false",
-                "-webdav=false", "-admin.ui=false", f"-s3.port={self.port}", f"-master.port={ports['master']}",
-                f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-                *(f"-{k}={v}" for k, v in ports.items() if "." in k)]
-
-    def _answers(self) -> bool:
-        import urllib.error
-        import urllib.request
-
-        try:
-            urllib.request.urlopen(self.endpoint, timeout=1)
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
-        return True
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGKILL)  # a crash, not a polite stop
-        self.proc.wait(timeout=30)
-        self.proc = None
-
-
 @pytest.fixture
 def weed(tmp_path):
     w = Weed(tmp_path)
@@ -209,7 +135,7 @@ def test_server_dies_mid_upload_writer_gets_eio_nothing_partial_visible(weed, tm
     s3 = boto3.client("s3", endpoint_url=weed.endpoint, aws_access_key_id="fault-key",
                       aws_secret_access_key="fault-secret", region_name="us-east-1",
                       config=Config(s3={"addressing_style": "path"}))
-    wait_for(lambda: _try(lambda: s3.create_bucket(Bucket="fw-bucket")), 30, "bucket creation")
+    wait_for(lambda: succeeds(lambda: s3.create_bucket(Bucket="fw-bucket")), 30, "bucket creation")
     creds = tmp_path / "weedpass"
     creds.write_text("fault-key:fault-secret\n")
     creds.chmod(0o600)
@@ -229,11 +155,3 @@ def test_server_dies_mid_upload_writer_gets_eio_nothing_partial_visible(weed, tm
     assert [o["Key"] for o in objs if not o["Key"].startswith(".fsgateway/")] == []
     assert "fw.bin" in m.log.read_text()
     assert not (path / "fw.bin").exists()  # a file that never reached the bucket does not linger
-
-
-def _try(fn) -> bool:
-    try:
-        fn()
-    except Exception:
-        return False
-    return True

@@ -2,7 +2,7 @@
 close()/fsync() that returned 0 has its exact bytes in the bucket, nothing partial sits
 under a name, and nothing leaks (staging objects, multipart uploads).
 
-The faults come from tests/faultproxy.py between the mount and the real server.
+The faults come from tests/support/faultproxy.py between the mount and the real server.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import user_keys, wait_for
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
+from tests.support.process import wait_for
+from tests.support.s3 import user_keys
 
 MiB = 1 << 20
 DEADLINE = "retry_deadline=2"

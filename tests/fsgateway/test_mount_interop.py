@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tests.conftest import drop_caches, metric_value
+from tests.support.process import drop_caches, metric_value
 
 
 def test_objects_without_metadata_get_defaults(mount, s3):

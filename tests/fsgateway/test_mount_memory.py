@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from fsgateway.core import READ_CHUNK
-from tests.conftest import drop_caches
+from tests.support.process import drop_caches
 
 MiB = 1 << 20
 PART = 5 * MiB

@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from tests.conftest import drop_caches, metric_value, user_keys, wait_for
+from tests.support.process import drop_caches, metric_value, wait_for
+from tests.support.s3 import user_keys
 
 MiB = 1 << 20
 

@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import is_mounted, wait_for
+from tests.support.mount import is_mounted
+from tests.support.process import wait_for
 
 
 @pytest.fixture

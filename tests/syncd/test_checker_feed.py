@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 
-from tests.checker.conftest import MODEL, pipeline, pipelines  # noqa: F401 (fixtures)
-from tests.conftest import metric_value, wait_for
-from tests.syncd.conftest import backup_body, backup_keys
+from tests.support.checker import MODEL
+from tests.support.process import metric_value, wait_for
+from tests.support.syncd import backup_body, backup_keys
 
 
 def test_releases_metadata_quarantine_and_incoming_deletes_are_replicated_within_seconds(
-        pipeline, same_backup, syncd_factory):  # noqa: F811
+        pipeline, same_backup, syncd_factory):
     good, bad = os.urandom(20000), os.urandom(3000)
     pipeline.put(pipeline.package("1.0.0", 1, good), "1.0.0")
     pipeline.put(pipeline.package("1.1.0", 2, bad, sha256="0" * 64), "1.1.0")

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port, metric_value, run_on_terminal, wait_for
-from tests.syncd.conftest import backup_keys, make_passwd
+from tests.support.process import free_port, metric_value, run_on_terminal, wait_for
+from tests.support.syncd import backup_keys, make_passwd
 
 
 def test_help_explains_itself():

@@ -9,9 +9,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from tests.conftest import metric_value, wait_for
-from tests.fsgateway.test_mount_faults import Weed, _try
-from tests.syncd.conftest import Backup, backup_keys, make_passwd
+from tests.support.process import metric_value, succeeds, wait_for
+from tests.support.syncd import Backup, backup_keys, make_passwd
+from tests.support.weed import Weed
 
 MiB = 1 << 20
 
@@ -24,7 +24,7 @@ def weed_backup(tmp_path):
     client = boto3.client("s3", endpoint_url=weed.endpoint, aws_access_key_id="fault-key",
                           aws_secret_access_key="fault-secret", region_name="us-east-1",
                           config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
-    wait_for(lambda: _try(lambda: client.create_bucket(Bucket="backup")), 30, "the backup bucket")
+    wait_for(lambda: succeeds(lambda: client.create_bucket(Bucket="backup")), 30, "the backup bucket")
     yield weed, Backup("backup", client, weed.endpoint, make_passwd(tmp_path / "weedpass", "fault-key",
                                                                      "fault-secret"), True)
     weed.stop()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fsgateway import feed
-from tests.conftest import metric_value, wait_for
-from tests.syncd.conftest import backup_body
+from tests.support.process import metric_value, wait_for
+from tests.support.syncd import backup_body
 
 
 def put_journal(s3, bucket: str, written: datetime, events: list[feed.Event], host: str = "skewedhost") -> str:

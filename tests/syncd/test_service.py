@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from tests.conftest import metric_value, user_keys, wait_for
-from tests.syncd.conftest import backup_body, backup_keys
+from tests.support.process import metric_value, wait_for
+from tests.support.s3 import user_keys
+from tests.support.syncd import backup_body, backup_keys
 
 MiB = 1 << 20
 

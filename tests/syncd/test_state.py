@@ -73,7 +73,7 @@ def test_read_only_state_of_a_fresh_dir_creates_nothing(tmp_path):
 
 
 def test_state_files_are_owner_only_whatever_the_directory_mode(public_tmp):
-    from tests.conftest import readable_by_nobody
+    from tests.support.process import readable_by_nobody
 
     state_dir = public_tmp / "state"
     state = State(str(state_dir))

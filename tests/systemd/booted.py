@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, is_mounted, wait_for
+from tests.support.mount import is_mounted
+from tests.support.process import REPO, wait_for
 
 UNITS = ["fsgateway@.service", "fsgateway-checker.service", "fsgateway-syncd.service"]
 KEEP = {"systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket"}

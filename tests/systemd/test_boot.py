@@ -17,7 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import free_port, is_mounted, wait_for
+from tests.support.mount import is_mounted
+from tests.support.process import free_port, wait_for
 
 from .booted import BootedSystemd, available
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, is_mounted
+from tests.support.mount import is_mounted
+from tests.support.process import free_port
 
 WATCHDOG_USEC = 2_000_000  # the daemons promise a ping every half of it
 

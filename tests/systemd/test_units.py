@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.process import REPO
 
 UNITS = ["fsgateway@.service", "fsgateway-checker.service", "fsgateway-syncd.service"]
 

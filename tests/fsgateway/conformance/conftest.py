@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Mount, remove_bucket
 from tests.fsgateway.conformance.posix import NOBODY
+from tests.support.mount import Mount
+from tests.support.s3 import remove_bucket
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # the project's interpreter may sit where `nobody` cannot run it (~root)
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.support.process import wait_for
 
 OPS = 400
 TIME_BUDGET = 60.0  # seconds; the run stops early (never fails) when it is spent

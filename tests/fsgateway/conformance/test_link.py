@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tests.conftest import user_keys
 from tests.fsgateway.conformance.posix import errno_of
+from tests.support.s3 import user_keys
 
 
 def test_hard_link_is_eperm_and_changes_nothing(d, conformance_mount, s3):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-from tests.conftest import wait_for
 from tests.fsgateway.conformance.posix import errno_of, now_ns
+from tests.support.process import wait_for
 
 
 def _close(fd: int) -> None:

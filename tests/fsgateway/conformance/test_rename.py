@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import stat
 
-from tests.conftest import user_keys, wait_for
 from tests.fsgateway.conformance.posix import RENAME_EXCHANGE, RENAME_NOREPLACE, errno_of, renameat2
+from tests.support.process import wait_for
+from tests.support.s3 import user_keys
 
 
 def test_file_rename_keeps_attributes_and_moves_ctime(d, conformance_mount, s3):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tests.conftest import user_keys
 from tests.fsgateway.conformance.posix import errno_of
+from tests.support.s3 import user_keys
 
 
 def test_removes_file_and_updates_parent(d, conformance_mount, s3):
