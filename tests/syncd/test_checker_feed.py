@@ -18,7 +18,8 @@ def test_releases_metadata_quarantine_and_incoming_deletes_are_replicated_within
     syncd = syncd_factory(pipeline.bucket, same_backup).start(delete="mirror", reconcile_interval=3600)
     incoming = set(pipeline.keys("incoming/"))
     wait_for(lambda: incoming <= set(backup_keys(same_backup)), 60, "the start-up reconcile to copy incoming/")
-    assert metric_value(syncd.metrics(), "fsgateway_syncd_reconciles_total") == 1
+    wait_for(lambda: metric_value(syncd.metrics(), "fsgateway_syncd_reconciles_total") == 1, 30,
+             "the start-up reconcile to be counted")
 
     pipeline.start()
     assert pipeline.verdict("1.0.0")[0] == "accepted" and pipeline.verdict("1.1.0")[0] == "rejected"
@@ -33,5 +34,6 @@ def test_releases_metadata_quarantine_and_incoming_deletes_are_replicated_within
 
     wait_for(replicated, 30, "the checker's writes and deletes in the backup")
     assert backup_body(same_backup, release) == good
-    assert metric_value(syncd.metrics(), "fsgateway_syncd_reconciles_total") == 1  # the feed did it, not a reconcile
+    wait_for(lambda: metric_value(syncd.metrics(), "fsgateway_syncd_reconciles_total") == 1, 30,
+             "the start-up reconcile to be counted")  # the feed did it, not a reconcile
     assert metric_value(syncd.metrics(), "fsgateway_syncd_deletes_total", outcome="held") == 0

@@ -36,6 +36,8 @@ EXTRA_MASKS = ["systemd-udevd.service", "systemd-udev-trigger.service", "systemd
                "systemd-udevd-control.socket", "systemd-udevd-kernel.socket", "systemd-tmpfiles-setup.service",
                "systemd-remount-fs.service", "getty.target", "systemd-networkd-wait-online.service"]
 CGROUP_ROOTS = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"]
+SRC_INSIDE = "/var/lib/fsgateway-test/src"  # this checkout, as the units see it
+SITE_INSIDE = "/var/lib/fsgateway-test/site"  # the test venv's packages, as the units see them
 
 
 def q(path: Path) -> str:
@@ -92,7 +94,9 @@ class BootedSystemd:
         venv = self.var / inside.relative_to("/var")
         subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
         site = venv / f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
-        (site / "fsgateway-test.pth").write_text(f"{REPO}\n{sysconfig.get_paths()['purelib']}\n")
+        # The checkout and the test venv's packages are bound in at boot (`boot`): where they really are (/tmp,
+        # /root, /home) may be hidden from the units by PrivateTmp= or ProtectHome=.
+        (site / "fsgateway-test.pth").write_text(f"{SRC_INSIDE}\n{SITE_INSIDE}\n")
         for ep in metadata.distribution("fsgateway").entry_points.select(group="console_scripts"):
             module, func = ep.value.split(":")
             script = venv / "bin" / ep.name
@@ -118,6 +122,9 @@ class BootedSystemd:
             f"mount --bind {q(self.units)} /etc/systemd/system",
             f"mount --bind {q(self.bin)} /usr/local/bin",
             f"mount --bind {q(self.var)} /var",
+            f"mkdir -p {SRC_INSIDE} {SITE_INSIDE}",
+            f"mount --bind {q(REPO)} {SRC_INSIDE}",
+            f"mount --bind {q(sysconfig.get_paths()['purelib'])} {SITE_INSIDE}",
             f"mount --bind {q(self.srv)} /srv",
             "mount -t tmpfs tmpfs /run",
             "exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
