@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.faultproxy import FaultProxy
 from tests.support.mount import Mount
 from tests.support.s3 import S3Server, remove_bucket
 from tests.support.weed import Weed
@@ -164,6 +165,17 @@ def passwd_file(server, tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------------- mounts
+@pytest.fixture
+def proxy(server) -> Iterator[FaultProxy]:
+    """The project's fault-injecting proxy in front of the run's server (plain HTTP only)."""
+    if not server.endpoint.startswith("http://"):
+        pytest.skip("the fault proxy judges plain HTTP only")
+    p = FaultProxy.to(server.endpoint).start()
+    yield p
+    p.clear()
+    p.stop()
+
+
 @pytest.fixture
 def mounter(server, passwd_file, tmp_path) -> Iterator[Callable[[], Mount]]:
     """Factory of mounts; every one is unmounted at the end of the test."""

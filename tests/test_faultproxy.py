@@ -9,17 +9,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from tests.support.faultproxy import FaultProxy, s3_kind
+from tests.support.faultproxy import s3_kind
 from tests.support.process import wait_for
-
-
-@pytest.fixture
-def proxy(server):
-    if not server.endpoint.startswith("http://"):
-        pytest.skip("the fault proxy judges plain HTTP only")
-    p = FaultProxy.to(server.endpoint).start()
-    yield p
-    p.stop()
 
 
 def client_via(server, proxy):

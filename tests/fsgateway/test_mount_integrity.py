@@ -17,22 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.faultproxy import FaultProxy
 from tests.support.process import wait_for
 from tests.support.s3 import user_keys
 
 MiB = 1 << 20
 DEADLINE = "retry_deadline=2"
-
-
-@pytest.fixture
-def proxy(server):
-    if not server.endpoint.startswith("http://"):
-        pytest.skip("the fault proxy judges plain HTTP only")
-    p = FaultProxy.to(server.endpoint).start()
-    yield p
-    p.clear()
-    p.stop()
 
 
 @pytest.fixture
