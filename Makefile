@@ -35,7 +35,7 @@ TEST_PYTHON ?= .venv/bin/python
 COMMANDS = fsgateway fsgateway-checker fsgateway-fw fsgateway-device fsgateway-syncd
 UNITS = systemd/fsgateway@.service systemd/fsgateway-checker.service systemd/fsgateway-syncd.service
 # command=module whose parser() builds its argparse parser
-PARSERS = fsgateway=fsgateway.cli fsgateway-checker=checker.cli fsgateway-fw=checker.fw \
+PARSERS = fsgateway=fsgateway.mount.cli fsgateway-checker=checker.cli fsgateway-fw=checker.fw \
     fsgateway-device=checker.device fsgateway-syncd=syncd.cli
 
 .PHONY: install install-python install-files install-docs docs check-units check-rules typecheck test-pure test-local

@@ -319,8 +319,8 @@ def time_checker_hash(h: Harness, key: str, size: int) -> tuple[float, str]:
     import trio
 
     from checker.judge import sha256_of
-    from fsgateway.credentials import Keys
-    from fsgateway.store import ObjectStore, StoreSettings
+    from fsgateway.store.client import ObjectStore, StoreSettings
+    from fsgateway.store.credentials import Keys
 
     settings = StoreSettings(bucket=h.bucket, endpoint=h.endpoint, region="us-east-1", path_style=True,
                              keys=Keys(h.access, h.secret), profile=None, verify=h.ca_bundle or True,

@@ -12,7 +12,7 @@ account that has other rights on the bucket.
 
 from __future__ import annotations
 
-from fsgateway import reserved
+from fsgateway.formats import reserved
 
 from . import rules, tufrepo
 

@@ -10,13 +10,15 @@ import uuid
 
 import trio
 
-from fsgateway import commandline, daemon, feedwriter, logs, notify, private, store_metrics
-from fsgateway.config import ConfigError
-from fsgateway.credentials import CredentialsError
-from fsgateway.feedwriter import AnnouncingStore, FeedWriter
-from fsgateway.housekeeping import host_id
-from fsgateway.metrics_server import serve
-from fsgateway.store import StoreSettings
+from fsgateway.daemon import commandline, lifecycle, logs, notify, private
+from fsgateway.daemon.config import ConfigError
+from fsgateway.daemon.identity import host_id
+from fsgateway.daemon.metrics_server import serve
+from fsgateway.store import feedwriter
+from fsgateway.store import metrics as store_metrics
+from fsgateway.store.client import StoreSettings
+from fsgateway.store.credentials import CredentialsError
+from fsgateway.store.feedwriter import AnnouncingStore, FeedWriter
 
 from . import metrics, signing
 from .config import CheckerConfig
@@ -67,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fail(message: str) -> int:
-    return daemon.fail("fsgateway-checker", message)
+    return lifecycle.fail("fsgateway-checker", message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         key = signing.OnlineKey(cfg.online_key_path)
     except signing.KeyFileError as exc:
         return fail(f"{exc} (create it with: fsgateway-fw repo init)")
-    problem = daemon.check_bucket(settings) or daemon.check_metrics_port(cfg.metrics_address)
+    problem = lifecycle.check_bucket(settings) or lifecycle.check_metrics_port(cfg.metrics_address)
     if problem:
         return fail(problem)
     try:
@@ -125,10 +127,10 @@ async def _serve(cfg: CheckerConfig, settings: StoreSettings, db: Database, key:
             log.info("%s received: stopping (open verdicts are finished on the next start)", signame)
             nursery.cancel_scope.cancel()
 
-        nursery.start_soon(daemon.stop_on_signal, stop)
+        nursery.start_soon(lifecycle.stop_on_signal, stop)
         nursery.start_soon(writer.run)
         await nursery.start(checker.run, cfg.mount_dir)
-        nursery.start_soon(daemon.watchdog)
+        nursery.start_soon(lifecycle.watchdog)
         where = f"{cfg.bucket}/{cfg.prefix}incoming/"
         notify.notify(f"READY=1\nSTATUS=checking {where}" + (f" (watching {cfg.mount_dir})" if cfg.mount_dir else ""))
         log.info("checking %s%s", where, f", watching {cfg.mount_dir}" if cfg.mount_dir else "")

@@ -6,8 +6,9 @@ import argparse
 import os
 from typing import Any
 
-from fsgateway import credentials, settings
-from fsgateway.store import StoreSettings
+from fsgateway.daemon import settings
+from fsgateway.store import credentials
+from fsgateway.store.client import StoreSettings
 
 from .config import CheckerConfig, validate
 

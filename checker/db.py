@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fsgateway.private import private_file, private_sqlite
+from fsgateway.daemon.private import private_file, private_sqlite
 
 from .landing import Part
 from .rules import ModelPolicy, Release

@@ -22,12 +22,12 @@ from tuf.api.exceptions import DownloadError, RepositoryError
 from tuf.ngclient import Updater
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
-from fsgateway import commandline, daemon, progress, validation
-from fsgateway.config import ConfigError
+from fsgateway.daemon import commandline, lifecycle, progress, validation
+from fsgateway.daemon.config import ConfigError
 
 
 def fail(message: str) -> int:
-    return daemon.fail("fsgateway-device", message)
+    return lifecycle.fail("fsgateway-device", message)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -23,12 +23,12 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization import DeserializationError
 
-from fsgateway import commandline, daemon
-from fsgateway.config import ConfigError, parse_size
-from fsgateway.credentials import CredentialsError
-from fsgateway.logs import escape
-from fsgateway.retry import http_status
-from fsgateway.store import ObjectStore, StoreError, describe, make_client
+from fsgateway.daemon import commandline, lifecycle
+from fsgateway.daemon.config import ConfigError, parse_size
+from fsgateway.daemon.logs import escape
+from fsgateway.store.client import ObjectStore, StoreError, describe, make_client
+from fsgateway.store.credentials import CredentialsError
+from fsgateway.store.retry import http_status
 
 from . import bucketpolicy, manifest, rules, signing, status, tufrepo
 from .config import CheckerConfig
@@ -56,7 +56,7 @@ class RepoError(RuntimeError):
 
 
 def fail(message: str) -> int:
-    return daemon.fail("fsgateway-fw", message)
+    return lifecycle.fail("fsgateway-fw", message)
 
 
 def sha256_file(path: str) -> tuple[str, int]:
@@ -306,7 +306,7 @@ ROOT_POINTER = tufrepo.METADATA + "root.json"
 def _client(cfg: CheckerConfig) -> Any:
     """A client for the bucket, checked first: wrong credentials or a wrong bucket are a one-line RepoError."""
     settings = store_settings(cfg)
-    problem = daemon.check_bucket(settings)
+    problem = lifecycle.check_bucket(settings)
     if problem:
         raise RepoError(problem)
     return make_client(settings)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import trio
 
-from fsgateway import reserved
-from fsgateway.store import ObjectStore, StoreError
+from fsgateway.formats import reserved
+from fsgateway.store.client import ObjectStore, StoreError
 
 from . import manifest as manifest_mod
 from . import metrics, rules, signing

@@ -15,7 +15,7 @@ import os
 
 import trio
 
-from fsgateway import notify
+from fsgateway.daemon import notify
 
 from . import metrics
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import trio
 from tuf.api.metadata import Metadata
 
-from fsgateway.retry import http_status
-from fsgateway.store import ObjectStore, StoreError
+from fsgateway.store.client import ObjectStore, StoreError
+from fsgateway.store.retry import http_status
 
 from . import judge, metrics, status, tufrepo
 from .db import Database, Tx, Verdict

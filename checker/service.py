@@ -28,10 +28,10 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from fsgateway import notify
-from fsgateway.logs import escape
-from fsgateway.s3format import DIR_CONTENT_TYPE
-from fsgateway.store import ObjectStore, StoreError
+from fsgateway.daemon import notify
+from fsgateway.daemon.logs import escape
+from fsgateway.formats.s3format import DIR_CONTENT_TYPE
+from fsgateway.store.client import ObjectStore, StoreError
 
 from . import landing, metrics, rules, signing, status
 from .db import Database, Tx, Verdict, storable

@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, fields
 
-from fsgateway.logs import escape
+from fsgateway.daemon.logs import escape
 
 from .rules import name_problem
 

@@ -13,10 +13,12 @@ import sys
 
 import trio
 
-from fsgateway import commandline, credentials, daemon, logs, private, progress, settings, store_metrics
-from fsgateway.config import DEFAULT_CONFIG_FILE, ConfigError
-from fsgateway.metrics_server import serve
-from fsgateway.store import ObjectStore
+from fsgateway.daemon import commandline, lifecycle, logs, private, progress, settings
+from fsgateway.daemon.config import DEFAULT_CONFIG_FILE, ConfigError
+from fsgateway.daemon.metrics_server import serve
+from fsgateway.store import credentials
+from fsgateway.store import metrics as store_metrics
+from fsgateway.store.client import ObjectStore
 
 from . import metrics
 from .options import DEFAULT_STATE_DIR, SyncdOptions
@@ -80,7 +82,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fail(message: str) -> int:
-    return daemon.fail(PROG, message)
+    return lifecycle.fail(PROG, message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     primary_settings = opts.store_settings(keys)
     backup_settings = opts.backup_store_settings(backup_keys)
     dry_run = args.command == "once" and args.dry_run
-    problem = (daemon.check_bucket(primary_settings) or daemon.check_bucket(backup_settings)
-               or (daemon.check_metrics_port(opts.metrics_address) if args.command == "run" else None))
+    problem = (lifecycle.check_bucket(primary_settings) or lifecycle.check_bucket(backup_settings)
+               or (lifecycle.check_metrics_port(opts.metrics_address) if args.command == "run" else None))
     if problem:
         return fail(problem)
     try:

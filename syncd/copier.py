@@ -18,8 +18,8 @@ from functools import partial
 
 import trio
 
-from fsgateway.concurrency import gather
-from fsgateway.store import MAX_SINGLE_COPY, ObjectInfo, ObjectStore
+from fsgateway.store.client import MAX_SINGLE_COPY, ObjectInfo, ObjectStore
+from fsgateway.store.concurrency import gather
 
 from . import metrics
 from .state import State

@@ -18,9 +18,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from fsgateway import feed
-from fsgateway.concurrency import gather
-from fsgateway.store import ObjectStore, StoreError
+from fsgateway.formats import feed
+from fsgateway.store.client import ObjectStore, StoreError
+from fsgateway.store.concurrency import gather
 
 from . import metrics
 from .plan import Filters

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from fsgateway import validation
-from fsgateway.config import ConfigError
-from fsgateway.credentials import Keys
-from fsgateway.settings import SIZE, S3Options
-from fsgateway.store import StoreSettings
+from fsgateway.daemon import validation
+from fsgateway.daemon.config import ConfigError
+from fsgateway.daemon.settings import SIZE, S3Options
+from fsgateway.store.client import StoreSettings
+from fsgateway.store.credentials import Keys
 
 DEFAULT_STATE_DIR = "/var/lib/fsgateway/syncd"
 

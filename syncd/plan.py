@@ -22,9 +22,9 @@ import fnmatch
 from dataclasses import dataclass
 from datetime import datetime
 
-from fsgateway import reserved
-from fsgateway.s3format import SHA256_META
-from fsgateway.store import ObjectInfo
+from fsgateway.formats import reserved
+from fsgateway.formats.s3format import SHA256_META
+from fsgateway.store.client import ObjectInfo
 
 SAME, METADATA, COPY, HASH = "same", "metadata", "copy", "hash"
 IN_SYNC, MISSING, CHECK = "in_sync", "missing", "check"

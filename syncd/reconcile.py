@@ -19,9 +19,9 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from fsgateway import progress
-from fsgateway.concurrency import gather
-from fsgateway.store import ObjectStore
+from fsgateway.daemon import progress
+from fsgateway.store.client import ObjectStore
+from fsgateway.store.concurrency import gather
 
 from . import metrics
 from .plan import IN_SYNC, MISSING, Filters, Version, classify

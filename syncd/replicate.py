@@ -12,9 +12,9 @@ import logging
 import time
 from functools import partial
 
-from fsgateway.concurrency import gather
-from fsgateway.retry import Backoff
-from fsgateway.store import ObjectStore, StoreError
+from fsgateway.store.client import ObjectStore, StoreError
+from fsgateway.store.concurrency import gather
+from fsgateway.store.retry import Backoff
 
 from . import metrics
 from .copier import Copier

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from fsgateway import daemon, notify
-from fsgateway.store import ObjectStore, StoreError
+from fsgateway.daemon import lifecycle, notify
+from fsgateway.store.client import ObjectStore, StoreError
 
 from . import metrics
 from .copier import Copier
@@ -62,7 +62,7 @@ class Service:
                 await main()
                 nursery.cancel_scope.cancel()
 
-            nursery.start_soon(daemon.stop_on_signal, stop)
+            nursery.start_soon(lifecycle.stop_on_signal, stop)
             nursery.start_soon(body)
 
     # ------------------------------------------------------------ once
@@ -97,7 +97,7 @@ class Service:
 
         async def main() -> None:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(daemon.watchdog)
+                nursery.start_soon(lifecycle.watchdog)
                 nursery.start_soon(self._feed_loop)
                 nursery.start_soon(self._worker_loop)
                 nursery.start_soon(self._reconcile_loop)

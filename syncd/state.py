@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fsgateway.private import private_file, private_sqlite
+from fsgateway.daemon.private import private_file, private_sqlite
 
 from .plan import Record, Version
 

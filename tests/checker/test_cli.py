@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from fsgateway.config import ConfigError
+from fsgateway.daemon.config import ConfigError
 from tests.support.checker import MODEL, metric
 from tests.support.process import free_port
 

@@ -23,8 +23,8 @@ from checker.judge import sha256_of, staging_key
 from checker.landing import Part
 from checker.publisher import Publisher, ReleaseError, RepoPolicy
 from checker.rules import Release
-from fsgateway.credentials import Keys
-from fsgateway.store import ObjectStore, StoreError, StoreSettings
+from fsgateway.store.client import ObjectStore, StoreError, StoreSettings
+from fsgateway.store.credentials import Keys
 from tests.support.checker import MODEL, metric
 from tests.support.process import wait_for
 

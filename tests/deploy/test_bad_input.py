@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from fsgateway import config, settings
+from fsgateway.daemon import config, settings
 from syncd.options import SyncdOptions
 
 COMMANDS = {

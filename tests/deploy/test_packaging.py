@@ -33,7 +33,7 @@ def test_the_sdist_carries_units_deploy_makefile_license_and_make_runs_from_it(t
                    "systemd/fsgateway-checker.service", "systemd/fsgateway-syncd.service", "systemd/README.md",
                    "deploy/prometheus/fsgateway-rules.yml", "deploy/prometheus/prometheus.yml",
                    "deploy/grafana/fsgateway-dashboard.json", "deploy/etc/fsgateway/fsgateway.toml",
-                   "deploy/etc/fsgateway/srv-firmware.env", "fsgateway/cli.py", "checker/cli.py", "syncd/cli.py"):
+                   "deploy/etc/fsgateway/srv-firmware.env", "fsgateway/mount/cli.py", "checker/cli.py", "syncd/cli.py"):
         assert needed in members, needed
     assert "MIT License" in (tmp_path / "x" / sdist.name.removesuffix(".tar.gz") / "LICENSE").read_text()
     unpacked = tmp_path / "x" / sdist.name.removesuffix(".tar.gz")

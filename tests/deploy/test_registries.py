@@ -27,8 +27,8 @@ for package in (fsgateway, checker, syncd):  # every module of the three daemons
             importlib.import_module(info.name)
 from prometheus_client import REGISTRY, generate_latest
 from checker import cli as checker_cli
-from fsgateway import cli as mount_cli
-from fsgateway.metrics_server import daemon_registry
+from fsgateway.mount import cli as mount_cli
+from fsgateway.daemon.metrics_server import daemon_registry
 from syncd import cli as syncd_cli
 def names(registry):
     return sorted({s.name for m in registry.collect() for s in m.samples})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fsgateway import config
-from fsgateway.config import ConfigError
+from fsgateway.daemon import config
+from fsgateway.daemon.config import ConfigError
 
 
 def load(opts: list[str], env: dict | None = None, file: str | None = None, tmp_path=None):

@@ -9,12 +9,12 @@ import stat
 import pytest
 import trio
 
-from fsgateway.cli import settings_for
-from fsgateway.config import Config
-from fsgateway.core import Filesystem, FsError, NegativeCache
-from fsgateway.credentials import Keys
-from fsgateway.inodes import ROOT_INODE
-from fsgateway.store import ObjectStore
+from fsgateway.daemon.config import Config
+from fsgateway.mount.cli import settings_for
+from fsgateway.mount.fs.core import Filesystem, FsError, NegativeCache
+from fsgateway.mount.fs.inodes import ROOT_INODE
+from fsgateway.store.client import ObjectStore
+from fsgateway.store.credentials import Keys
 from tests.support.s3 import user_keys
 
 

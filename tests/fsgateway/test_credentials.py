@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from fsgateway import credentials
+from fsgateway.store import credentials
 
 
 def test_passwd_parsing_prefers_bucket_line():

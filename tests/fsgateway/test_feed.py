@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import trio
 
-from fsgateway import feed, feedwriter
-from fsgateway.cli import settings_for
-from fsgateway.config import Config
-from fsgateway.credentials import Keys
-from fsgateway.feedwriter import FeedWriter
-from fsgateway.store import ObjectStore
+from fsgateway.daemon.config import Config
+from fsgateway.formats import feed
+from fsgateway.mount.cli import settings_for
+from fsgateway.store import feedwriter
+from fsgateway.store.client import ObjectStore
+from fsgateway.store.credentials import Keys
+from fsgateway.store.feedwriter import FeedWriter
 from tests.support.process import metric_value, wait_for
 
 T0 = datetime(2026, 11, 27, 5, 20, 0, 123456, tzinfo=UTC)

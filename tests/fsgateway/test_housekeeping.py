@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fsgateway.housekeeping import _is_stale, host_id
+from fsgateway.daemon.identity import host_id
+from fsgateway.mount.housekeeping import _is_stale
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 OWN = ".fsgateway/staging/me/"

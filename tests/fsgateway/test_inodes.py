@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import stat
 
-from fsgateway.inodes import ROOT_INODE, InodeTable
-from fsgateway.s3format import Attrs
+from fsgateway.formats.s3format import Attrs
+from fsgateway.mount.fs.inodes import ROOT_INODE, InodeTable
 
 DIR = Attrs(stat.S_IFDIR | 0o755, 0, 0, 0)
 FILE = Attrs(stat.S_IFREG | 0o644, 0, 0, 0)

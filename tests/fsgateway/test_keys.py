@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fsgateway.keys import name_problem, split_listing
+from fsgateway.formats.keys import name_problem, split_listing
 
 
 def test_name_problems():

@@ -10,7 +10,7 @@ from tests.support.process import readable_by_nobody
 
 
 def test_escape_makes_every_uploaded_string_one_printable_line():
-    from fsgateway.logs import escape
+    from fsgateway.daemon.logs import escape
 
     assert escape("plain name é.bin") == "plain name é.bin"
     assert escape("a\nINFO forged\x1b[2J\u202e\ud800") == "a\\nINFO forged\\x1b[2J\\u202e\\ud800"

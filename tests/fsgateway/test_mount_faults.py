@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fsgateway.housekeeping import host_id
+from fsgateway.daemon.identity import host_id
 from tests.support.mount import is_mounted
 from tests.support.process import free_port, metric_value, succeeds, wait_for
 from tests.support.weed import Weed

@@ -328,7 +328,7 @@ def test_mount_after_sigkill_takes_over_the_dead_mountpoint(mounter, bucket, s3)
 
 
 def test_mountinfo_gives_the_type_of_the_topmost_mount(tmp_path):
-    from fsgateway.deadmount import fstype_at
+    from fsgateway.mount.deadmount import fstype_at
 
     assert fstype_at(str(tmp_path)) is None
     info = tmp_path / "mountinfo"

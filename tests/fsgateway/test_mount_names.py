@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from fsgateway.store import decode_key
+from fsgateway.store.client import decode_key
 from tests.support.s3 import user_keys
 
 NAMES = ["TOYOTA TRUCK 8.2.2", "a+b", "100% done", "pc%41", "ünï cödé ✓", "sp ace+plus%25"]

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from fsgateway.metrics_server import parse_address
-from fsgateway.notify import notify, watchdog_interval
+from fsgateway.daemon.metrics_server import parse_address
+from fsgateway.daemon.notify import notify, watchdog_interval
 
 
 def test_notify_sends_one_datagram_to_the_socket(tmp_path):

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from fsgateway import progress
+from fsgateway.daemon import progress
 
 
 class Terminal(io.StringIO):

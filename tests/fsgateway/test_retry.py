@@ -7,7 +7,7 @@ import random
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from fsgateway.retry import Backoff, errno_for, is_transient
+from fsgateway.store.retry import Backoff, errno_for, is_transient
 
 
 def _client_error(code: str, status: int) -> ClientError:

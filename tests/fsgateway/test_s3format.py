@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fsgateway.s3format import (
+from fsgateway.formats.s3format import (
     Attrs,
     Defaults,
     decode_attrs,

@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fsgateway.config import ConfigError
-from fsgateway.settings import SIZE, S3Options, load, parse_assignments
+from fsgateway.daemon.config import ConfigError
+from fsgateway.daemon.settings import SIZE, S3Options, load, parse_assignments
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def test_unknown_and_bad_values_name_their_origin(tmp_path):
 
 
 def test_mount_ignores_the_other_daemons_environment():
-    from fsgateway.config import from_environ
+    from fsgateway.daemon.config import from_environ
 
     env = {"FSGATEWAY_STAT_TTL": "2", "FSGATEWAY_CHECKER_STATE_DIR": "/x", "FSGATEWAY_SYNCD_DELETE": "mirror"}
     assert from_environ(env) == {"stat_ttl": "2"}

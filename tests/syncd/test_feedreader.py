@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fsgateway import feed
+from fsgateway.formats import feed
 from tests.support.process import metric_value, wait_for
 from tests.support.syncd import backup_body
 

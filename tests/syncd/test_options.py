@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fsgateway.config import ConfigError
-from fsgateway.credentials import Keys
-from fsgateway.settings import load
+from fsgateway.daemon.config import ConfigError
+from fsgateway.daemon.settings import load
+from fsgateway.store.credentials import Keys
 from syncd.options import SyncdOptions
 
 TOML = """

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fsgateway.store import ObjectInfo
+from fsgateway.store.client import ObjectInfo
 from syncd.plan import (
     CHECK,
     COPY,

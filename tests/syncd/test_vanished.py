@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import trio
 
-from fsgateway.credentials import Keys
-from fsgateway.store import ObjectStore, StoreSettings
+from fsgateway.store.client import ObjectStore, StoreSettings
+from fsgateway.store.credentials import Keys
 from syncd.copier import Copier
 from syncd.metrics import REGISTRY
 from syncd.plan import Version

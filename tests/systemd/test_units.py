@@ -97,9 +97,9 @@ def test_the_example_config_is_valid_for_every_daemon():
     example = str(REPO / "deploy/etc/fsgateway/fsgateway.toml")
     code = f"""
 import argparse
-from fsgateway import config
+from fsgateway.daemon import config
 from checker.context import load_config
-from fsgateway import settings
+from fsgateway.daemon import settings
 from syncd.options import SyncdOptions
 m = config.load("firmware", "/srv/firmware", [], {{}}, {example!r}, foreground=True)
 c = load_config(argparse.Namespace(config={example!r}, assignments=[], bucket=None, endpoint=None, prefix=None,

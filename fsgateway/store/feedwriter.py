@@ -21,9 +21,9 @@ from typing import Unpack
 import trio
 from prometheus_client import CollectorRegistry, Counter
 
-from . import feed, reserved
-from .feed import EventFields
-from .store import Body, FileSlice, ObjectStore, StoreError
+from fsgateway.formats import feed, reserved
+from fsgateway.formats.feed import EventFields
+from fsgateway.store.client import Body, FileSlice, ObjectStore, StoreError
 
 log = logging.getLogger("fsgateway.feed")
 

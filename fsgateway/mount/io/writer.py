@@ -33,13 +33,14 @@ from functools import partial
 
 import trio
 
-from . import deadline, metrics
-from .concurrency import gather
-from .errors import GatewayError
-from .housekeeping import Janitor
-from .keys import STAGING_PREFIX
-from .s3format import FILE_CONTENT_TYPE, SHA256_META
-from .store import FileSlice, ObjectInfo, ObjectStore, StoreError, write_exactly
+from fsgateway.formats.keys import STAGING_PREFIX
+from fsgateway.formats.s3format import FILE_CONTENT_TYPE, SHA256_META
+from fsgateway.mount import metrics
+from fsgateway.mount.housekeeping import Janitor
+from fsgateway.store import deadline
+from fsgateway.store.client import FileSlice, ObjectInfo, ObjectStore, StoreError, write_exactly
+from fsgateway.store.concurrency import gather
+from fsgateway.store.errors import GatewayError
 
 log = logging.getLogger("fsgateway.writer")
 

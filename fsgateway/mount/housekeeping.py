@@ -8,24 +8,17 @@ While the mount runs, clean-up that failed is retried by the `Janitor`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import socket
 from datetime import UTC, datetime
 
 import trio
 
-from . import deadline, metrics
-from .keys import STAGING_PREFIX
-from .store import ObjectStore, StoreError
+from fsgateway.formats.keys import STAGING_PREFIX
+from fsgateway.mount import metrics
+from fsgateway.store import deadline
+from fsgateway.store.client import ObjectStore, StoreError
 
 log = logging.getLogger("fsgateway.housekeeping")
-
-
-def host_id(bucket: str, prefix: str, mountpoint: str) -> str:
-    """Stable per host and mount, so a restart recognises its own leftovers."""
-    raw = f"{socket.gethostname()}\0{bucket}\0{prefix}\0{mountpoint}".encode()
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _is_stale(key: str, started: datetime | None, own_prefix: str, current: str, max_age: float,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
-from . import reserved
+from fsgateway.formats import reserved
 
 FEED_PREFIX = reserved.feed()
 FORMAT = "fsgateway-feed/1"

@@ -11,11 +11,12 @@ from functools import partial
 import pyfuse3
 import trio
 
-from . import daemon, housekeeping, memory, metrics, notify
-from .config import Config
-from .core import Filesystem
-from .fuse_ops import FuseOperations
-from .store import ObjectStore, StoreSettings
+from fsgateway.daemon import identity, lifecycle, notify
+from fsgateway.daemon.config import Config
+from fsgateway.mount import housekeeping, memory, metrics
+from fsgateway.mount.adapter import FuseOperations
+from fsgateway.mount.fs.core import Filesystem
+from fsgateway.store.client import ObjectStore, StoreSettings
 
 log = logging.getLogger("fsgateway.mount")
 
@@ -34,7 +35,7 @@ def fuse_options(cfg: Config) -> set[str]:
 
 async def _unmount(fs: Filesystem, signame: str) -> None:
     log.info("%s received: committing open files and unmounting", signame)
-    await fs.flush_all()  # shielded by daemon.stop_on_signal: a forced unmount must not cut commits short
+    await fs.flush_all()  # shielded by lifecycle.stop_on_signal: a forced unmount must not cut commits short
     pyfuse3.terminate()
 
 
@@ -75,15 +76,15 @@ def run(cfg: Config, settings: StoreSettings, on_ready: Callable[[], None]) -> N
 
 async def _serve(cfg: Config, settings: StoreSettings, ops: FuseOperations, on_ready: Callable[[], None]) -> None:
     store = ObjectStore(settings)
-    host = housekeeping.host_id(cfg.bucket, cfg.prefix, cfg.mountpoint)
+    host = identity.host_id(cfg.bucket, cfg.prefix, cfg.mountpoint)
     run_id = uuid.uuid4().hex[:12]
     async with trio.open_nursery() as nursery:
         fs = Filesystem(cfg, store, nursery, host, run_id)
         FuseOperations.__init__(ops, fs, after_init=lambda: nursery.start_soon(
             trio.to_thread.run_sync, set_kernel_read_ahead, cfg.mountpoint, cfg.kernel_read_ahead))
-        nursery.start_soon(daemon.stop_on_signal, partial(_unmount, fs))
+        nursery.start_soon(lifecycle.stop_on_signal, partial(_unmount, fs))
         nursery.start_soon(housekeeping.clean_staging, store, host, run_id, cfg.stale_upload_age)
-        nursery.start_soon(daemon.watchdog)
+        nursery.start_soon(lifecycle.watchdog)
         metrics.UP.set(1)
         on_ready()
         notify.notify(f"READY=1\nSTATUS=serving {cfg.source} at {cfg.mountpoint}")

@@ -10,11 +10,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
 
-from . import deadline, metrics
-from .core import Filesystem, FsError
-from .errors import GatewayError
-from .inodes import Node
-from .s3format import Attrs
+from fsgateway.formats.s3format import Attrs
+from fsgateway.mount import metrics
+from fsgateway.mount.fs.core import Filesystem, FsError
+from fsgateway.mount.fs.inodes import Node
+from fsgateway.store import deadline
+from fsgateway.store.errors import GatewayError
 
 log = logging.getLogger("fsgateway.fuse")
 

@@ -14,10 +14,13 @@ import logging
 import os
 import sys
 
-from . import commandline, config, credentials, daemon, deadmount, feedwriter, logs, metrics, private, store_metrics
-from .config import Config, ConfigError
-from .metrics_server import serve
-from .store import StoreSettings
+from fsgateway.daemon import commandline, config, lifecycle, logs, private
+from fsgateway.daemon.config import Config, ConfigError
+from fsgateway.daemon.metrics_server import serve
+from fsgateway.mount import deadmount, metrics
+from fsgateway.store import credentials, feedwriter
+from fsgateway.store import metrics as store_metrics
+from fsgateway.store.client import StoreSettings
 
 log = logging.getLogger("fsgateway")
 
@@ -69,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fail(message: str) -> int:
-    return daemon.fail("fsgateway", message)
+    return lifecycle.fail("fsgateway", message)
 
 
 def settings_for(cfg: Config, keys: credentials.Keys | None) -> StoreSettings:
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except credentials.CredentialsError as exc:
         return fail(str(exc))
     settings = settings_for(cfg, keys)
-    problem = daemon.check_bucket(settings) or daemon.check_metrics_port(cfg.metrics_address)
+    problem = lifecycle.check_bucket(settings) or lifecycle.check_metrics_port(cfg.metrics_address)
     if problem:
         return fail(problem)
     ready_fd = None if cfg.foreground else daemonize()
@@ -144,11 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             os.write(fd, b"ok")
             os.close(fd)
 
-    from . import mount  # pyfuse3 imported only when mounting, so --help works anywhere
-
+    from fsgateway.mount import session  # pyfuse3 imported only when mounting, so --help works anywhere
     try:
         serve(cfg.metrics_address, *REGISTRIES)
-        mount.run(cfg, settings, on_ready)
+        session.run(cfg, settings, on_ready)
     except Exception as exc:  # whatever it is, the terminal that started a background mount must hear it
         log.debug("mount failed", exc_info=True)  # -d: the traceback; the reason is the one line below
         reason = f"cannot mount at {cfg.mountpoint}: {exc}"

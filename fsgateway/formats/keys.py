@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import reserved
+from fsgateway.formats import reserved
 
 NAME_MAX = 255
 #: S3's limit on a whole key, in UTF-8 bytes.

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .private import private_dir, private_file
+from fsgateway.daemon.private import private_dir, private_file
 
 SYSLOG_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 

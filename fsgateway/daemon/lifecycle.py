@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 import trio
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import notify
-from .metrics_server import parse_address
-from .retry import is_transient
-from .store import StoreSettings, make_client, startup_problem
+from fsgateway.daemon import notify
+from fsgateway.daemon.metrics_server import parse_address
+from fsgateway.store.client import StoreSettings, make_client, startup_problem
+from fsgateway.store.retry import is_transient
 
 log = logging.getLogger("fsgateway.daemon")
 

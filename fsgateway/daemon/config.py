@@ -268,7 +268,7 @@ def load(
     if found:
         cfg = apply(cfg, from_toml(found[1]), f"config file {found[0]}")
     cfg = apply(cfg, from_environ(environ), "environment")
-    from . import validation  # here, not at the top: validation imports ConfigError from this module
+    from fsgateway.daemon import validation  # here, not at the top: validation imports ConfigError from this module
 
     return validation.checked(apply(cfg, parse_o_options(o_options), "-o"))
 

@@ -27,12 +27,12 @@ import trio
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ResponseStreamingError, SSLError
 
-from . import store_metrics as metrics
-from .concurrency import gather
-from .credentials import Keys
-from .deadline import current as caller_deadline
-from .errors import GatewayError
-from .retry import Backoff, errno_for, error_code, http_status, is_transient
+from fsgateway.store import metrics
+from fsgateway.store.concurrency import gather
+from fsgateway.store.credentials import Keys
+from fsgateway.store.deadline import current as caller_deadline
+from fsgateway.store.errors import GatewayError
+from fsgateway.store.retry import Backoff, errno_for, error_code, http_status, is_transient
 
 log = logging.getLogger("fsgateway.store")
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar, get_type_hints
 
-from . import validation
-from .config import ConfigError, normalize, parse_bool, parse_size, read_config_file
-from .credentials import Keys
-from .store import StoreSettings
+from fsgateway.daemon import validation
+from fsgateway.daemon.config import ConfigError, normalize, parse_bool, parse_size, read_config_file
+from fsgateway.store.client import StoreSettings
+from fsgateway.store.credentials import Keys
 
 SIZE = {"size": True}  # field(metadata=SIZE): accepts 64M, 1G, ...
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .s3format import Attrs
+from fsgateway.formats.s3format import Attrs
 
 if TYPE_CHECKING:
-    from .writer import DirtyFile
+    from fsgateway.mount.io.writer import DirtyFile
 
 ROOT_INODE = 1
 

@@ -23,16 +23,11 @@ from typing import Unpack
 
 import trio
 
-from . import deadline, metrics, reserved
-from .concurrency import gather
-from .config import Config
-from .errors import GatewayError
-from .feed import EventFields
-from .feedwriter import FeedWriter
-from .inodes import InodeTable, Node
-from .keys import KEY_MAX, Unmappable, name_problem, split_listing
-from .reader import ObjectReader
-from .s3format import (
+from fsgateway.daemon.config import Config
+from fsgateway.formats import reserved
+from fsgateway.formats.feed import EventFields
+from fsgateway.formats.keys import KEY_MAX, Unmappable, name_problem, split_listing
+from fsgateway.formats.s3format import (
     DIR_CONTENT_TYPE,
     METADATA_LIMIT,
     SHA256_META,
@@ -44,8 +39,15 @@ from .s3format import (
     encode_metadata,
     metadata_size,
 )
-from .store import ObjectInfo, ObjectStore
-from .writer import DirtyFile, StagingArea, UploadContext
+from fsgateway.mount import metrics
+from fsgateway.mount.fs.inodes import InodeTable, Node
+from fsgateway.mount.io.reader import ObjectReader
+from fsgateway.mount.io.writer import DirtyFile, StagingArea, UploadContext
+from fsgateway.store import deadline
+from fsgateway.store.client import ObjectInfo, ObjectStore
+from fsgateway.store.concurrency import gather
+from fsgateway.store.errors import GatewayError
+from fsgateway.store.feedwriter import FeedWriter
 
 log = logging.getLogger("fsgateway.core")
 

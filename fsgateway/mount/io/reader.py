@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import trio
 
-from . import deadline, metrics
-from .errors import GatewayError
-from .store import ObjectStore, StoreError
+from fsgateway.mount import metrics
+from fsgateway.store import deadline
+from fsgateway.store.client import ObjectStore, StoreError
+from fsgateway.store.errors import GatewayError
 
 log = logging.getLogger("fsgateway.reader")
 

@@ -13,8 +13,8 @@ import re
 from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from .config import ConfigError
-from .metrics_server import parse_address
+from fsgateway.daemon.config import ConfigError
+from fsgateway.daemon.metrics_server import parse_address
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # botocore's own rule for region names (it raises InvalidRegionError otherwise)
