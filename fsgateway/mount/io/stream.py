@@ -45,7 +45,7 @@ class _Multipart:
 
     key: str
     upload_id: str
-    completed: bool = False  # then the staging object exists and the upload id is gone
+    ended: bool = False  # completed (the staging object exists) or aborted: its upload id is gone
 
 
 def _digests(data: bytes) -> tuple[str, str]:
@@ -151,12 +151,12 @@ class StreamUpload:
     async def abort(self) -> None:
         """Abort the staging upload (after its parts in flight are done); shielded, with its own deadline."""
         upload = self.upload
-        if upload is not None and not upload.completed:
+        if upload is not None and not upload.ended:
             with trio.CancelScope(shield=True), deadline.own(self.ctx.retry_deadline), \
                     contextlib.suppress(WriteError):
                 await self._wait_parts()
             await self.ctx.abort(upload.key, upload.upload_id)
-            upload.completed = True  # nothing left to abort
+            upload.ended = True
 
     def discard_now(self) -> None:
         """Drop the bytes held in memory."""
@@ -247,7 +247,7 @@ class StreamUpload:
         etags = [self.parts[n] for n in range(1, count + 1)]
         try:
             await self.ctx.store.complete_multipart(upload.key, upload.upload_id, etags)
-            upload.completed = True
+            upload.ended = True
             return check_complete(upload.key, await self.ctx.store.head(upload.key), self.size, etags)
         except BaseException:
             await self.ctx.remove(upload.key)
