@@ -15,7 +15,7 @@ from fsgateway.mount.io.upload import WriteError
 from fsgateway.mount.io.writer import DirtyFile
 from fsgateway.store.client import multipart_etag
 from tests.support.s3 import user_keys
-from tests.support.uploads import PART, requests, run_uploads, staging_leftovers, store_for, until
+from tests.support.uploads import PART, requests, run_uploads, small_tmpfs, staging_leftovers, store_for, until
 
 
 def test_an_object_modified_in_place_is_uploaded_in_checked_parts(server, s3, bucket, tmp_path):
@@ -71,6 +71,41 @@ def test_staging_space_is_bounded_by_cache_size(server, s3, bucket, tmp_path):
 
     run_uploads(store, tmp_path / "staging", body, cache_size=2 << 20)
     assert s3.get_object(Bucket=bucket, Key="small")["Body"].read() == b"a" * 10 + b"b" * 10 + b"a" * 980
+
+
+def test_a_full_staging_disk_is_enospc_and_the_file_goes_on(server, s3, bucket, tmp_path):
+    """Below cache_size, the disk itself fills: a staged write and a switch to staged both fail with ENOSPC
+    before anything is written, and the file stays as it was."""
+    store = store_for(server, bucket)
+    head = os.urandom(1 << 20)
+    streamed = os.urandom(PART + (1 << 20))
+
+    async def body(ctx):
+        staged = DirtyFile(ctx)
+        await staged.write(10, head)  # not an append: staged
+        with pytest.raises(WriteError) as e:
+            await staged.write(len(head) + 10, os.urandom(8 << 20))  # 8 MiB on a 4 MiB disk
+        assert e.value.errno == errno.ENOSPC
+        assert staged.size == len(head) + 10 and staged.error is None
+        assert await staged.read(10, len(head)) == head
+        await staged.commit("staged", {}, FILE_CONTENT_TYPE)
+        staged.discard_now()
+
+        stream = DirtyFile(ctx)
+        await stream.write(0, streamed)
+        with pytest.raises(WriteError) as e:
+            await stream.write(0, b"x")  # the switch needs 6 MiB of disk
+        assert e.value.errno == errno.ENOSPC
+        assert isinstance(stream.state, StreamUpload) and stream.error is None
+        await stream.commit("streamed", {}, FILE_CONTENT_TYPE)
+        stream.discard_now()
+        assert ctx.staging.used == 0 and os.listdir(ctx.staging.directory) == []
+
+    with small_tmpfs(tmp_path / "disk", "4m") as disk:
+        run_uploads(store, disk / "staging", body)
+    assert s3.get_object(Bucket=bucket, Key="staged")["Body"].read() == bytes(10) + head
+    assert s3.get_object(Bucket=bucket, Key="streamed")["Body"].read() == streamed
+    assert staging_leftovers(s3, bucket) == []
 
 
 def test_a_sparse_truncate_costs_no_staging_space(server, s3, bucket, tmp_path):
