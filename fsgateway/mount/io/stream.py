@@ -124,9 +124,9 @@ class StreamUpload:
     async def to_staged(self) -> StagedFile:
         """A staged file with everything written so far, for a write that is not an append.
 
-        ENOSPC from `cache_size` comes before anything changes (this upload goes on as it was);
-        any later failure sets `error`. On success this upload is used up: its staging object
-        is gone and the returned file is the one to use.
+        ENOSPC (no room in `cache_size` or on the disk) comes before anything changes: this
+        upload goes on as it was. Any later failure sets `error`. On success this upload is used
+        up: its staging object is gone and the returned file is the one to use.
         """
         staged = StagedFile.create(self.ctx, self.size)
         try:

@@ -92,7 +92,7 @@ class DirtyFile:
         return failed
 
     async def _staged(self, stream: StreamUpload) -> StagedFile:
-        """Switch to a staged file. ENOSPC of `cache_size` leaves the stream as it was; any other
+        """Switch to a staged file. ENOSPC (`cache_size`, the disk) leaves the stream as it was; any other
         failure leaves the file `Failed` (its parts were consumed)."""
         try:
             staged = await stream.to_staged()
