@@ -81,7 +81,7 @@ class DirtyFile:
         return state
 
     async def _fail(self, exc: BaseException) -> Failed:
-        """Enter `Failed`: a stream's upload is aborted and its memory let go; a staged file stays until discard."""
+        """Enter `Failed`: the data is lost, so a stream's upload is aborted and local state let go at once."""
         state = self.state
         if isinstance(state, Failed):
             return state
