@@ -86,7 +86,7 @@ class FileSlice:
         return data
 
 
-Body = bytes | memoryview | FileSlice
+Body = bytes | bytearray | memoryview | FileSlice
 
 
 def write_exactly(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
@@ -99,7 +99,7 @@ def write_exactly(fd: int, data: bytes | bytearray | memoryview, offset: int) ->
         view, offset = view[n:], offset + n
 
 
-def _materialize(body: Body) -> bytes | memoryview:
+def _materialize(body: Body) -> bytes | bytearray | memoryview:
     return body.read() if isinstance(body, FileSlice) else body
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fsgateway.mount.io.writer import StreamTail
+from fsgateway.mount.io.stream import StreamTail
 
 
 def test_stream_tail_cuts_parts_in_order_and_keeps_the_rest():

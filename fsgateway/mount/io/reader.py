@@ -9,6 +9,10 @@ chunk, each fetched straight into its own buffer. Chunks are hashed in order as
 they arrive; when the whole object has gone through and it carries our SHA-256,
 a mismatch fails the read with EIO (and is logged and counted) before the last
 bytes are handed out.
+
+Every fetch runs under a cancel scope of its reader: `close()` (the handle is
+released, or a commit of this mount starts the reader over) cancels the
+fetches still under way at once, and a closed reader starts none.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ class _Chunk:
     done: trio.Event = field(default_factory=trio.Event)
     data: bytes | bytearray = b""
     error: StoreError | None = None
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # its fetch; the reader's close cancels it
 
 
 class ObjectReader:
-    """Reads of one open object; one per file handle."""
+    """Reads of one open object; one per file handle. Its fetches run in `nursery` until `close()`."""
 
     def __init__(self, store: ObjectStore, nursery: trio.Nursery, key: str, size: int, etag: str,
                  sha256: str | None, chunk_size: int, read_ahead: int) -> None:
@@ -66,6 +71,8 @@ class ObjectReader:
         return (self.size + self.chunk_size - 1) // self.chunk_size
 
     def _start(self, index: int) -> _Chunk:
+        if self.closed:
+            raise ReadError(errno.EBADF, f"{self.key}: read after close")
         chunk = self.chunks.get(index)
         if chunk is None:
             chunk = self.chunks[index] = _Chunk()
@@ -76,16 +83,21 @@ class ObjectReader:
         start = index * self.chunk_size
         end = min(self.size, start + self.chunk_size)
         try:
-            with deadline.own(self.retry_deadline):  # read-ahead outlives the read that started it
+            # read-ahead outlives the read that started it: a deadline of its own, the reader's cancel scope
+            with chunk.scope, deadline.own(self.retry_deadline):
                 chunk.data = await self.store.get_buffer(self.key, start, end, self.etag)
-            if len(chunk.data) != end - start:
-                raise ReadError(errno.EIO, f"short ranged GET of {self.key}: {len(chunk.data)} != {end - start}")
+                if len(chunk.data) != end - start:
+                    raise ReadError(errno.EIO, f"short ranged GET of {self.key}: {len(chunk.data)} != {end - start}")
+            if chunk.scope.cancelled_caught:
+                chunk.error = StoreError("get", self.key, ReadError(errno.EBADF, "reader closed"), errno.EBADF)
         except StoreError as exc:
             chunk.error = exc
         except Exception as exc:  # reported to the reader as EIO; never crashes the mount
             chunk.error = StoreError("get", self.key, exc, getattr(exc, "errno", None) or errno.EIO)
         finally:
             chunk.done.set()
+        if self.closed:
+            return
         self._advance_hash()
         self._evict(self.current)  # fetched for a window that has moved on: let it go now
 
@@ -146,5 +158,8 @@ class ObjectReader:
                 del self.chunks[index]
 
     def close(self) -> None:
+        """Cancel the fetches under way (their GETs are abandoned at once) and let every chunk go."""
         self.closed = True
+        for chunk in self.chunks.values():
+            chunk.scope.cancel()
         self.chunks.clear()

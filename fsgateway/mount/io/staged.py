@@ -1,0 +1,197 @@
+"""A file's content in a local staging file, for any write that is not an append to a new file.
+
+Random and backward writes, truncates of existing data and appends to an
+existing object work here (as rclone's write cache does), in `cache_dir`,
+bounded by `cache_size`. Commit reads the file once to hash it (the SHA-256
+stored with the object, and the MD5 of each part to check each part's ETag),
+then uploads it: one PUT with Content-MD5 below one part, else a multipart
+upload straight to the real key, its parts read from the file in worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+from functools import partial
+
+import trio
+
+from fsgateway.formats.s3format import SHA256_META
+from fsgateway.mount.io.upload import (
+    Committed,
+    UploadContext,
+    WriteError,
+    check_complete,
+    check_etag,
+    check_length,
+    local_io,
+)
+from fsgateway.store.client import FileSlice, write_exactly
+from fsgateway.store.concurrency import gather
+
+HASH_CHUNK = 8 << 20
+BLOCK_SLACK = 64 << 10  # a write may allocate up to this much beyond its bytes at either end (file system blocks)
+
+
+class StagedFile:
+    """A dirty file's bytes in one staging file, its real blocks counted against `cache_size`.
+
+    Not locked itself: the holder (`writer.DirtyFile`) calls it under the file's lock.
+    """
+
+    def __init__(self, ctx: UploadContext, path: str, fd: int) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.fd = fd
+        self.size = 0
+        self.reserved = 0  # counted against cache_size
+        self.closed = False
+
+    @classmethod
+    def create(cls, ctx: UploadContext, size: int) -> StagedFile:
+        """A staging file with room for `size` bytes already taken (ENOSPC now, with nothing left behind)."""
+        path, fd = ctx.staging.create()
+        staged = cls(ctx, path, fd)
+        try:
+            staged._reserve(size)
+            staged._allocate(0, size)
+        except BaseException:
+            staged.discard_now()
+            raise
+        staged.size = size
+        return staged
+
+    @classmethod
+    async def from_object(cls, ctx: UploadContext, key: str, size: int, etag: str) -> StagedFile:
+        """A staged copy of an existing object, for modifying it in place."""
+        staged = cls.create(ctx, size)
+        try:
+            with local_io("staging file"):
+                await ctx.store.download_to(key, size, staged.path, etag or None, ctx.part_size)
+        except BaseException:
+            staged.discard_now()
+            raise
+        return staged
+
+    def _reserve(self, real: int) -> None:
+        """Count up to `real` bytes of the staging file against cache_size (ENOSPC past it)."""
+        if real > self.reserved:
+            self.ctx.staging.reserve(real - self.reserved)
+            self.reserved = real
+
+    def _allocate(self, off: int, length: int) -> None:
+        """Real disk blocks for [off, off + length) before writing there: a full disk is ENOSPC now.
+
+        Holes stay holes (a sparse truncate costs nothing), but bytes written are never left as a
+        hole that reads back as zeros.
+        """
+        if length > 0:
+            with local_io("staging file"):
+                os.posix_fallocate(self.fd, off, length)
+
+    def _settle(self) -> None:
+        """Count only the staging file's real bytes: a hole (a sparse truncate or a write far out) costs none."""
+        real = os.fstat(self.fd).st_blocks * 512
+        if real < self.reserved:
+            self.ctx.staging.reserve(real - self.reserved)
+            self.reserved = real
+
+    def put(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """Write `data` at `off`; its blocks are reserved and allocated first, so a full cache is ENOSPC."""
+        self._reserve(self.reserved + len(data) + 2 * BLOCK_SLACK)  # at most this many new real bytes
+        try:
+            self._allocate(off, len(data))
+            with local_io("staging file"):
+                write_exactly(self.fd, data, off)
+        finally:
+            self._settle()
+        self.size = max(self.size, off + len(data))
+
+    def fill(self, off: int, data: bytes | bytearray | memoryview) -> None:
+        """Write into the room `create` already reserved and allocated."""
+        with local_io("staging file"):
+            write_exactly(self.fd, data, off)
+
+    def read(self, off: int, end: int) -> bytes:
+        """Bytes [off, end), all of them or EIO."""
+        with local_io("staging file"):
+            data = os.pread(self.fd, end - off, off)
+        if len(data) != end - off:
+            raise WriteError(errno.EIO, f"staging file: {len(data)} of {end - off} bytes read")
+        return data
+
+    def truncate(self, size: int) -> None:
+        with local_io("staging file"):
+            os.ftruncate(self.fd, size)
+        self._settle()
+        self.size = size
+
+    async def commit(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
+        """Upload the file to `key`; every part's ETag and the completed object are checked.
+
+        A failed or cancelled multipart upload is aborted; the staging file stays, so
+        the commit may be tried again.
+        """
+        part = self.ctx.part_size
+        with local_io("staging file"):
+            sha, md5s = await trio.to_thread.run_sync(partial(hash_file, self.path, self.size, part))
+        meta = {**metadata, SHA256_META: sha}
+        store = self.ctx.store
+        if self.size < part:
+            etag = await store.put(key, FileSlice(self.path, 0, self.size), meta, content_type)
+            check_etag(key, "the object", etag, md5s[0])
+            return Committed(etag, sha, self.size)
+        slices = [FileSlice(self.path, start, min(part, self.size - start)) for start in range(0, self.size, part)]
+        check_length(key, sum(s.length for s in slices), self.size)
+        upload_id = await store.create_multipart(key, meta, content_type)
+
+        async def send(number: int, body: FileSlice) -> str:
+            async with self.ctx.part_tokens:  # a part read into memory counts against write_buffer_size
+                etag = await store.upload_part(key, upload_id, number, body)
+            check_etag(key, f"part {number}", etag, md5s[number - 1])
+            return etag
+
+        try:
+            etags = await gather([partial(send, n, body) for n, body in enumerate(slices, 1)],
+                                 limit=self.ctx.parallel)
+            await store.complete_multipart(key, upload_id, etags)
+        except BaseException:
+            await self.ctx.abort(key, upload_id)
+            raise
+        info = check_complete(key, await store.head(key), self.size, etags)
+        return Committed(info.etag, sha, self.size)
+
+    def discard_now(self) -> None:
+        """Close and remove the staging file and give its space back."""
+        if self.closed:
+            return
+        self.closed = True
+        os.close(self.fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.ctx.staging.reserve(-self.reserved)
+        self.reserved = 0
+
+
+def hash_file(path: str, size: int, part_size: int) -> tuple[str, list[str]]:
+    """SHA-256 of the first `size` bytes of `path` and the MD5 of each `part_size` part, in one read.
+
+    An empty file has one (empty) part. A file shorter than `size` is EIO.
+    """
+    sha = hashlib.sha256()
+    md5s: list[str] = []
+    with open(path, "rb") as f:
+        for start in range(0, max(size, 1), part_size):
+            md5 = hashlib.md5()
+            remaining = min(part_size, size - start)
+            while remaining:
+                block = f.read(min(HASH_CHUNK, remaining))
+                if not block:
+                    raise OSError(errno.EIO, "staging file shorter than expected")
+                sha.update(block)
+                md5.update(block)
+                remaining -= len(block)
+            md5s.append(md5.hexdigest())
+    return sha.hexdigest(), md5s

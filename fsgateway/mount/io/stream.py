@@ -1,0 +1,287 @@
+"""Appends to a new file, streamed to the bucket while the application writes.
+
+As in mountpoint-s3's streaming upload: appended bytes collect in memory
+(`StreamTail`); every full part goes to a background multipart upload to a
+hidden staging key while the application keeps writing, memory bounded by
+`write_buffer_size` for the whole mount. Each part's SHA-256 (in file order)
+and MD5 are computed in worker threads while it uploads; its ETag must be that
+MD5. On commit the last part is sent, the upload is completed and checked (size,
+part count, multipart ETag), then copied server-side to the real key with its
+metadata, including the SHA-256 of the whole file; a HEAD checks the copy's size
+and that SHA-256 in its metadata. The real key never shows a partial file.
+A file that never reached one part is a single PUT with Content-MD5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+from collections import deque
+from dataclasses import dataclass
+
+import trio
+
+from fsgateway.formats.s3format import FILE_CONTENT_TYPE, SHA256_META
+from fsgateway.mount import metrics
+from fsgateway.mount.io.staged import StagedFile
+from fsgateway.mount.io.upload import (
+    Committed,
+    UploadContext,
+    WriteError,
+    check_complete,
+    check_etag,
+    check_length,
+    local_io,
+    md5_hex,
+)
+from fsgateway.store import deadline
+from fsgateway.store.client import ObjectInfo
+
+
+@dataclass
+class _Multipart:
+    """The staging upload, begun with the first full part."""
+
+    key: str
+    upload_id: str
+    ended: bool = False  # completed (the staging object exists) or aborted: its upload id is gone
+
+
+def _digests(data: bytes) -> tuple[str, str]:
+    return hashlib.sha256(data).hexdigest(), md5_hex(data)
+
+
+class StreamUpload:
+    """A new file written only by appends: its parts upload in the background as they fill.
+
+    Not locked itself: the holder (`writer.DirtyFile`) calls it under the file's lock. Its part
+    tasks run in the mount's nursery and report through `error`, `in_flight` and `parts_done`.
+    Once `error` is set (a part could not be sent, the upload could not be completed or
+    copied) the data is incomplete in the bucket and this upload can never be committed.
+    """
+
+    def __init__(self, ctx: UploadContext) -> None:
+        self.ctx = ctx
+        self.size = 0
+        self.tail = StreamTail()
+        self.hasher = hashlib.sha256()
+        self.hashed = trio.Event()  # set when the latest submitted part is in the hasher
+        self.hashed.set()
+        self.upload: _Multipart | None = None
+        self.parts: dict[int, str] = {}
+        self.next_part = 1
+        self.in_flight = 0
+        self.parts_done = trio.Condition()
+        self.error: BaseException | None = None
+
+    # ------------------------------------------------------------ file operations
+    async def append(self, data: bytes) -> None:
+        """Append at the end; every full part leaves for the bucket (blocks while the memory budget is used)."""
+        self.tail.append(data)
+        self.size += len(data)
+        while self.tail.size >= self.ctx.part_size:
+            await self._submit(self.tail.take(self.ctx.part_size))
+
+    def read_tail(self, off: int, end: int) -> bytes | None:
+        """Bytes [off, end) if they are still in memory; None if they left with a part."""
+        start = self.size - self.tail.size
+        return self.tail.peek(off - start, end - start) if off >= start else None
+
+    def empty(self) -> bool:
+        """Truncate to zero if nothing was sent yet; False if the data is partly in the bucket."""
+        if self.upload is not None:
+            return False
+        self.tail = StreamTail()
+        self.size = 0
+        return True
+
+    async def commit(self, key: str, metadata: dict[str, str], content_type: str) -> Committed:
+        """Store the file at `key`: a single PUT if no part was cut, else complete, check, copy, check."""
+        upload = self.upload
+        if upload is None:
+            data = self.tail.peek(0, self.tail.size)
+            check_length(key, len(data), self.size)
+            sha, md5 = await trio.to_thread.run_sync(_digests, data)
+            etag = await self.ctx.store.put(key, data, {**metadata, SHA256_META: sha}, content_type)
+            check_etag(key, "the object", etag, md5)
+            self.tail = StreamTail()
+            return Committed(etag, sha, self.size)
+        await self._finish(upload)
+        sha = self.hasher.hexdigest()
+        meta = {**metadata, SHA256_META: sha}
+        try:
+            await self.ctx.store.copy(upload.key, key, self.size, meta, content_type)
+            info = await self.ctx.store.head(key)
+        finally:
+            await self.ctx.remove(upload.key)
+        if info is None or info.size != self.size or info.metadata.get(SHA256_META) != sha:
+            metrics.CHECKSUM_MISMATCHES.inc()
+            raise WriteError(errno.EIO, f"{key}: object after copy has {info and info.size} bytes, expected "
+                             f"{self.size} with SHA-256 {sha}")
+        return Committed(info.etag, sha, self.size)
+
+    async def to_staged(self) -> StagedFile:
+        """A staged file with everything written so far, for a write that is not an append.
+
+        ENOSPC (no room in `cache_size` or on the disk) comes before anything changes: this
+        upload goes on as it was. Any later failure sets `error`. On success this upload is used
+        up: its staging object is gone and the returned file is the one to use.
+        """
+        staged = StagedFile.create(self.ctx, self.size)
+        try:
+            upload = self.upload
+            if upload is None:
+                staged.fill(0, self.tail.peek(0, self.tail.size))
+            else:
+                info = await self._finish(upload)
+                try:
+                    with local_io("staging file"):
+                        await self.ctx.store.download_to(upload.key, self.size, staged.path, info.etag or None,
+                                                         self.ctx.part_size)
+                finally:
+                    await self.ctx.remove(upload.key)
+        except BaseException as exc:
+            self.error = self.error or exc
+            staged.discard_now()
+            raise
+        self.tail = StreamTail()
+        return staged
+
+    async def abort(self) -> None:
+        """Abort the staging upload (after its parts in flight are done); shielded, with its own deadline."""
+        upload = self.upload
+        if upload is not None and not upload.ended:
+            with trio.CancelScope(shield=True), deadline.own(self.ctx.retry_deadline), \
+                    contextlib.suppress(WriteError):
+                await self._wait_parts()
+            await self.ctx.abort(upload.key, upload.upload_id)
+            upload.ended = True
+
+    def discard_now(self) -> None:
+        """Drop the bytes held in memory."""
+        self.tail = StreamTail()
+
+    # ------------------------------------------------------------ parts
+    async def _submit(self, data: bytearray) -> None:
+        """Hand one full part to a background task; blocks while the memory budget is used.
+
+        The part has left the buffer: if it cannot be sent, `error` is set and the file can
+        never be committed without it.
+        """
+        try:
+            await self.ctx.part_tokens.acquire()
+        except BaseException as exc:
+            self.error = self.error or exc
+            raise
+        try:
+            upload = self.upload
+            if upload is None:
+                key = self.ctx.staging_key()
+                upload_id = await self.ctx.store.create_multipart(key, {}, FILE_CONTENT_TYPE)
+                upload = self.upload = _Multipart(key, upload_id)
+        except BaseException as exc:
+            self.error = self.error or exc
+            self.ctx.part_tokens.release()
+            raise
+        number = self.next_part
+        self.next_part += 1
+        self.in_flight += 1
+        previous, self.hashed = self.hashed, trio.Event()
+        self.ctx.nursery.start_soon(self._part, upload, number, data, previous, self.hashed)
+
+    async def _part(self, upload: _Multipart, number: int, data: bytearray, previous: trio.Event,
+                    hashed: trio.Event) -> None:
+        """One part: its upload and, meanwhile, its SHA-256 (in part order) and MD5 in worker threads.
+
+        The part's memory token is returned when all three are done with its bytes: until
+        then they are in memory, and the budget must say so.
+        """
+        try:
+            md5 = ""
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send, upload, number, data)
+                try:
+                    await previous.wait()
+                    await trio.to_thread.run_sync(self.hasher.update, data)
+                finally:
+                    hashed.set()
+                md5 = await trio.to_thread.run_sync(md5_hex, data)
+            if number in self.parts:
+                check_etag(upload.key, f"part {number}", self.parts[number], md5)
+        except Exception as exc:  # recorded and reported to the writer; never crashes the mount
+            self.error = self.error or exc
+        finally:
+            del data
+            self.ctx.part_tokens.release()
+            self.in_flight -= 1
+            async with self.parts_done:
+                self.parts_done.notify_all()
+
+    async def _send(self, upload: _Multipart, number: int, data: bytearray) -> None:
+        try:
+            with deadline.own(self.ctx.retry_deadline):
+                self.parts[number] = await self.ctx.store.upload_part(upload.key, upload.upload_id, number, data)
+        except Exception as exc:  # recorded and reported to the writer; never crashes the mount
+            self.error = self.error or exc
+
+    async def _wait_parts(self) -> None:
+        async with self.parts_done:
+            while self.in_flight:
+                await self.parts_done.wait()
+        if self.error is not None:
+            raise WriteError(getattr(self.error, "errno", None) or errno.EIO, f"upload failed earlier: {self.error}")
+
+    async def _finish(self, upload: _Multipart) -> ObjectInfo:
+        """Send the last part, complete the staging upload and check it; returns the staging object's HEAD.
+
+        If anything fails from the completion on, the staging object is removed at once (a
+        failure before it leaves the upload for `abort`).
+        """
+        if self.tail.size:
+            await self._submit(self.tail.take(self.tail.size))
+        await self._wait_parts()
+        count = self.next_part - 1
+        if len(self.parts) != count:
+            raise WriteError(errno.EIO, f"{upload.key}: {count - len(self.parts)} parts missing")
+        etags = [self.parts[n] for n in range(1, count + 1)]
+        try:
+            await self.ctx.store.complete_multipart(upload.key, upload.upload_id, etags)
+            upload.ended = True
+            return check_complete(upload.key, await self.ctx.store.head(upload.key), self.size, etags)
+        except BaseException:
+            await self.ctx.remove(upload.key)
+            raise
+
+
+class StreamTail:
+    """Appended bytes not yet cut into a part: a list of chunks, moved once into the part's buffer.
+
+    A part is assembled chunk by chunk while the chunks are let go, so cutting it
+    costs about one part of memory, not two (allocations of this size are mapped
+    memory, see `memory.tune_allocator`, and grow without copying).
+    """
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+
+    def append(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+        self.size += len(data)
+
+    def take(self, n: int) -> bytearray:
+        part = bytearray()
+        while self.chunks and len(part) < n:
+            chunk = self.chunks.popleft()
+            room = n - len(part)
+            if len(chunk) > room:
+                self.chunks.appendleft(chunk[room:])
+                chunk = chunk[:room]
+            part += chunk
+            del chunk
+        self.size -= len(part)
+        return part
+
+    def peek(self, start: int, end: int) -> bytes:
+        return b"".join(self.chunks)[start:end]

@@ -1,0 +1,106 @@
+"""The reader (io/reader.py) against the real S3 server: read-ahead, its cancel scope, the hash check. No mount."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+
+import pytest
+import trio
+
+from fsgateway.formats.s3format import SHA256_META
+from fsgateway.mount import metrics
+from fsgateway.mount.io.reader import ObjectReader, ReadError
+from tests.support.uploads import requests, store_for, until
+
+CHUNK = 1 << 20
+
+
+def put(s3, bucket: str, key: str, data: bytes, sha256: str) -> str:
+    s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={SHA256_META: sha256})
+    return s3.head_object(Bucket=bucket, Key=key)["ETag"]
+
+
+def mismatches() -> float:
+    return metrics.REGISTRY.get_sample_value("fsgateway_checksum_mismatches_total") or 0.0
+
+
+async def read_all(reader: ObjectReader, size: int, step: int = 128 << 10) -> bytes:
+    return b"".join([bytes(await reader.read(off, step)) for off in range(0, size, step)])
+
+
+def test_a_sequential_read_reads_ahead_fetches_each_chunk_once_and_checks_the_hash(server, s3, bucket):
+    data = os.urandom(6 * CHUNK + 99)
+    etag = put(s3, bucket, "f", data, hashlib.sha256(data).hexdigest())
+    store = store_for(server, bucket, role="reader-seq")
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            reader = ObjectReader(store, nursery, "f", len(data), etag, hashlib.sha256(data).hexdigest(),
+                                  CHUNK, 4 * CHUNK)
+            assert bytes(await reader.read(0, 10)) == data[:10]
+            await until(lambda: requests("reader-seq", "get") >= 3, "read-ahead past the first chunk")
+            assert await read_all(reader, len(data)) == data
+            assert reader.hasher is None and not reader.corrupt  # the whole object was hashed, and matched
+            reader.close()
+
+    before = mismatches()
+    trio.run(main)
+    assert requests("reader-seq", "get") == 7
+    assert mismatches() == before
+
+
+def test_a_corrupted_object_fails_the_read_with_eio(server, s3, bucket):
+    data = os.urandom(3 * CHUNK)
+    wrong = hashlib.sha256(data[:-1] + b"?").hexdigest()  # the content does not match its SHA-256
+    etag = put(s3, bucket, "f", data, wrong)
+    store = store_for(server, bucket)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            reader = ObjectReader(store, nursery, "f", len(data), etag, wrong, CHUNK, 4 * CHUNK)
+            with pytest.raises(ReadError) as e:
+                await read_all(reader, len(data))
+            assert e.value.errno == errno.EIO
+            reader.close()
+
+    before = mismatches()
+    trio.run(main)
+    assert mismatches() == before + 1
+
+
+def test_closing_a_reader_cancels_its_read_ahead_at_once(server, s3, bucket, proxy):
+    """Read-ahead in flight when the handle is released: its tasks end, and no GET of it is counted after."""
+    data = os.urandom(4 * CHUNK)
+    etag = put(s3, bucket, "f", data, hashlib.sha256(data).hexdigest())
+    store = store_for(server, bucket, endpoint=proxy.endpoint, role="reader-close")
+    proxy.add("stall", "get")
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            reader = ObjectReader(store, nursery, "f", len(data), etag, None, CHUNK, 4 * CHUNK)
+            failed = []
+
+            async def read_first() -> None:
+                try:
+                    await reader.read(0, 4096)
+                except ReadError as exc:
+                    failed.append(exc.errno)
+
+            with trio.fail_after(10):  # the waiting read must end when its reader closes
+                async with trio.open_nursery() as readers:
+                    readers.start_soon(read_first)
+                    await until(lambda: len(proxy.seen("get")) == 3, "the chunk read and two ahead requested")
+                    assert len(nursery.child_tasks) == 3
+                    reader.close()
+            assert failed == [errno.EBADF]  # the read waiting for its chunk gets an error, not empty bytes
+            await until(lambda: not nursery.child_tasks, "the reader's fetch tasks to end", timeout=10)
+            proxy.clear()  # the stalled requests go on to the server, their answers to abandoned threads
+            await until(lambda: all(s.status is not None for s in proxy.seen("get")), "the stalled GETs answered")
+            await trio.sleep(0)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert len(proxy.seen("get")) == 3  # no request started after close
+    assert requests("reader-close", "get") == 0  # and none counted
