@@ -18,9 +18,10 @@ import trio
 from tuf.api.metadata import Metadata
 
 from fsgateway.store.client import ObjectStore, StoreError
+from fsgateway.store.hashing import sha256_of
 from fsgateway.store.retry import http_status
 
-from . import judge, metrics, status, tufrepo
+from . import metrics, status, tufrepo
 from .db import Database, Tx, Verdict
 from .landing import Package, Part, listable
 from .rules import Release
@@ -254,7 +255,7 @@ class Publisher:
     async def _matches(self, key: str, r: Release, etag: str | None) -> bool:
         """Whether `key` (pinned to `etag` if given) holds exactly the release's bytes."""
         try:
-            digest, _ = await judge.sha256_of(self.store, key, r.length, etag)
+            digest, _ = await sha256_of(self.store, key, r.length, etag, hashed=metrics.HASHED.inc)
         except StoreError as exc:
             if exc.errno in (errno.ESTALE, errno.ENOENT):  # other size, or changed while read
                 return False
