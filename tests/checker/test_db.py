@@ -97,3 +97,52 @@ def test_two_checkers_racing_on_one_version_exactly_one_wins(database_url):
     assert len(dbs[0].releases("m")) == 1
     for d in dbs:
         d.close()
+
+
+def _intent(db: Database, targets: int, snapshot: int, releases: list[list[str]]) -> dict:
+    doc = {"targets": targets, "snapshot": snapshot, "keyid": "kid", "expires": 1e10, "releases": releases,
+           "blobs": []}
+    assert db.record_publish_intent(lambda tx: doc) == doc
+    return doc
+
+
+def test_an_open_intent_survives_the_upgrade_to_v4_unplaced(database_url, monkeypatch):
+    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS[:3])
+    db = Database(database_url)
+    db.migrate()
+    doc = _intent(db, 2, 2, [])
+    monkeypatch.undo()
+    assert db.migrate() == 1
+    assert db.publish_intent() == doc and db.reserve_timestamp() is None  # not placed: nothing to point at
+    db.mark_placed(doc)
+    plan = db.reserve_timestamp()
+    assert plan is not None and (plan.targets, plan.snapshot) == (2, 2)
+    db.close()
+
+
+def test_timestamp_writers_racing_the_older_writes_again_and_nothing_goes_back(database_url):
+    """Two writers of timestamp.json, no lock: the one that reserved first learns at record time that a
+    newer one may have landed before it, and must write again; what is recorded never goes back."""
+    db = Database(database_url)
+    db.migrate()
+    with db.transaction() as tx:
+        db.record_release(tx, release("1.0.0", 1), "{}", "k", "p1", "kid")
+    db.mark_stored("m", "1.0.0")
+    first = _intent(db, 1, 1, [["m", "1.0.0"]])
+    db.mark_placed(first)
+    x = db.reserve_timestamp()
+    y = db.reserve_timestamp()
+    assert x is not None and y is not None and y.version > x.version and x.snapshot == y.snapshot == 1
+    assert db.record_timestamp(y, 100.0, "kid")  # the newest: done
+    assert db.publish_intent() is None and db.unpublished_releases() == 0  # the intent it carries is complete
+    assert not db.record_timestamp(x, 50.0, "kid")  # older: write again
+    assert db.published()["timestamp"] == (y.version, 100.0, "kid")  # not taken back to x
+    again = db.reserve_timestamp()
+    assert again is not None and again.version > y.version and again.snapshot == 1
+    assert db.record_timestamp(again, 150.0, "kid")
+    # A newer snapshot placed meanwhile is what the next write points at, never an older one.
+    second = _intent(db, 2, 2, [["m", "1.0.0"]])
+    db.mark_placed(second)
+    newest = db.reserve_timestamp()
+    assert newest is not None and (newest.targets, newest.snapshot) == (2, 2)
+    db.close()
