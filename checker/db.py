@@ -100,6 +100,7 @@ class TimestampPlan:
     """What one timestamp.json write signs: its own version and the snapshot (and targets) it points at."""
 
     version: int
+    records: int  # timestamp.json records so far, when reserved: another one before ours is a race
     targets: int
     snapshot: int
     expires: float  # of targets and snapshot
@@ -451,23 +452,37 @@ class Database:
         """A new timestamp version and the newest snapshot whose objects are in place (None: none yet)."""
         with self.transaction() as tx:
             version = self.next_version(tx, "timestamp")
-            rows = dict(tx.execute("SELECT role, version FROM repo_published WHERE role IN "
-                                   "('targets', 'snapshot')").all())
+            records = self._timestamp_records(tx)
+            rows = {role: (v, until, keyid) for role, v, until, keyid in tx.execute(
+                "SELECT role, version, expires, keyid FROM repo_published WHERE role IN ('targets', 'snapshot')").all()}
             row = tx.execute("SELECT doc FROM publish_intent WHERE id = 1 AND placed = 1").one()
             doc = json.loads(row[0]) if row else None
-            if doc is not None and doc["snapshot"] > rows.get("snapshot", 0):
-                return TimestampPlan(version, doc["targets"], doc["snapshot"], doc["expires"], doc["keyid"])
+            if doc is not None and doc["snapshot"] > rows.get("snapshot", (0,))[0]:
+                return TimestampPlan(version, records, doc["targets"], doc["snapshot"], doc["expires"], doc["keyid"])
             if "snapshot" not in rows:
                 return None
-            keyid, expires = tx.execute("SELECT keyid, expires FROM repo_published WHERE role = 'snapshot'").one() \
-                or ("", 0.0)
-            return TimestampPlan(version, rows["targets"], rows["snapshot"], expires, keyid)
+            snapshot, until, keyid = rows["snapshot"]
+            return TimestampPlan(version, records, rows["targets"][0], snapshot, until, keyid)
+
+    def timestamp_superseded(self, plan: TimestampPlan) -> bool:
+        """Whether another timestamp.json was recorded since `plan` was reserved: `plan` would lose (below)."""
+        return self._timestamp_records(None) != plan.records
+
+    def _timestamp_records(self, tx: Tx | None) -> int:
+        sql = "SELECT version FROM repo_versions WHERE role = 'timestamp-records'"
+        rows = tx.execute(sql).all() if tx is not None else self.query(sql)
+        return rows[0][0] if rows else 0
 
     def record_timestamp(self, plan: TimestampPlan, expires: float, keyid: str) -> bool:
-        """timestamp.json of `plan` was written: record what devices reach (never going back), complete the
-        intent it carries; False if another writer reserved a newer timestamp meanwhile (whose PUT may
-        have landed before ours): then the caller signs and writes again."""
+        """timestamp.json of `plan` was written. True: it is what devices reach; recorded (never going
+        back), and the intent it carries is complete. False: another writer recorded one between our
+        reservation and now, so either PUT may have landed last; the caller writes again, newer (of two
+        writers in one window, only the second to record does, so racing writers do not race for ever)."""
         with self.transaction() as tx:
+            won = self._timestamp_records(tx) == plan.records
+            self.next_version(tx, "timestamp-records")
+            if not won:
+                return False
             published = {"timestamp": (plan.version, expires, keyid),
                          "targets": (plan.targets, plan.expires, plan.keyid),
                          "snapshot": (plan.snapshot, plan.expires, plan.keyid)}
@@ -485,8 +500,7 @@ class Database:
                 for model, version in doc["releases"]:
                     tx.execute("UPDATE releases SET published = 1 WHERE model = ? AND version = ?", (model, version))
                 tx.execute("DELETE FROM publish_intent WHERE id = 1")
-            newest = tx.execute("SELECT version FROM repo_versions WHERE role = 'timestamp'").one()
-            return newest is None or newest[0] <= plan.version
+            return True
 
     def published(self) -> dict[str, tuple[int, float, str]]:
         """role -> (version, expiry as Unix time, signing keyid) of what timestamp.json leads devices to."""

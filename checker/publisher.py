@@ -19,7 +19,7 @@ from tuf.api.metadata import Metadata
 
 from fsgateway.store.client import ObjectStore, StoreError
 from fsgateway.store.hashing import sha256_of
-from fsgateway.store.retry import http_status
+from fsgateway.store.retry import Backoff, http_status
 
 from . import metrics, status, tufrepo
 from .db import Database, Tx, Verdict
@@ -61,7 +61,8 @@ class PublishContended(RuntimeError):
     """timestamp.json kept racing with other writers; the next refresh writes it again."""
 
 
-TIMESTAMP_ROUNDS = 8  # writes of timestamp.json in one call before giving up to the next refresh
+TIMESTAMP_ROUNDS = 16  # writes of timestamp.json in one call before giving up to the next refresh
+TIMESTAMP_BACKOFF = Backoff(base=0.02, cap=1.0)  # after a lost race: jitter spreads the racing writers apart
 
 
 def _sane(name: str) -> bool:
@@ -103,8 +104,8 @@ class Publisher:
     # No lock is held across an S3 request (DATABASE.md): any task of any checker may publish at any
     # time. Versions are reserved in short transactions; versioned objects are written once
     # (If-None-Match), so two writers of one intent write the same bytes; timestamp.json, the one
-    # object rewritten, is checked after each write against newer reservations and written again
-    # when another writer may have landed first.
+    # object rewritten, is written again (newer) when another write was recorded between our
+    # reservation and our record, as either may have landed last.
     async def publish(self) -> None:
         """Bring the signed targets up to the stored releases; continues an interrupted publish first."""
         await self._publish(force=False)
@@ -191,10 +192,10 @@ class Publisher:
     async def _timestamp(self) -> int:
         """Sign and write timestamp.json for the newest snapshot in place; returns its version.
 
-        Written again (new version, newest snapshot) while another writer reserved a newer version
-        before ours was recorded: its PUT may have landed first, and the newest must land last.
+        Written again (new version, newest snapshot) when another write was recorded between our
+        reservation and our record: either may have landed last (see DATABASE.md).
         """
-        for _ in range(TIMESTAMP_ROUNDS):
+        for attempt in range(TIMESTAMP_ROUNDS):
             plan = await trio.to_thread.run_sync(self.db.reserve_timestamp)
             if plan is None:
                 raise PublishContended("no snapshot is in place to point timestamp.json at (its publish was abandoned)")
@@ -202,14 +203,16 @@ class Publisher:
             signer = self.key.signer()
             blob = tufrepo.timestamp(tufrepo.Versions(plan.targets, plan.snapshot, plan.version), signer, now,
                                      self.policy.timestamp_expiry, self.policy.timestamp_cache)
-            await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
-                                 cache_control=blob.cache_control)
-            expires = now.timestamp() + self.policy.timestamp_expiry
-            if await trio.to_thread.run_sync(self.db.record_timestamp, plan, expires, signer.public_key.keyid):
-                self._expiry_metrics({"timestamp": expires})
-                log.info("signed timestamp.json v%d (snapshot v%d)", plan.version, plan.snapshot)
-                return plan.version
-            log.info("timestamp.json v%d raced with a newer writer; writing it again", plan.version)
+            if not await trio.to_thread.run_sync(self.db.timestamp_superseded, plan):  # else it loses: no PUT
+                await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
+                                     cache_control=blob.cache_control)
+                expires = now.timestamp() + self.policy.timestamp_expiry
+                if await trio.to_thread.run_sync(self.db.record_timestamp, plan, expires, signer.public_key.keyid):
+                    self._expiry_metrics({"timestamp": expires})
+                    log.info("signed timestamp.json v%d (snapshot v%d)", plan.version, plan.snapshot)
+                    return plan.version
+            log.info("timestamp.json v%d raced with another writer; writing it again", plan.version)
+            await trio.sleep(TIMESTAMP_BACKOFF.delay(attempt))  # else writers racing in step race again
         raise PublishContended(f"timestamp.json raced with other writers {TIMESTAMP_ROUNDS} times in a row")
 
     async def _root_expiry(self) -> None:

@@ -120,26 +120,31 @@ def test_an_open_intent_survives_the_upgrade_to_v4_unplaced(database_url, monkey
     db.close()
 
 
-def test_timestamp_writers_racing_the_older_writes_again_and_nothing_goes_back(database_url):
-    """Two writers of timestamp.json, no lock: the one that reserved first learns at record time that a
-    newer one may have landed before it, and must write again; what is recorded never goes back."""
+@pytest.mark.parametrize("first", ["older", "newer"])
+def test_of_two_racing_timestamp_writers_the_second_to_record_writes_again(database_url, first):
+    """Two writers of timestamp.json, no lock, both PUTs done: either may have landed last, so the one that
+    records second writes again (newer, newest snapshot); the first is what devices reach; nothing goes back."""
     db = Database(database_url)
     db.migrate()
     with db.transaction() as tx:
         db.record_release(tx, release("1.0.0", 1), "{}", "k", "p1", "kid")
     db.mark_stored("m", "1.0.0")
-    first = _intent(db, 1, 1, [["m", "1.0.0"]])
-    db.mark_placed(first)
-    x = db.reserve_timestamp()
-    y = db.reserve_timestamp()
-    assert x is not None and y is not None and y.version > x.version and x.snapshot == y.snapshot == 1
-    assert db.record_timestamp(y, 100.0, "kid")  # the newest: done
+    intent = _intent(db, 1, 1, [["m", "1.0.0"]])
+    db.mark_placed(intent)
+    older, newer = db.reserve_timestamp(), db.reserve_timestamp()
+    assert older is not None and newer is not None and newer.version > older.version
+    assert older.snapshot == newer.snapshot == 1
+    winner, loser = (older, newer) if first == "older" else (newer, older)
+    assert not db.timestamp_superseded(loser)
+    assert db.record_timestamp(winner, 100.0, "kid")
     assert db.publish_intent() is None and db.unpublished_releases() == 0  # the intent it carries is complete
-    assert not db.record_timestamp(x, 50.0, "kid")  # older: write again
-    assert db.published()["timestamp"] == (y.version, 100.0, "kid")  # not taken back to x
+    assert db.timestamp_superseded(loser)  # not worth a PUT any more
+    assert not db.record_timestamp(loser, 50.0, "kid")
+    assert db.published()["timestamp"] == (winner.version, 100.0, "kid")  # the loser recorded nothing
     again = db.reserve_timestamp()
-    assert again is not None and again.version > y.version and again.snapshot == 1
+    assert again is not None and again.version > newer.version and again.snapshot == 1
     assert db.record_timestamp(again, 150.0, "kid")
+    assert db.published()["timestamp"] == (again.version, 150.0, "kid")
     # A newer snapshot placed meanwhile is what the next write points at, never an older one.
     second = _intent(db, 2, 2, [["m", "1.0.0"]])
     db.mark_placed(second)

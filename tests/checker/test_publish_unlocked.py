@@ -90,3 +90,36 @@ def test_a_held_metadata_put_blocks_no_other_publish(server, s3, bucket, databas
     assert ts["meta"]["snapshot.json"]["version"] == published["snapshot"][0]
     for d in dbs:
         d.close()
+
+
+def test_many_publishes_at_once_on_two_hosts_end_on_the_newest_timestamp(server, s3, bucket, database_url, tmp_path):
+    """Releases stored and published by 8 tasks on two "hosts" at once: every release is in what devices
+    reach, and the timestamp.json that landed last is the newest one recorded (none lost or forked)."""
+    signing.generate(str(tmp_path / "online.key"), str(tmp_path / "online.pub"))
+    key = signing.OnlineKey(str(tmp_path / "online.key"))
+    dbs = [Database(database_url), Database(database_url)]
+    dbs[0].migrate()
+    hosts = [Publisher(server.store(bucket), d, "", key, RepoPolicy(86400, 86400, 60), f"h{i}")
+             for i, d in enumerate(dbs)]
+    versions = [f"1.{n}.0" for n in range(8)]
+
+    async def one(n: int) -> None:
+        host = hosts[n % 2]
+        await trio.to_thread.run_sync(_stored_release, host.db, versions[n], n + 1)
+        await host.publish()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for n in range(len(versions)):
+                nursery.start_soon(one, n)
+
+    trio.run(main)
+    assert {f"{MODEL}/{v}/fw.bin" for v in versions} <= set(_targets(s3, bucket))
+    db = dbs[0]
+    assert db.publish_intent() is None and db.unpublished_releases() == 0
+    ts = json.loads(s3.get_object(Bucket=bucket, Key="metadata/timestamp.json")["Body"].read())["signed"]
+    published = db.published()
+    assert (ts["version"], ts["meta"]["snapshot.json"]["version"]) == (published["timestamp"][0],
+                                                                       published["snapshot"][0])
+    for d in dbs:
+        d.close()
