@@ -4,14 +4,15 @@ UNIQUE constraints settle races between checkers: (model, version) and
 (model, channel, release_counter) for releases, the package id for verdicts,
 so of two hosts judging the same upload exactly one records the verdict.
 Decisions that read before they write run under a lock (SQLite: BEGIN
-IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock). The schema is
-versioned; `migrate()` applies what is missing, once, under the same lock.
-Blocking calls: the daemon runs them in a worker thread.
+IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock), always short: no
+transaction or lock is held across an S3 request (the rules: DATABASE.md). The
+schema is versioned; `migrate()` applies what is missing, once, under the same
+lock. All of the checker's SQL is here. Blocking calls: the daemon runs them in
+a worker thread.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sqlite3
 import threading
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fsgateway.daemon.private import private_file, private_sqlite
+from fsgateway.daemon.private import private_sqlite
 
 from .landing import Part
 from .rules import ModelPolicy, Release
@@ -61,6 +62,11 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE releases ADD COLUMN published INTEGER NOT NULL DEFAULT 0""",
         """ALTER TABLE verdicts ADD COLUMN parts TEXT NOT NULL DEFAULT '[]'""",
     ],
+    [
+        # v4: publishing takes no lock across S3 requests; an intent whose immutable objects are all in
+        # place is marked, so whoever signs the next timestamp.json (any host) points it at that snapshot.
+        """ALTER TABLE publish_intent ADD COLUMN placed INTEGER NOT NULL DEFAULT 0""",
+    ],
 ]
 DIALECT = {
     "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL"},
@@ -87,6 +93,18 @@ class Verdict:
     detail: str
     done: bool
     parts: tuple[Part, ...] = ()  # what was judged: the package's identity while its parts are cleared
+
+
+@dataclass(frozen=True)
+class TimestampPlan:
+    """What one timestamp.json write signs: its own version and the snapshot (and targets) it points at."""
+
+    version: int
+    records: int  # timestamp.json records so far, when reserved: another one before ours is a race
+    targets: int
+    snapshot: int
+    expires: float  # of targets and snapshot
+    keyid: str  # that signed targets and snapshot
 
 
 def _parts_json(parts: tuple[Part, ...]) -> str:
@@ -171,7 +189,7 @@ class Database:
     def begin(self, lock_name: str = "fsgateway-checker") -> Tx:
         """Start a serialised read-then-write transaction: every checker on this database queues here.
 
-        Held across awaits by the publisher (the lock is released by `end`, maybe in another thread).
+        Short by rule (DATABASE.md): never held across an S3 request or any other wait on the network.
         """
         self.lock.acquire()
         try:
@@ -201,25 +219,6 @@ class Database:
             self.end(tx, commit=False)
             raise
         self.end(tx, commit=True)
-
-    @contextmanager
-    def publish_lock(self) -> Iterator[None]:
-        """Held for a whole publish by one process of all sharing this database; released if it dies.
-
-        Not a transaction: a publish commits its intent before writing objects and
-        its completion after, and neither may be lost with a killed process.
-        """
-        if self.dialect == "sqlite":
-            private_file(self.path + ".publish-lock")
-            with open(self.path + ".publish-lock", "a") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
-                yield
-            return
-        import psycopg
-
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtext('fsgateway-checker-publish'))")
-            yield
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self.lock:
@@ -359,7 +358,17 @@ class Database:
                           "release_counter").all()
         return [_release(r) for r in rows]
 
+    def release_record(self, model: str, version: str) -> tuple[str, str, str, float] | None:
+        """(manifest text, release key, signing keyid, accepted_at) of a release, for `fsgateway-fw show`."""
+        rows = self.query("SELECT manifest, release_key, keyid, accepted_at FROM releases WHERE model = ? AND "
+                          "version = ?", (model, version))
+        return rows[0] if rows else None
+
     # ------------------------------------------------------------------ verdicts
+    def tx_verdict(self, tx: Tx, package_id: str) -> tuple[str, str, str] | None:
+        """(outcome, reason, detail) of the package's verdict as this transaction sees it."""
+        return tx.execute("SELECT outcome, reason, detail FROM verdicts WHERE package_id = ?", (package_id,)).one()
+
     def record_verdict(self, tx: Tx, v: Verdict, host: str) -> bool:
         """Insert the verdict unless one exists; True if this call recorded it."""
         if tx.execute("SELECT 1 FROM verdicts WHERE package_id = ?", (v.package_id,)).one():
@@ -389,9 +398,19 @@ class Database:
         with self.transaction() as tx:
             tx.execute("UPDATE verdicts SET done = 1 WHERE package_id = ?", (package_id,))
 
-    def verdict_rows(self, limit: int = 50) -> list[tuple]:
-        return self.query("SELECT decided_at, package, outcome, reason, detail, host FROM verdicts "
-                          "ORDER BY decided_at DESC LIMIT ?", (limit,))
+    def verdict_rows(self, since: float, outcome: str | None = None, package_prefix: str | None = None,
+                     limit: int = 50) -> list[tuple[float, str, str, str, str, str]]:
+        """(decided_at, package, outcome, reason, detail, host) of verdicts since `since`, newest first."""
+        where: list[str] = ["decided_at >= ?"]
+        args: list[Any] = [since]
+        if outcome:
+            where.append("outcome = ?")
+            args.append(outcome)
+        if package_prefix:
+            where.append("substr(package, 1, ?) = ?")
+            args += [len(package_prefix), package_prefix]
+        return self.query("SELECT decided_at, package, outcome, reason, detail, host FROM verdicts WHERE "
+                          + " AND ".join(where) + " ORDER BY decided_at DESC LIMIT ?", (*args, limit))
 
     # ------------------------------------------------------------------ TUF metadata versions
     def next_version(self, tx: Tx, role: str) -> int:
@@ -402,10 +421,6 @@ class Database:
         else:
             tx.execute("INSERT INTO repo_versions (role, version) VALUES (?, ?)", (role, version))
         return version
-
-    def reserve_version(self, role: str) -> int:
-        with self.transaction() as tx:
-            return self.next_version(tx, role)
 
     def publish_intent(self) -> dict | None:
         """The publish recorded but not completed (its document, see Publisher), if any."""
@@ -428,24 +443,64 @@ class Database:
         with self.transaction() as tx:
             tx.execute("DELETE FROM publish_intent WHERE id = 1 AND doc = ?", (json.dumps(doc),))
 
-    def complete_publish(self, doc: dict, published: dict[str, tuple[int, float]], keyid: str) -> None:
-        """Devices can now reach these role versions: record them, mark the releases, close the intent."""
+    def mark_placed(self, doc: dict) -> None:
+        """Every immutable object of this intent is in place: the next timestamp.json may point at it."""
         with self.transaction() as tx:
-            self._set_published(tx, published, keyid)
-            for model, version in doc["releases"]:
-                tx.execute("UPDATE releases SET published = 1 WHERE model = ? AND version = ?", (model, version))
-            tx.execute("DELETE FROM publish_intent WHERE id = 1 AND doc = ?", (json.dumps(doc),))
+            tx.execute("UPDATE publish_intent SET placed = 1 WHERE id = 1 AND doc = ?", (json.dumps(doc),))
 
-    def record_published(self, published: dict[str, tuple[int, float]], keyid: str) -> None:
+    def reserve_timestamp(self) -> TimestampPlan | None:
+        """A new timestamp version and the newest snapshot whose objects are in place (None: none yet)."""
         with self.transaction() as tx:
-            self._set_published(tx, published, keyid)
+            version = self.next_version(tx, "timestamp")
+            records = self._timestamp_records(tx)
+            rows = {role: (v, until, keyid) for role, v, until, keyid in tx.execute(
+                "SELECT role, version, expires, keyid FROM repo_published WHERE role IN ('targets', 'snapshot')").all()}
+            row = tx.execute("SELECT doc FROM publish_intent WHERE id = 1 AND placed = 1").one()
+            doc = json.loads(row[0]) if row else None
+            if doc is not None and doc["snapshot"] > rows.get("snapshot", (0,))[0]:
+                return TimestampPlan(version, records, doc["targets"], doc["snapshot"], doc["expires"], doc["keyid"])
+            if "snapshot" not in rows:
+                return None
+            snapshot, until, keyid = rows["snapshot"]
+            return TimestampPlan(version, records, rows["targets"][0], snapshot, until, keyid)
 
-    @staticmethod
-    def _set_published(tx: Tx, published: dict[str, tuple[int, float]], keyid: str) -> None:
-        for role, (version, expires) in published.items():
-            tx.execute("DELETE FROM repo_published WHERE role = ?", (role,))
-            tx.execute("INSERT INTO repo_published (role, version, expires, keyid) VALUES (?, ?, ?, ?)",
-                       (role, version, expires, keyid))
+    def timestamp_superseded(self, plan: TimestampPlan) -> bool:
+        """Whether another timestamp.json was recorded since `plan` was reserved: `plan` would lose (below)."""
+        return self._timestamp_records(None) != plan.records
+
+    def _timestamp_records(self, tx: Tx | None) -> int:
+        sql = "SELECT version FROM repo_versions WHERE role = 'timestamp-records'"
+        rows = tx.execute(sql).all() if tx is not None else self.query(sql)
+        return rows[0][0] if rows else 0
+
+    def record_timestamp(self, plan: TimestampPlan, expires: float, keyid: str) -> bool:
+        """timestamp.json of `plan` was written. True: it is what devices reach; recorded (never going
+        back), and the intent it carries is complete. False: another writer recorded one between our
+        reservation and now, so either PUT may have landed last; the caller writes again, newer (of two
+        writers in one window, only the second to record does, so racing writers do not race for ever)."""
+        with self.transaction() as tx:
+            won = self._timestamp_records(tx) == plan.records
+            self.next_version(tx, "timestamp-records")
+            if not won:
+                return False
+            published = {"timestamp": (plan.version, expires, keyid),
+                         "targets": (plan.targets, plan.expires, plan.keyid),
+                         "snapshot": (plan.snapshot, plan.expires, plan.keyid)}
+            for role, (version, until, signer) in published.items():
+                row = tx.execute("SELECT version FROM repo_published WHERE role = ?", (role,)).one()
+                if row is None:
+                    tx.execute("INSERT INTO repo_published (role, version, expires, keyid) VALUES (?, ?, ?, ?)",
+                               (role, version, until, signer))
+                elif row[0] < version:
+                    tx.execute("UPDATE repo_published SET version = ?, expires = ?, keyid = ? WHERE role = ?",
+                               (version, until, signer, role))
+            row = tx.execute("SELECT doc FROM publish_intent WHERE id = 1 AND placed = 1").one()
+            doc = json.loads(row[0]) if row else None
+            if doc is not None and doc["snapshot"] <= plan.snapshot:
+                for model, version in doc["releases"]:
+                    tx.execute("UPDATE releases SET published = 1 WHERE model = ? AND version = ?", (model, version))
+                tx.execute("DELETE FROM publish_intent WHERE id = 1")
+            return True
 
     def published(self) -> dict[str, tuple[int, float, str]]:
         """role -> (version, expiry as Unix time, signing keyid) of what timestamp.json leads devices to."""

@@ -169,28 +169,17 @@ def cmd_list(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 
 def cmd_show(args: argparse.Namespace, cfg: CheckerConfig) -> int:
     db = _db(cfg)
-    r = db.release(args.model, args.version)
-    if r is None:
+    row = db.release_record(args.model, args.version)
+    if row is None:
         return fail(f"{args.model} {args.version} is not released")
-    row = db.query("SELECT manifest, release_key, keyid, accepted_at FROM releases WHERE model = ? AND version = ?",
-                   (args.model, args.version))[0]
     print(json.dumps({"release_key": row[1], "signed_by": row[2], "accepted_at": _when(row[3]),
                       "manifest": json.loads(row[0])}, indent=1))
     return 0
 
 
 def cmd_verdicts(args: argparse.Namespace, cfg: CheckerConfig) -> int:
-    where: list[str] = ["decided_at >= ?"]
-    params: list[Any] = [parse_since(args.since)]
-    if args.outcome:
-        where.append("outcome = ?")
-        params.append(args.outcome)
-    if args.model:
-        package = f"{cfg.prefix}{rules.INCOMING}{args.model}/"
-        where.append("substr(package, 1, ?) = ?")
-        params += [len(package), package]
-    rows = _db(cfg).query("SELECT decided_at, package, outcome, reason, detail, host FROM verdicts WHERE "
-                          + " AND ".join(where) + " ORDER BY decided_at DESC LIMIT ?", (*params, args.limit))
+    package = f"{cfg.prefix}{rules.INCOMING}{args.model}/" if args.model else None
+    rows = _db(cfg).verdict_rows(parse_since(args.since), args.outcome, package, args.limit)
     if args.json:
         print(json.dumps([{"decided_at": _when(at), "package": escape(package), "outcome": outcome, "reason": reason,
                            "detail": escape(detail), "host": escape(host)}

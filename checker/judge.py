@@ -9,7 +9,6 @@ exactly what devices get, even if the upload is overwritten meanwhile.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import trio
 
 from fsgateway.formats import reserved
 from fsgateway.store.client import ObjectStore, StoreError
+from fsgateway.store.hashing import sha256_of
 
 from . import manifest as manifest_mod
 from . import metrics, rules, signing
@@ -26,9 +26,6 @@ from .manifest import Manifest, ManifestError
 from .tufrepo import release_key
 
 log = logging.getLogger("checker.judge")
-
-HASH_CHUNK = 16 << 20
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -51,45 +48,6 @@ def rejected(reason: str, detail: str, m: Manifest | None = None) -> Decision:
 
 def staging_key(prefix: str, package_id: str) -> str:
     return reserved.checker_staging_key(prefix, package_id)
-
-
-async def sha256_of(store: ObjectStore, key: str, size: int, etag: str | None = None) -> tuple[str, str]:
-    """SHA-256 of exactly one version of `key`, which must be `size` bytes; returns (digest, its ETag).
-
-    Every ranged GET is pinned (If-Match) to one ETag — the given one, or the
-    first response's — and the object's total size must be `size`: bytes
-    swapped or appended meanwhile end in StoreError(ESTALE), never in a digest
-    of something else. One GET runs ahead of the hashing (bounded: 2 chunks).
-    """
-    h = hashlib.sha256()
-    send, receive = trio.open_memory_channel[bytes](1)
-    pinned = etag or None
-
-    async def fetch() -> None:
-        nonlocal pinned
-        async with send:
-            for start in range(0, max(size, 1), HASH_CHUNK):
-                end = min(size, start + HASH_CHUNK)
-                data, info = await store.get_with_info(key, start, end if size else None, pinned)
-                if info.size != size or len(data) != end - start:
-                    raise StoreError("get", key, ValueError(
-                        f"object is {info.size} bytes (ETag {info.etag}), expected {size} (ETag {pinned})"),
-                        errno.ESTALE)
-                pinned = pinned or info.etag or None
-                await send.send(data)
-
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fetch)
-            async with receive:
-                async for chunk in receive:
-                    await trio.to_thread.run_sync(h.update, chunk)  # hashlib drops the GIL for big buffers
-                    metrics.HASHED.inc(len(chunk))
-    except ExceptionGroup as group:  # callers handle the fetcher's StoreError itself
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], StoreError):
-            raise group.exceptions[0] from None
-        raise
-    return h.hexdigest(), pinned or ""
 
 
 def _changed(exc: StoreError) -> bool:
@@ -160,7 +118,7 @@ class Judge:
                 return pending("changed", "payload changed while being checked")
             raise
         try:
-            digest, _ = await sha256_of(self.store, staged, payload.size, copied or None)
+            digest, _ = await sha256_of(self.store, staged, payload.size, copied or None, hashed=metrics.HASHED.inc)
         except StoreError as exc:
             if not _changed(exc):
                 raise

@@ -12,17 +12,16 @@ import errno
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
 from tuf.api.metadata import Metadata
 
 from fsgateway.store.client import ObjectStore, StoreError
-from fsgateway.store.retry import http_status
+from fsgateway.store.hashing import sha256_of
+from fsgateway.store.retry import Backoff, http_status
 
-from . import judge, metrics, status, tufrepo
+from . import metrics, status, tufrepo
 from .db import Database, Tx, Verdict
 from .landing import Package, Part, listable
 from .rules import Release
@@ -56,6 +55,14 @@ class RepoPolicy:
 
 class PublishConflict(RuntimeError):
     """A versioned object already holds other bytes: the intent is abandoned and rebuilt under new numbers."""
+
+
+class PublishContended(RuntimeError):
+    """timestamp.json kept racing with other writers; the next refresh writes it again."""
+
+
+TIMESTAMP_ROUNDS = 16  # writes of timestamp.json in one call before giving up to the next refresh
+TIMESTAMP_BACKOFF = Backoff(base=0.02, cap=1.0)  # after a lost race: jitter spreads the racing writers apart
 
 
 def _sane(name: str) -> bool:
@@ -92,44 +99,34 @@ class Publisher:
         self.key = key
         self.policy = policy
         self.host = host
-        self._lock = trio.Lock()
 
     # ------------------------------------------------------------------ TUF
-    @asynccontextmanager
-    async def _serialised(self) -> AsyncIterator[None]:
-        """One publish or refresh at a time, among this process's tasks and every host on the database."""
-        async with self._lock:
-            held = self.db.publish_lock()
-            await trio.to_thread.run_sync(held.__enter__)
-            try:
-                yield
-            finally:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(held.__exit__, None, None, None)
-
+    # No lock is held across an S3 request (DATABASE.md): any task of any checker may publish at any
+    # time. Versions are reserved in short transactions; versioned objects are written once
+    # (If-None-Match), so two writers of one intent write the same bytes; timestamp.json, the one
+    # object rewritten, is written again (newer) when another write was recorded between our
+    # reservation and our record, as either may have landed last.
     async def publish(self) -> None:
         """Bring the signed targets up to the stored releases; continues an interrupted publish first."""
-        async with self._serialised():
-            await self._publish(force=False)
+        await self._publish(force=False)
 
     async def refresh(self) -> None:
         """Keep every role alive: targets and snapshot re-signed once half their lifetime is gone (or
         when the online key changed, or nothing was ever published), timestamp.json on every call."""
-        async with self._serialised():
-            published = await trio.to_thread.run_sync(self.db.published)
-            stale = bool({"targets", "snapshot", "timestamp"} - set(published)) or any(
-                self._stale(expires, keyid) for role, (_, expires, keyid) in published.items() if role != "timestamp")
-            if stale or await trio.to_thread.run_sync(self.db.publish_intent) is not None or \
-                    await trio.to_thread.run_sync(self.db.unpublished_releases) > 0:
-                await self._publish(force=stale)
-            else:
-                await self._timestamp(published["targets"][0], published["snapshot"][0])
-            await self._root_expiry()
+        published = await trio.to_thread.run_sync(self.db.published)
+        stale = bool({"targets", "snapshot", "timestamp"} - set(published)) or any(
+            self._stale(expires, keyid) for role, (_, expires, keyid) in published.items() if role != "timestamp")
+        if stale or await trio.to_thread.run_sync(self.db.publish_intent) is not None or \
+                await trio.to_thread.run_sync(self.db.unpublished_releases) > 0:
+            await self._publish(force=stale)
+        else:
+            await self._timestamp()
+        await self._root_expiry()
 
     async def _publish(self, force: bool) -> None:
         intent = await trio.to_thread.run_sync(self.db.publish_intent)
         if intent is not None:
-            log.info("continuing the interrupted publish of targets v%d", intent["targets"])
+            log.info("continuing the publish of targets v%d", intent["targets"])
             await self._carry_out(intent)
             force = force and self._stale(intent["expires"], intent["keyid"])
         if force or await trio.to_thread.run_sync(self.db.unpublished_releases) > 0:
@@ -156,7 +153,8 @@ class Publisher:
         try:
             for key, text, cache_control in intent["blobs"]:
                 await self._write_once(self.prefix + key, text.encode(), cache_control)
-            timestamp = await self._timestamp(intent["targets"], intent["snapshot"], intent)
+            await trio.to_thread.run_sync(self.db.mark_placed, intent)
+            timestamp = await self._timestamp()
         except Exception as exc:
             metrics.PUBLISHES.labels("error").inc()
             if isinstance(exc, PublishConflict):
@@ -191,26 +189,31 @@ class Publisher:
                 return None
             raise
 
-    async def _timestamp(self, targets: int, snapshot: int, intent: dict | None = None) -> int:
-        """Sign and write timestamp.json for a snapshot that is in place; returns its version."""
-        version = await trio.to_thread.run_sync(self.db.reserve_version, "timestamp")
-        now = tufrepo.utcnow()
-        signer = self.key.signer()
-        blob = tufrepo.timestamp(tufrepo.Versions(targets, snapshot, version), signer, now,
-                                 self.policy.timestamp_expiry, self.policy.timestamp_cache)
-        await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
-                             cache_control=blob.cache_control)
-        expires = now.timestamp() + self.policy.timestamp_expiry
-        published = {"timestamp": (version, expires)}
-        keyid = signer.public_key.keyid
-        if intent is None:
-            await trio.to_thread.run_sync(self.db.record_published, published, keyid)
-        else:
-            published.update(targets=(targets, intent["expires"]), snapshot=(snapshot, intent["expires"]))
-            await trio.to_thread.run_sync(self.db.complete_publish, intent, published, keyid)
-        self._expiry_metrics({"timestamp": expires})
-        log.info("signed timestamp.json v%d (snapshot v%d)", version, snapshot)
-        return version
+    async def _timestamp(self) -> int:
+        """Sign and write timestamp.json for the newest snapshot in place; returns its version.
+
+        Written again (new version, newest snapshot) when another write was recorded between our
+        reservation and our record: either may have landed last (see DATABASE.md).
+        """
+        for attempt in range(TIMESTAMP_ROUNDS):
+            plan = await trio.to_thread.run_sync(self.db.reserve_timestamp)
+            if plan is None:
+                raise PublishContended("no snapshot is in place to point timestamp.json at (its publish was abandoned)")
+            now = tufrepo.utcnow()
+            signer = self.key.signer()
+            blob = tufrepo.timestamp(tufrepo.Versions(plan.targets, plan.snapshot, plan.version), signer, now,
+                                     self.policy.timestamp_expiry, self.policy.timestamp_cache)
+            if not await trio.to_thread.run_sync(self.db.timestamp_superseded, plan):  # else it loses: no PUT
+                await self.store.put(self.prefix + blob.key, blob.data, {}, "application/json",
+                                     cache_control=blob.cache_control)
+                expires = now.timestamp() + self.policy.timestamp_expiry
+                if await trio.to_thread.run_sync(self.db.record_timestamp, plan, expires, signer.public_key.keyid):
+                    self._expiry_metrics({"timestamp": expires})
+                    log.info("signed timestamp.json v%d (snapshot v%d)", plan.version, plan.snapshot)
+                    return plan.version
+            log.info("timestamp.json v%d raced with another writer; writing it again", plan.version)
+            await trio.sleep(TIMESTAMP_BACKOFF.delay(attempt))  # else writers racing in step race again
+        raise PublishContended(f"timestamp.json raced with other writers {TIMESTAMP_ROUNDS} times in a row")
 
     async def _root_expiry(self) -> None:
         """The root's expiry, as devices see it, for the metric (renewing it takes the offline key)."""
@@ -255,7 +258,7 @@ class Publisher:
     async def _matches(self, key: str, r: Release, etag: str | None) -> bool:
         """Whether `key` (pinned to `etag` if given) holds exactly the release's bytes."""
         try:
-            digest, _ = await judge.sha256_of(self.store, key, r.length, etag)
+            digest, _ = await sha256_of(self.store, key, r.length, etag, hashed=metrics.HASHED.inc)
         except StoreError as exc:
             if exc.errno in (errno.ESTALE, errno.ENOENT):  # other size, or changed while read
                 return False

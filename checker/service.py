@@ -331,8 +331,7 @@ class Checker:
     def _record(self, pkg: Package, package_id: str, d: Decision) -> tuple[Verdict, bool]:
         """Arbitrate in one transaction: the version policy again, then release and verdict rows."""
         with self.db.transaction() as tx:
-            found = tx.execute("SELECT outcome, reason, detail FROM verdicts WHERE package_id = ?",
-                               (package_id,)).one()
+            found = self.db.tx_verdict(tx, package_id)
             if found:
                 return Verdict(package_id, pkg.prefix, found[0], found[1], found[2], False), False
             outcome, reason, detail = d.outcome, d.reason, d.detail

@@ -23,7 +23,7 @@ from fsgateway.store.client import ObjectStore
 from . import metrics
 from .options import DEFAULT_STATE_DIR, SyncdOptions
 from .service import Service
-from .state import State, StateLocked
+from .state import State, StateError
 
 PROG = "fsgateway-syncd"
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(problem)
     try:
         state = State(opts.state_dir, read_only=dry_run)
-    except (StateLocked, OSError) as exc:
+    except (StateError, OSError) as exc:
         return fail(f"state_dir {opts.state_dir}: {exc}" if isinstance(exc, OSError) else str(exc))
     server_side = (backup_settings.endpoint == primary_settings.endpoint and backup_keys == keys
                    and backup_settings.profile == primary_settings.profile)

@@ -12,7 +12,6 @@ always re-created with a PUT: SeaweedFS cannot CopyObject them.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,6 +19,7 @@ import trio
 
 from fsgateway.store.client import MAX_SINGLE_COPY, ObjectInfo, ObjectStore
 from fsgateway.store.concurrency import gather
+from fsgateway.store.hashing import sha256_of
 
 from . import metrics
 from .state import State
@@ -76,15 +76,11 @@ class Copier:
         return Written(src.size, etag, "metadata")
 
     async def sha256(self, store: ObjectStore, key: str, size: int, etag: str) -> str:
-        """The SHA-256 of an object's bytes, read part by part (for objects without our checksum)."""
-        h = hashlib.sha256()
-        for start in range(0, size, self.part_size):
-            async with self.buffers:
-                end = min(size, start + self.part_size)
-                await self.throttle.take(end - start)
-                data = await store.get(key, start, end, if_match=etag or None)
-                await trio.to_thread.run_sync(h.update, data)
-        return h.hexdigest()
+        """The SHA-256 of one version of an object (for objects without our checksum), paced and within
+        the process's copy buffers; a changed object or another size is StoreError(ESTALE)."""
+        digest, _ = await sha256_of(store, key, size, etag or None, chunk=self.part_size,
+                                    before_get=self.throttle.take, buffers=self.buffers)
+        return digest
 
     async def _etag(self, key: str) -> str:
         """The backup's ETag from a HEAD (RGW answers some writes with an empty one)."""

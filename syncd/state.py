@@ -5,6 +5,8 @@ that a restart continues from: journal objects already read are not lost
 (their keys are in `pending` before the cursor moves), copies already made
 are known (`synced`), and multipart uploads under way are aborted at start.
 Keys are stored as bytes (surrogate-escaped), so any key a listing returns fits.
+The schema is versioned (PRAGMA user_version) and upgraded in place at open by
+ordered migrations; all of syncd's SQL is here. Rules: checker/DATABASE.md.
 """
 
 from __future__ import annotations
@@ -20,19 +22,56 @@ from fsgateway.daemon.private import private_file, private_sqlite
 
 from .plan import Record, Version
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS synced (key BLOB PRIMARY KEY, src_size INTEGER, src_etag TEXT, src_mtime INTEGER,
-                                   dst_size INTEGER, dst_etag TEXT);
-CREATE TABLE IF NOT EXISTS pending (key BLOB PRIMARY KEY, since REAL NOT NULL, size INTEGER NOT NULL DEFAULT 0,
-                                    attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0,
-                                    last_error TEXT, gen INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS applied (journal TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT PRIMARY KEY, key BLOB NOT NULL);
-"""
+# Each entry is one schema version, applied in order in one transaction; the number applied is the file's
+# PRAGMA user_version. Append to add a version (see checker/DATABASE.md); never edit one that shipped.
+MIGRATIONS: list[list[str]] = [
+    [
+        # v1: the first schema. IF NOT EXISTS: a state file made before versioning (user_version 0) holds
+        # these tables already and is adopted as it is.
+        "CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS synced (key BLOB PRIMARY KEY, src_size INTEGER, src_etag TEXT,
+           src_mtime INTEGER, dst_size INTEGER, dst_etag TEXT)""",
+        """CREATE TABLE IF NOT EXISTS pending (key BLOB PRIMARY KEY, since REAL NOT NULL,
+           size INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0,
+           last_error TEXT, gen INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE TABLE IF NOT EXISTS applied (journal TEXT PRIMARY KEY)",
+        "CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT PRIMARY KEY, key BLOB NOT NULL)",
+    ],
+    [
+        # v2: the due queue is read by time (`due`, `next_due`): indexes, so a large backlog is not
+        # scanned for every batch.
+        "CREATE INDEX pending_next_try ON pending (next_try)",
+        "CREATE INDEX pending_since ON pending (since)",
+    ],
+]
 
 
-class StateLocked(RuntimeError):
+class StateError(RuntimeError):
+    """The state cannot be used; the message is the one-line reason."""
+
+
+def _known(db: sqlite3.Connection, path: str) -> int:
+    """The file's schema version, refused if a newer syncd wrote it (its meaning is unknown here)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StateError(f"state {path} has schema {version}, newer than this fsgateway-syncd knows "
+                         f"({len(MIGRATIONS)}); run a newer syncd or use another state_dir")
+    return version
+
+
+def migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring the schema to the newest version in one transaction; returns how many versions were applied."""
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        version = _known(db, path)
+        for statements in MIGRATIONS[version:]:
+            for statement in statements:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    return len(MIGRATIONS) - version
+
+
+class StateLocked(StateError):
     """Another syncd uses this state_dir."""
 
 
@@ -71,7 +110,15 @@ class State:
             self.db = sqlite3.connect(f"file:{path}?mode=ro" if exists else ":memory:", uri=True,
                                       isolation_level=None)
             if not exists:
-                self.db.executescript(SCHEMA)
+                migrate(self.db, ":memory:")
+            else:
+                try:
+                    if (version := _known(self.db, path)) < len(MIGRATIONS):
+                        raise StateError(f"state {path} has schema {version}, older than this fsgateway-syncd's "
+                                         f"{len(MIGRATIONS)}; a dry run changes nothing: run once without --dry-run")
+                except StateError:
+                    self.db.close()
+                    raise
             return
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         os.chmod(state_dir, 0o700)
@@ -86,7 +133,11 @@ class State:
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed
-        self.db.executescript(SCHEMA)
+        try:
+            migrate(self.db, path)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.db.close()

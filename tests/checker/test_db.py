@@ -97,3 +97,57 @@ def test_two_checkers_racing_on_one_version_exactly_one_wins(database_url):
     assert len(dbs[0].releases("m")) == 1
     for d in dbs:
         d.close()
+
+
+def _intent(db: Database, targets: int, snapshot: int, releases: list[list[str]]) -> dict:
+    doc = {"targets": targets, "snapshot": snapshot, "keyid": "kid", "expires": 1e10, "releases": releases,
+           "blobs": []}
+    assert db.record_publish_intent(lambda tx: doc) == doc
+    return doc
+
+
+def test_an_open_intent_survives_the_upgrade_to_v4_unplaced(database_url, monkeypatch):
+    monkeypatch.setattr(dbmod, "MIGRATIONS", dbmod.MIGRATIONS[:3])
+    db = Database(database_url)
+    db.migrate()
+    doc = _intent(db, 2, 2, [])
+    monkeypatch.undo()
+    assert db.migrate() == 1
+    assert db.publish_intent() == doc and db.reserve_timestamp() is None  # not placed: nothing to point at
+    db.mark_placed(doc)
+    plan = db.reserve_timestamp()
+    assert plan is not None and (plan.targets, plan.snapshot) == (2, 2)
+    db.close()
+
+
+@pytest.mark.parametrize("first", ["older", "newer"])
+def test_of_two_racing_timestamp_writers_the_second_to_record_writes_again(database_url, first):
+    """Two writers of timestamp.json, no lock, both PUTs done: either may have landed last, so the one that
+    records second writes again (newer, newest snapshot); the first is what devices reach; nothing goes back."""
+    db = Database(database_url)
+    db.migrate()
+    with db.transaction() as tx:
+        db.record_release(tx, release("1.0.0", 1), "{}", "k", "p1", "kid")
+    db.mark_stored("m", "1.0.0")
+    intent = _intent(db, 1, 1, [["m", "1.0.0"]])
+    db.mark_placed(intent)
+    older, newer = db.reserve_timestamp(), db.reserve_timestamp()
+    assert older is not None and newer is not None and newer.version > older.version
+    assert older.snapshot == newer.snapshot == 1
+    winner, loser = (older, newer) if first == "older" else (newer, older)
+    assert not db.timestamp_superseded(loser)
+    assert db.record_timestamp(winner, 100.0, "kid")
+    assert db.publish_intent() is None and db.unpublished_releases() == 0  # the intent it carries is complete
+    assert db.timestamp_superseded(loser)  # not worth a PUT any more
+    assert not db.record_timestamp(loser, 50.0, "kid")
+    assert db.published()["timestamp"] == (winner.version, 100.0, "kid")  # the loser recorded nothing
+    again = db.reserve_timestamp()
+    assert again is not None and again.version > newer.version and again.snapshot == 1
+    assert db.record_timestamp(again, 150.0, "kid")
+    assert db.published()["timestamp"] == (again.version, 150.0, "kid")
+    # A newer snapshot placed meanwhile is what the next write points at, never an older one.
+    second = _intent(db, 2, 2, [["m", "1.0.0"]])
+    db.mark_placed(second)
+    newest = db.reserve_timestamp()
+    assert newest is not None and (newest.targets, newest.snapshot) == (2, 2)
+    db.close()

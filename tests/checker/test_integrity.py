@@ -19,12 +19,13 @@ from prometheus_client import generate_latest
 from checker import metrics as checker_metrics
 from checker import signing, tufrepo
 from checker.db import Database
-from checker.judge import sha256_of, staging_key
+from checker.judge import staging_key
 from checker.landing import Part
 from checker.publisher import Publisher, ReleaseError, RepoPolicy
 from checker.rules import Release
 from fsgateway.store.client import ObjectStore, StoreError, StoreSettings
 from fsgateway.store.credentials import Keys
+from fsgateway.store.hashing import sha256_of
 from tests.support.checker import MODEL, metric
 from tests.support.process import wait_for
 

@@ -39,6 +39,16 @@ class S3Server:
                           response_checksum_validation="when_required", retries={"max_attempts": 2}),
         )
 
+    def store(self, bucket: str, endpoint: str | None = None, deadline: float = 10):
+        """The project's own client of `bucket` (through `endpoint`, a fault proxy, if given)."""
+        from fsgateway.store.client import ObjectStore, StoreSettings
+        from fsgateway.store.credentials import Keys
+
+        return ObjectStore(StoreSettings(bucket=bucket, endpoint=endpoint or self.endpoint, region="us-east-1",
+                                         path_style=True, keys=Keys(self.access_key, self.secret_key), profile=None,
+                                         verify=self.ca_bundle or True, max_connections=4, connect_timeout=10,
+                                         read_timeout=max(30, deadline), retry_deadline=deadline))
+
 
 def user_keys(s3, bucket: str, prefix: str = "") -> list[str]:
     """The bucket's keys without the gateway's own (`.fsgateway/`: staging uploads, the change feed)."""

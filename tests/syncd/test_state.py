@@ -86,3 +86,70 @@ def test_state_files_are_owner_only_whatever_the_directory_mode(public_tmp):
             assert not readable_by_nobody(f), f.name
     finally:
         state.close()
+
+
+# The schema of state files written before the state was versioned (user_version 0): a fixture of the old format.
+UNVERSIONED = """
+CREATE TABLE IF NOT EXISTS kv (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS synced (key BLOB PRIMARY KEY, src_size INTEGER, src_etag TEXT, src_mtime INTEGER,
+                                   dst_size INTEGER, dst_etag TEXT);
+CREATE TABLE IF NOT EXISTS pending (key BLOB PRIMARY KEY, since REAL NOT NULL, size INTEGER NOT NULL DEFAULT 0,
+                                    attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0,
+                                    last_error TEXT, gen INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS applied (journal TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT PRIMARY KEY, key BLOB NOT NULL);
+INSERT INTO kv VALUES ('cursor', 'j7');
+INSERT INTO pending (key, since, size) VALUES (X'61ff', 5.0, 3);
+INSERT INTO synced VALUES (X'62', 1, '"e1"', 100, 1, '"e2"');
+INSERT INTO uploads VALUES ('u1', X'63');
+"""
+
+
+def _unversioned(state_dir) -> str:
+    import sqlite3
+
+    state_dir.mkdir(mode=0o700)
+    path = str(state_dir / "state.sqlite")
+    with sqlite3.connect(path) as db:
+        db.executescript(UNVERSIONED)
+    return path
+
+
+def test_an_unversioned_state_file_is_upgraded_in_place_keeping_everything(tmp_path):
+    import sqlite3
+
+    from syncd import state as state_mod
+
+    path = _unversioned(tmp_path / "st")
+    with pytest.raises(state_mod.StateError, match="older than"):  # a dry run never writes: it says what to do
+        State(str(tmp_path / "st"), read_only=True)
+    s = State(str(tmp_path / "st"))
+    assert s.get("cursor") == "j7"
+    assert [(p.key, p.since, p.size) for p in s.due(10)] == [("a\udcff", 5.0, 3)]
+    assert s.record("b") == Record(Version(1, '"e1"', 100), 1, '"e2"')
+    assert s.uploads() == [("c", "u1")]
+    s.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(state_mod.MIGRATIONS)
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"pending_next_try", "pending_since"} <= indexes
+    s = State(str(tmp_path / "st"))  # migrations run once: reopening changes nothing
+    assert s.get("cursor") == "j7"
+    s.close()
+    State(str(tmp_path / "st"), read_only=True).close()
+
+
+def test_a_state_file_from_a_newer_syncd_is_refused_with_one_line(tmp_path):
+    import sqlite3
+
+    from syncd.state import StateError
+
+    path = _unversioned(tmp_path / "st")
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    for read_only in (False, False, True):  # the second: the lock of the first was given back
+        with pytest.raises(StateError) as info:
+            State(str(tmp_path / "st"), read_only=read_only)
+        assert "schema 99, newer than" in str(info.value) and "\n" not in str(info.value)
+    with sqlite3.connect(path) as db:  # untouched
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 99
