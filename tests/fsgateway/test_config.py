@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fsgateway.daemon import config
 from fsgateway.daemon.config import ConfigError
+from fsgateway.mount import options
 
 
 def load(opts: list[str], env: dict | None = None, file: str | None = None, tmp_path=None):
@@ -13,7 +13,7 @@ def load(opts: list[str], env: dict | None = None, file: str | None = None, tmp_
     if file is not None:
         path = tmp_path / "c.toml"
         path.write_text(file)
-    return config.load("bkt:/fw/in", "/mnt", opts, env or {}, str(path) if path else None, foreground=True)
+    return options.load("bkt:/fw/in", "/mnt", opts, env or {}, str(path) if path else None, foreground=True)
 
 
 def test_s3fs_style_options_and_aliases():

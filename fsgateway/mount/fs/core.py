@@ -23,7 +23,6 @@ from typing import Unpack
 
 import trio
 
-from fsgateway.daemon.config import Config
 from fsgateway.formats import reserved
 from fsgateway.formats.feed import EventFields
 from fsgateway.formats.keys import KEY_MAX, Unmappable, name_problem, split_listing
@@ -43,6 +42,7 @@ from fsgateway.mount import metrics
 from fsgateway.mount.fs.inodes import InodeTable, Node
 from fsgateway.mount.io.reader import ObjectReader
 from fsgateway.mount.io.writer import DirtyFile, StagingArea, UploadContext
+from fsgateway.mount.options import Config
 from fsgateway.store import deadline
 from fsgateway.store.client import ObjectInfo, ObjectStore
 from fsgateway.store.concurrency import gather
