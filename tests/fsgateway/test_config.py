@@ -24,6 +24,12 @@ def test_s3fs_style_options_and_aliases():
     assert (cfg.umask, cfg.uid, cfg.cache_size, cfg.verify_ssl) == (0o027, 5, 2 << 30, False)
 
 
+def test_generic_mount_options_are_ignored_as_written():
+    """fstab's `x-systemd.automount` was rejected: it was looked up after `-` became `_`."""
+    cfg = load(["x-systemd.automount,_netdev,defaults,readonly,parallel_count=4"])
+    assert (cfg.ro, cfg.parallel) == (True, 4)
+
+
 def test_precedence_file_then_environment_then_flags(tmp_path):
     file = '[s3]\nendpoint = "http://file"\n[mount]\nstat_ttl = 9\nparallel = 3\n'
     cfg = load(["parallel=4"], {"FSGATEWAY_STAT_TTL": "2", "FSGATEWAY_PARALLEL": "6"}, file, tmp_path)
