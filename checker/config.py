@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from fsgateway.daemon.config import ConfigError
-from fsgateway.daemon.settings import S3Options
+from fsgateway.daemon.config import ConfigError, S3Options
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from fsgateway.daemon import settings
+from fsgateway.daemon import config
 from fsgateway.store import credentials
 from fsgateway.store.client import StoreSettings
 
@@ -37,14 +37,14 @@ def add_config_arguments(p: argparse.ArgumentParser, sub_command: bool = False) 
 
 def load_config(args: argparse.Namespace, environ: dict[str, str], need_bucket: bool = True) -> CheckerConfig:
     """ConfigError (one-line reason) on any mistake; `need_bucket=False` for commands that use only the database."""
-    flags = settings.parse_assignments(args.assignments + getattr(args, "late_assignments", []))
+    flags = config.parse_assignments(args.assignments + getattr(args, "late_assignments", []))
     for name in ("bucket", "endpoint", "prefix", "state_dir", "database"):
         value = getattr(args, name, None)
         if value is not None:
             flags[name] = value
     if flags.get("endpoint"):
         flags.setdefault("path_style", "true")
-    return validate(settings.load(CheckerConfig(), "checker", environ, getattr(args, "config", None), flags),
+    return validate(config.load(CheckerConfig(), "checker", environ, getattr(args, "config", None), flags),
                     need_bucket)
 
 

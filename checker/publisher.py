@@ -334,6 +334,6 @@ class Publisher:
         if staged:
             await self.store.delete(staged)
         if folder:
-            left, _, _ = await self.store.list_page(listable(folder), None, delimiter="", max_keys=2)
-            if [o["Key"] for o in left if o["Key"].startswith(folder)] == [folder]:  # only a mkdir's marker
+            left = await self.store.list_page(listable(folder), None, delimiter="", max_keys=2)
+            if [e.key for e in left.entries if e.key.startswith(folder)] == [folder]:  # only a mkdir's marker
                 await self.store.delete(folder)

@@ -33,7 +33,7 @@ from watchdog.observers import Observer
 from fsgateway.daemon import notify
 from fsgateway.daemon.logs import escape
 from fsgateway.formats.s3format import DIR_CONTENT_TYPE
-from fsgateway.store.client import ObjectStore, StoreError
+from fsgateway.store.client import ListEntry, ObjectStore, StoreError
 
 from . import landing, metrics, rules, signing, status
 from .db import Database, Tx, Verdict, storable
@@ -57,8 +57,8 @@ def refresh_delay(failures: int, interval: float) -> float:
     return min(interval, RETRY_FIRST * 2 ** min(failures - 1, 10), RETRY_MAX)
 
 
-def _part(obj: dict) -> Part:
-    return Part(obj["Key"], obj["Size"], obj.get("ETag", ""), obj["LastModified"].timestamp())
+def _part(entry: ListEntry) -> Part:
+    return Part(entry.key, entry.size, entry.etag, entry.last_modified.timestamp() if entry.last_modified else 0.0)
 
 
 @dataclass
@@ -204,13 +204,7 @@ class Checker:
 
     # ------------------------------------------------------------------ listing
     async def _list(self, prefix: str) -> list[Part]:
-        out: list[Part] = []
-        token = None
-        while True:
-            objects, _, token = await self.store.list_page(prefix, token, delimiter="")
-            out.extend(_part(o) for o in objects)
-            if not token:
-                return out
+        return [_part(entry) async for page in self.store.list_all(prefix) for entry in page.entries]
 
     async def reconcile(self) -> None:
         await self.resume_open_verdicts()

@@ -13,7 +13,7 @@ import sys
 
 import trio
 
-from fsgateway.daemon import commandline, lifecycle, logs, private, progress, settings
+from fsgateway.daemon import commandline, config, lifecycle, logs, private, progress
 from fsgateway.daemon.config import DEFAULT_CONFIG_FILE, ConfigError
 from fsgateway.daemon.metrics_server import serve
 from fsgateway.store import credentials
@@ -35,7 +35,7 @@ configuration: the shared file ({DEFAULT_CONFIG_FILE}, or --config, or $FSGATEWA
 sections [s3] (the primary bucket's connection) and [syncd]; then FSGATEWAY_SYNCD_<NAME>
 environment variables; then --set NAME=VALUE flags (each wins over the one before).
   [s3]     bucket  endpoint  region  path_style  passwd_file  profile  ca_bundle  verify_ssl
-           max_connections (16)  retry_deadline (60)  log_level (info)  log_format (text|json)
+           max_connections (32)  retry_deadline (60)  log_level (info)  log_format (text|json)
   [syncd]  backup_bucket (required)
            backup_endpoint  backup_region  backup_passwd_file  backup_profile  backup_ca_bundle
                             (default: the primary's; same endpoint and keys -> server-side copies)
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         args.assignments.append("log_level=debug")
     try:
-        opts = settings.load(SyncdOptions(), "syncd", environ, args.config,
-                             settings.parse_assignments(args.assignments)).validate()
+        opts = config.load(SyncdOptions(), "syncd", environ, args.config,
+                           config.parse_assignments(args.assignments)).validate()
     except ConfigError as exc:
         return fail(str(exc))
     os.umask(private.UMASK)  # state, databases, logs: owner-only

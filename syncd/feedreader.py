@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -51,16 +52,13 @@ class FeedReader:
         """Apply the journal objects written since the last poll; returns how many."""
         start = feed.start_after(self.cursor_time() - self.lookback)
         applied = self.state.applied(start)
-        count, token = 0, None
-        while True:
-            objs, _, token = await self.primary.list_page(feed.FEED_PREFIX, token, delimiter="", start_after=start)
-            new = [o["Key"] for o in objs if o["Key"] not in applied]
+        count = 0
+        async for page in self.primary.list_all(feed.FEED_PREFIX, start_after=start):
+            new = [e.key for e in page.entries if e.key not in applied]
             journals = await gather([partial(self._read, name) for name in new], limit=self.concurrency)
             for name, journal in zip(new, journals, strict=True):  # applied in order: the cursor only moves on
                 self._apply(name, journal)
             count += len(new)
-            if token is None:
-                break
         self.state.prune_applied(start)
         self.read_at = time.time()
         return count
@@ -92,12 +90,11 @@ class FeedReader:
         now = datetime.now(UTC)
         end = feed.start_after(min(now - timedelta(seconds=retention), self.cursor_time() - self.lookback))
         old: list[str] = []
-        token = None
-        while True:
-            objs, _, token = await self.primary.list_page(feed.FEED_PREFIX, token, delimiter="")
-            old.extend(o["Key"] for o in objs if o["Key"] < end)
-            if token is None or (objs and objs[-1]["Key"] >= end):
-                break
+        async with aclosing(self.primary.list_all(feed.FEED_PREFIX)) as pages:
+            async for page in pages:
+                old.extend(e.key for e in page.entries if e.key < end)
+                if page.entries and page.entries[-1].key >= end:
+                    break
         await gather([partial(self.primary.delete, key) for key in old], limit=concurrency)
         metrics.FEED_EXPIRED.inc(len(old))
         if old:

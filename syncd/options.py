@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from fsgateway.daemon import validation
-from fsgateway.daemon.config import ConfigError
-from fsgateway.daemon.settings import SIZE, S3Options
+from fsgateway.daemon.config import SIZE, ConfigError, S3Options
 from fsgateway.store.client import StoreSettings
 from fsgateway.store.credentials import Keys
 

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from fsgateway.formats import reserved
 from fsgateway.formats.s3format import SHA256_META
-from fsgateway.store.client import ObjectInfo
+from fsgateway.store.client import ListEntry, ObjectInfo
 
 SAME, METADATA, COPY, HASH = "same", "metadata", "copy", "hash"
 IN_SYNC, MISSING, CHECK = "in_sync", "missing", "check"
@@ -47,8 +47,8 @@ class Version:
     mtime: int
 
     @classmethod
-    def of_listing(cls, obj: dict) -> Version:
-        return cls(int(obj["Size"]), plain(obj.get("ETag", "")), seconds(obj.get("LastModified")))
+    def of_listing(cls, entry: ListEntry) -> Version:
+        return cls(entry.size, plain(entry.etag), seconds(entry.last_modified))
 
     @classmethod
     def of_info(cls, info: ObjectInfo) -> Version:

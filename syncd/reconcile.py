@@ -51,14 +51,11 @@ BATCH = 1000  # keys replicated per gather, so a million-key bucket is not a mil
 
 async def list_versions(store: ObjectStore, filters: Filters, counter: tqdm | None = None) -> dict[str, Version]:
     out: dict[str, Version] = {}
-    token = None
-    while True:
-        objs, _, token = await store.list_page("", token, delimiter="")
-        out.update((o["Key"], Version.of_listing(o)) for o in objs if filters.wanted(o["Key"]))
+    async for page in store.list_all(""):
+        out.update((e.key, Version.of_listing(e)) for e in page.entries if filters.wanted(e.key))
         if counter is not None:
-            counter.update(len(objs))
-        if token is None:
-            return out
+            counter.update(len(page.entries))
+    return out
 
 
 async def reconcile(rep: Replicator, state: State, filters: Filters, concurrency: int, mirror: bool,

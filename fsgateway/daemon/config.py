@@ -1,54 +1,36 @@
-"""Mount configuration: defaults < TOML file < environment < command line.
+"""The one layered configuration loader of every daemon: defaults < TOML file < environment < flags.
 
-The command line is s3fs-style (`-o opt,opt=value`) so that an fstab line
-`bucket /srv/firmware fuse.fsgateway _netdev,allow_other,url=... 0 0` works;
-the TOML file is the one shared by every daemon of the pipeline (section
-`[s3]` for the connection, `[mount]` for this daemon). Pure parsing: the
-caller reads the file and the environment and hands them in.
+Every daemon reads the same file: `[s3]` (how to reach the object store, plus
+logging and metrics, the same for all) and its own section (`[mount]`,
+`[checker]`, `[syncd]`), flattened into one frozen dataclass that extends
+`S3Options`. A daemon declares its options once, as dataclass fields with
+defaults; values are coerced from the field types (`metadata=SIZE` for
+`64M`-style sizes, `metadata={"parse": fn}` for anything else). Pure: the
+caller hands in the environment and the file name.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar, get_type_hints
+
+from fsgateway.store.client import StoreSettings
+from fsgateway.store.credentials import Keys
 
 DEFAULT_CONFIG_FILE = "/etc/fsgateway/fsgateway.toml"
-ENV_PREFIX = "FSGATEWAY_"
-#: Environment prefixes of the other daemons (`settings`); the mount leaves their variables alone.
-OTHER_DAEMON_PREFIXES = ("FSGATEWAY_CHECKER_", "FSGATEWAY_SYNCD_")
+CONFIG_VARIABLE = "FSGATEWAY_CONFIG"
+#: Environment prefixes of the daemons with a prefix of their own; the mount's `FSGATEWAY_` leaves them alone.
+DAEMON_ENV_PREFIXES = ("FSGATEWAY_CHECKER_", "FSGATEWAY_SYNCD_")
 
-#: Generic mount(8) options that mount.fuse passes through and that mean nothing to us.
-IGNORED_MOUNT_OPTIONS = frozenset(
-    {"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime",
-     "nodiratime", "strictatime", "async", "sync", "auto", "noauto", "user", "users", "nouser",
-     "_netdev", "nofail", "defaults", "x-systemd.automount"}
-)
-#: s3fs spellings accepted as aliases.
-ALIASES = {"url": "endpoint", "use_path_request_style": "path_style", "endpoint_url": "endpoint",
-           "ssl_verify_hostname": "verify_ssl", "max_stat_cache_size": "negative_cache_entries",
-           "parallel_count": "parallel", "multipart_threshold": "multipart_size", "readonly": "ro"}
-
-
+#: s3fs spellings of `[s3]` options, accepted by every daemon.
+S3_ALIASES = {"url": "endpoint", "use_path_request_style": "path_style", "endpoint_url": "endpoint",
+              "ssl_verify_hostname": "verify_ssl"}
 # an AWS-style region name (us-east-1, eu-west-3, us-gov-west-1): what s3fs's `endpoint=` holds
 AWS_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
-
-
-def normalize(raw_name: str, value: object) -> tuple[str, object]:
-    """One vocabulary for every command: (canonical name, value) of an option as written.
-
-    s3fs spellings (`url=`, `use_path_request_style`, `no_verify_ssl`, ...) map to ours, and s3fs's
-    `endpoint=REGION` (for s3fs, endpoint is the signing region; `url=` is the URL) sets the region.
-    """
-    name = raw_name.strip().lower().replace("-", "_")
-    if name == "no_verify_ssl":
-        return "verify_ssl", not parse_bool(value)
-    if name == "endpoint" and isinstance(value, str) and AWS_REGION.match(value.strip()):
-        return "region", value.strip()
-    return ALIASES.get(name, name), value
 
 
 class ConfigError(ValueError):
@@ -80,169 +62,127 @@ def parse_bool(text: object) -> bool:
     raise ConfigError(f"not a boolean: {text!r}")
 
 
+def _size(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else parse_size(str(value))
+
+
+SIZE = {"parse": _size}  # field(metadata=SIZE): accepts 64M, 1G, ...
+
+
 @dataclass(frozen=True)
-class Config:
-    """Everything the mount daemon needs; field names are the `-o` option names."""
+class S3Options:
+    """The `[s3]` section, shared by every daemon: how to reach the object store, logging, metrics.
+
+    max_connections is 32 for every daemon: it caps a pool that opens connections
+    only when needed, and the mount (8 parallel requests per file, several
+    files at once) and syncd (8 copies at once, each a GET and a PUT, plus
+    the feed and listings) both need more than 16 under load.
+    """
+
+    #: s3fs spellings this dataclass accepts (a daemon's subclass adds its own).
+    ALIASES: ClassVar[Mapping[str, str]] = S3_ALIASES
+    #: Fields the daemon takes from its command's arguments, never from an option; `[s3]` values are left to
+    #: the other daemons, anywhere else they are unknown options.
+    FIXED: ClassVar[frozenset[str]] = frozenset()
 
     bucket: str = ""
-    prefix: str = ""  # "" or "some/dir/" inside the bucket
-    mountpoint: str = ""
     endpoint: str | None = None
     region: str = "us-east-1"
     path_style: bool = False
     passwd_file: str | None = None
     profile: str | None = None
-    allow_other: bool = False
-    default_permissions: bool = False
-    uid: int | None = None  # set: every entry shows this owner (s3fs semantics)
-    gid: int | None = None
-    umask: int | None = None  # set: masks every entry's mode
-    ro: bool = False
-    nonempty: bool = False  # allow mounting over a directory with files (s3fs's option; they are hidden)
-    cache_dir: str = "/var/cache/fsgateway"
-    cache_size: int = 10 << 30  # staging files for random writes, bytes
-    stat_ttl: float = 5.0  # seconds an attribute or listing is trusted
-    negative_ttl: float = 2.0
-    negative_cache_entries: int = 10_000
-    metadata_cache_entries: int = 100_000
-    multipart_size: int = 16 << 20  # part size; smaller files are one PUT
-    parallel: int = 8  # concurrent requests per file (parts, ranged reads)
-    max_connections: int = 32
-    write_buffer_size: int = 128 << 20  # memory for parts in flight, whole mount
-    read_ahead: int = 64 << 20  # per sequential reader
-    kernel_read_ahead: int = 1 << 20  # the kernel's read-ahead for this mount (FUSE default 128K); 0 keeps it
     ca_bundle: str | None = None
     verify_ssl: bool = True
+    max_connections: int = 32
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    retry_deadline: float = 60.0  # after this, an operation fails with EIO
-    stale_upload_age: float = 24 * 3600.0  # abort other hosts' staging uploads older than this
-    feed: bool = True  # announce every change in the change feed (.fsgateway/feed/), which syncd reads
+    retry_deadline: float = 60.0  # after this, an operation fails (the mount: EIO)
     log_level: str = "info"
     log_format: str = "text"
-    metrics_address: str = "127.0.0.1:9877"  # "off" disables
-    foreground: bool = False
-    fsname: str | None = None
+    metrics_address: str = "off"  # HOST:PORT or "off"; each daemon has its own default port
 
-    @property
-    def source(self) -> str:
-        return f"{self.bucket}:/{self.prefix}" if self.prefix else self.bucket
-
-
-_NUMERIC: dict[str, Callable[[Any], int | float]] = {  # Any: raw input, TypeError/ValueError become ConfigError
-    "uid": int,
-    "gid": int,
-    "umask": lambda v: int(v, 8) if isinstance(v, str) else int(v),
-    "parallel": int,
-    "max_connections": int,
-    "negative_cache_entries": int,
-    "metadata_cache_entries": int,
-    "stat_ttl": float,
-    "negative_ttl": float,
-    "connect_timeout": float,
-    "read_timeout": float,
-    "retry_deadline": float,
-    "stale_upload_age": float,
-}
-_SIZES = {"cache_size", "multipart_size", "write_buffer_size", "read_ahead", "kernel_read_ahead"}
-_FIELDS = {f.name: f for f in fields(Config)}
+    def store_settings(self, keys: Keys | None, bucket: str | None = None) -> StoreSettings:
+        """The object-store client's settings for `bucket` (default: the configured one)."""
+        return StoreSettings(
+            bucket=bucket or self.bucket, endpoint=self.endpoint, region=self.region, path_style=self.path_style,
+            keys=keys, profile=self.profile, verify=self.ca_bundle or self.verify_ssl,
+            max_connections=self.max_connections, connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout, retry_deadline=self.retry_deadline,
+        )
 
 
-def _coerce(name: str, value: object) -> object:
-    kind = _FIELDS[name].type
-    try:
-        if name in _SIZES:
-            return value if isinstance(value, int) else parse_size(str(value))
-        if name in _NUMERIC:
-            return _NUMERIC[name](value)
-        if kind == "bool":
-            return parse_bool(value)
-        if value is True:
-            raise ConfigError(f"option {name} needs a value ({name}=...)")
-    except ConfigError as exc:  # e.g. "not a size": say which option
-        if name in str(exc):
-            raise
-        raise ConfigError(f"{name}: {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad value for {name}: {value!r}") from exc
+T = TypeVar("T", bound=S3Options)
+_OPTIONAL: dict[object, type] = {str | None: str, int | None: int, float | None: float}
+
+
+def normalize(raw_name: str, value: object, aliases: Mapping[str, str] = S3_ALIASES) -> tuple[str, object]:
+    """One vocabulary for every command: (canonical name, value) of an option as written.
+
+    s3fs spellings (`url=`, `use_path_request_style`, `no_verify_ssl`, ...) map to ours, and s3fs's
+    `endpoint=REGION` (for s3fs, endpoint is the signing region; `url=` is the URL) sets the region.
+    """
+    name = raw_name.strip().lower().replace("-", "_")
+    if name == "no_verify_ssl":
+        return "verify_ssl", not parse_bool(value)
+    if name == "endpoint" and isinstance(value, str) and AWS_REGION.match(value.strip()):
+        return "region", value.strip()
+    return aliases.get(name, name), value
+
+
+def _coerce(name: str, kind: object, parse: Callable[[Any], object] | None, value: Any) -> object:
+    """`value` as a `kind`; Any: raw input, whose TypeError/ValueError `apply` reports."""
+    if parse is not None:
+        return parse(value)
+    if kind is bool:
+        return parse_bool(value)
+    if value is True:  # a bare `-o name` for an option that takes a value
+        raise ConfigError(f"option {name} needs a value ({name}=...)")
+    if kind in _OPTIONAL:
+        return None if value in (None, "", "none") else _OPTIONAL[kind](value)
+    if kind in (int, float):
+        return kind(value)
+    if kind == tuple[str, ...]:
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if isinstance(value, dict | list | bool):
+        raise ValueError("expected a single value")
     return str(value)
 
 
-def apply(cfg: Config, values: dict[str, object], origin: str) -> Config:
-    """Return `cfg` with `values` applied; unknown names are an error naming `origin`."""
+def apply(cfg: T, values: Mapping[str, object], origin: str) -> T:
+    """`cfg` with `values` applied; unknown names and bad values are a ConfigError naming `origin`."""
+    by_name = {f.name: f for f in fields(cfg)}
+    hints = get_type_hints(type(cfg))
     changes: dict[str, Any] = {}  # each value coerced to its field's type by _coerce
-    for raw_name, value in values.items():
-        name, value = normalize(raw_name, value)
-        if name in IGNORED_MOUNT_OPTIONS:
-            continue
-        if name not in _FIELDS or name in ("bucket", "prefix", "mountpoint", "foreground"):
-            raise ConfigError(f"unknown option {raw_name!r} ({origin})")
-        changes[name] = _coerce(name, value)
-    new = replace(cfg, **changes)
-    return validate(new)
+    for raw, value in values.items():
+        name, value = normalize(raw, value, cfg.ALIASES)
+        if name not in by_name or name in cfg.FIXED:
+            raise ConfigError(f"unknown option {raw!r} ({origin})")
+        try:
+            changes[name] = _coerce(name, hints[name], by_name[name].metadata.get("parse"), value)
+        except ConfigError as exc:  # e.g. "not a size": say which option, and where it was set
+            if name in str(exc):
+                raise ConfigError(f"{exc} ({origin})") from exc
+            raise ConfigError(f"{name}: {exc} ({origin})") from exc
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad value for {name}: {value!r} ({origin})") from exc
+    return replace(cfg, **changes)
 
 
-def validate(cfg: Config) -> Config:
-    if cfg.multipart_size < 5 << 20:
-        raise ConfigError("multipart_size must be at least 5M (the S3 minimum part size)")
-    if cfg.parallel < 1 or cfg.max_connections < cfg.parallel:
-        raise ConfigError("parallel must be >= 1 and <= max_connections")
-    if cfg.stat_ttl < 0 or cfg.negative_ttl < 0:
-        raise ConfigError("stat_ttl and negative_ttl must be >= 0")
-    if cfg.log_format not in ("text", "json"):
-        raise ConfigError("log_format must be text or json")
-    if cfg.write_buffer_size < cfg.multipart_size * 2:
-        raise ConfigError("write_buffer_size must hold at least two parts (2 * multipart_size)")
-    return cfg
-
-
-def parse_o_options(opts: list[str]) -> dict[str, object]:
-    """`-o a,b=c -o d` → {"a": True, "b": "c", "d": True}."""
+def parse_assignments(items: list[str]) -> dict[str, object]:
+    """`--set name=value` flags → {"name": "value"}."""
     out: dict[str, object] = {}
-    for group in opts:
-        for item in group.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            out[name] = value if sep else True
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set needs NAME=VALUE, got {item!r}")
+        out[name.strip()] = value
     return out
 
 
-def parse_source(source: str) -> tuple[str, str]:
-    """`bucket` or `bucket:/prefix/dir` → (bucket, "prefix/dir/")."""
-    bucket, _, prefix = source.partition(":")
-    if not bucket:
-        raise ConfigError(f"no bucket in {source!r}")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
-
-
-def from_toml(text: str) -> dict[str, object]:
-    """The `[s3]` and `[mount]` sections of the shared config file, flattened."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file: {exc}") from exc
-    out: dict[str, object] = {}
-    for section in ("s3", "mount"):
-        table = doc.get(section, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"config file: [{section}] must be a table")
-        out.update(table)
-    out.pop("bucket", None)  # for the other daemons; the mount's bucket is its first argument
-    return out
-
-
-def from_environ(environ: dict[str, str]) -> dict[str, object]:
-    """`FSGATEWAY_STAT_TTL=2` style overrides."""
-    return {k[len(ENV_PREFIX) :].lower(): v for k, v in environ.items()
-            if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG" and not k.startswith(OTHER_DAEMON_PREFIXES)}
-
-
-def read_config_file(config_file: str | None, environ: dict[str, str]) -> tuple[str, str] | None:
+def read_config_file(config_file: str | None, environ: Mapping[str, str]) -> tuple[str, str] | None:
     """(path, text) of the config file: `--config`, else $FSGATEWAY_CONFIG, else the default if it exists."""
-    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    path = config_file or environ.get(CONFIG_VARIABLE)
     if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
         path = DEFAULT_CONFIG_FILE
     if not path:
@@ -253,22 +193,49 @@ def read_config_file(config_file: str | None, environ: dict[str, str]) -> tuple[
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
 
 
-def load(
-    source: str,
-    mountpoint: str,
-    o_options: list[str],
-    environ: dict[str, str],
-    config_file: str | None,
-    foreground: bool,
-) -> Config:
-    """The full precedence chain; reads the config file if one is given or the default exists."""
-    bucket, prefix = parse_source(source)
-    cfg = Config(bucket=bucket, prefix=prefix, mountpoint=mountpoint, foreground=foreground)
+def from_toml(path: str, text: str, sections: tuple[str, ...]) -> list[tuple[str, dict[str, object]]]:
+    """(section, table) of each of `sections` in the file, in that order; a missing section is empty."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
+    out = []
+    for name in sections:
+        table = doc.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {path}: [{name}] must be a table")
+        out.append((name, table))
+    return out
+
+
+def from_environ(environ: Mapping[str, str], prefix: str) -> dict[str, object]:
+    """`<PREFIX>STAT_TTL=2` style overrides; never $FSGATEWAY_CONFIG nor another daemon's variables."""
+    others = tuple(p for p in DAEMON_ENV_PREFIXES if p != prefix)
+    return {k[len(prefix):].lower(): v for k, v in environ.items()
+            if k.startswith(prefix) and k != CONFIG_VARIABLE and not k.startswith(others)}
+
+
+def env_prefix(section: str) -> str:
+    """`FSGATEWAY_<SECTION>_`: the environment variables of a daemon's section."""
+    return f"FSGATEWAY_{section.upper()}_"
+
+
+def load(cfg: T, section: str, environ: Mapping[str, str], config_file: str | None, flags: Mapping[str, object],
+         *, env: str | None = None, flags_origin: str = "command line") -> T:
+    """`cfg` (the defaults) with `[s3]` + `[section]` of the file, then the environment, then `flags`.
+
+    `env` is the environment prefix (default `FSGATEWAY_<SECTION>_`). The shared
+    values are checked once every layer is applied; the daemon checks its own.
+    """
     found = read_config_file(config_file, environ)
     if found:
-        cfg = apply(cfg, from_toml(found[1]), f"config file {found[0]}")
-    cfg = apply(cfg, from_environ(environ), "environment")
+        path, text = found
+        for name, table in from_toml(path, text, ("s3", section)):
+            if name == "s3":
+                table = {k: v for k, v in table.items() if normalize(k, v, cfg.ALIASES)[0] not in cfg.FIXED}
+            cfg = apply(cfg, table, f"config file {path} [{name}]")
+    cfg = apply(cfg, from_environ(environ, env or env_prefix(section)), "environment")
     from fsgateway.daemon import validation  # here, not at the top: validation imports ConfigError from this module
 
-    return validation.checked(apply(cfg, parse_o_options(o_options), "-o"))
+    return validation.checked(apply(cfg, flags, flags_origin))
 

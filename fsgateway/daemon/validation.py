@@ -1,7 +1,7 @@
 """Checks of the connection and logging values every command shares, before anything uses them.
 
-The mount (`config`) and the other daemons (`settings`) both call `checked`
-on their fully layered options, so a bad value is a one-line ConfigError
+The shared loader (`config.load`) calls `checked` on every daemon's fully
+layered options, so a bad value is a one-line ConfigError
 naming the option, never a traceback from botocore, logging or socket code
 much later (or, in background mode, nowhere at all).
 """
@@ -10,49 +10,21 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from fsgateway.daemon.config import ConfigError
 from fsgateway.daemon.metrics_server import parse_address
+
+if TYPE_CHECKING:  # only for the type: config.load imports this module, a top-level import is a cycle
+    from fsgateway.daemon.config import S3Options
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # botocore's own rule for region names (it raises InvalidRegionError otherwise)
 REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-class Shared(Protocol):
-    """The values every command's options have (the mount's `Config`, the daemons' `S3Options`).
-
-    Read-only properties, so the frozen dataclasses match it."""
-
-    @property
-    def endpoint(self) -> str | None: ...
-    @property
-    def region(self) -> str: ...
-    @property
-    def profile(self) -> str | None: ...
-    @property
-    def passwd_file(self) -> str | None: ...
-    @property
-    def ca_bundle(self) -> str | None: ...
-    @property
-    def log_level(self) -> str: ...
-    @property
-    def log_format(self) -> str: ...
-    @property
-    def metrics_address(self) -> str: ...
-    @property
-    def max_connections(self) -> int: ...
-    @property
-    def connect_timeout(self) -> float: ...
-    @property
-    def read_timeout(self) -> float: ...
-    @property
-    def retry_deadline(self) -> float: ...
-
-
-T = TypeVar("T", bound=Shared)
+T = TypeVar("T", bound="S3Options")
 
 
 def checked(cfg: T) -> T:
@@ -107,7 +79,7 @@ def check_file(path: str | None, name: str, must_exist: bool = True) -> None:
         raise ConfigError(f"{name} {path}: {exc.strerror}") from exc
 
 
-def check_common(c: Shared) -> None:
+def check_common(c: S3Options) -> None:
     """ConfigError (one line, naming the option) for the first bad value."""
     check_endpoint(c.endpoint)
     check_region(c.region)

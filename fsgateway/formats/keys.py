@@ -8,7 +8,9 @@ listing. Pure functions only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from fsgateway.formats import reserved
 
@@ -45,27 +47,37 @@ def name_problem(name: bytes) -> str | None:
     return None
 
 
+class Keyed(Protocol):
+    """A listing entry (the store's `ListEntry`): all this module needs of it is its key."""
+
+    @property
+    def key(self) -> str: ...
+
+
+E = TypeVar("E", bound=Keyed)
+
+
 @dataclass
-class Listing:
+class Listing(Generic[E]):
     """One page of a delimited listing, split into names and rejected keys."""
 
-    files: dict[str, dict] = field(default_factory=dict)  # name -> listing entry
+    files: dict[str, E] = field(default_factory=dict)  # name -> listing entry
     dirs: set[str] = field(default_factory=set)
     dir_markers: set[str] = field(default_factory=set)  # dirs that have a `name/` object
     rejected: list[Unmappable] = field(default_factory=list)
 
 
 def split_listing(
-    prefix: str, objects: list[dict], common_prefixes: list[str], *, hide_reserved: bool
-) -> Listing:
+    prefix: str, objects: Iterable[E], common_prefixes: list[str], *, hide_reserved: bool
+) -> Listing[E]:
     """Names of one directory from a delimited listing under `prefix` (ends with `/` or is "").
 
-    `objects` are ListObjectsV2 `Contents` entries with already-decoded keys.
+    `objects` are listing entries with already-decoded keys.
     With `hide_reserved`, the gateway's reserved folder is left out at any depth.
     A directory shadows a file of the same name (as in mountpoint-s3); the file
     is reported as `shadowed_by_directory`.
     """
-    out = Listing()
+    out: Listing[E] = Listing()
     for cp in common_prefixes:
         rest = cp[len(prefix) :]
         name = rest[:-1]
@@ -77,7 +89,7 @@ def split_listing(
         else:
             out.dirs.add(name)
     for obj in objects:
-        key = obj["Key"]
+        key = obj.key
         name = key[len(prefix) :]
         if name == "":
             continue  # the directory's own marker object

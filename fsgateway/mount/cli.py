@@ -15,12 +15,11 @@ import os
 import sys
 
 from fsgateway.daemon import commandline, config, lifecycle, logs, private
-from fsgateway.daemon.config import Config, ConfigError
+from fsgateway.daemon.config import ConfigError
 from fsgateway.daemon.metrics_server import serve
-from fsgateway.mount import deadmount, metrics
+from fsgateway.mount import deadmount, metrics, options
 from fsgateway.store import credentials, feedwriter
 from fsgateway.store import metrics as store_metrics
-from fsgateway.store.client import StoreSettings
 
 log = logging.getLogger("fsgateway")
 
@@ -75,14 +74,6 @@ def fail(message: str) -> int:
     return lifecycle.fail("fsgateway", message)
 
 
-def settings_for(cfg: Config, keys: credentials.Keys | None) -> StoreSettings:
-    verify: bool | str = cfg.ca_bundle or cfg.verify_ssl
-    return StoreSettings(bucket=cfg.bucket, endpoint=cfg.endpoint, region=cfg.region, path_style=cfg.path_style,
-                         keys=keys, profile=cfg.profile, verify=verify, max_connections=cfg.max_connections,
-                         connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout,
-                         retry_deadline=cfg.retry_deadline)
-
-
 def daemonize() -> int:
     """Fork; the parent waits for the child's word and exits with it. Returns the pipe's write end."""
     r, w = os.pipe()
@@ -105,7 +96,7 @@ def daemonize() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        cfg = config.load(args.source, os.path.abspath(args.mountpoint), args.options, dict(os.environ),
+        cfg = options.load(args.source, os.path.abspath(args.mountpoint), args.options, dict(os.environ),
                           args.config, foreground=args.foreground or args.debug)
         if args.debug:
             cfg = config.apply(cfg, {"log_level": "debug"}, "-d")
@@ -131,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = credentials.resolve(cfg.passwd_file, cfg.profile, cfg.bucket, dict(os.environ))
     except credentials.CredentialsError as exc:
         return fail(str(exc))
-    settings = settings_for(cfg, keys)
+    settings = cfg.store_settings(keys)
     problem = lifecycle.check_bucket(settings) or lifecycle.check_metrics_port(cfg.metrics_address)
     if problem:
         return fail(problem)

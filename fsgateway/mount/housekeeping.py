@@ -38,19 +38,14 @@ async def clean_staging(store: ObjectStore, own_host: str, run_id: str, max_age:
     removed = 0
     try:
         for up in await store.list_multipart_uploads(STAGING_PREFIX):
-            if _is_stale(up["Key"], up.get("Initiated"), own_prefix, current, max_age, now):
-                await store.abort_multipart(up["Key"], up["UploadId"])
+            if _is_stale(up.key, up.initiated, own_prefix, current, max_age, now):
+                await store.abort_multipart(up.key, up.upload_id)
                 removed += 1
-        token = None
-        while True:
-            objs, _, token = await store.list_page(STAGING_PREFIX, token, delimiter="")
-            for obj in objs:
-                key = obj["Key"]
-                if _is_stale(key, obj.get("LastModified"), own_prefix, current, max_age, now):
-                    await store.delete(key)
+        async for page in store.list_all(STAGING_PREFIX):
+            for entry in page.entries:
+                if _is_stale(entry.key, entry.last_modified, own_prefix, current, max_age, now):
+                    await store.delete(entry.key)
                     removed += 1
-            if token is None:
-                break
     except Exception as exc:  # clean-up is best effort; it must never take the mount down
         log.warning("could not clean up staging uploads: %s", exc)
     if removed:

@@ -12,10 +12,10 @@ import pyfuse3
 import trio
 
 from fsgateway.daemon import identity, lifecycle, notify
-from fsgateway.daemon.config import Config
 from fsgateway.mount import housekeeping, memory, metrics
 from fsgateway.mount.adapter import FuseOperations
 from fsgateway.mount.fs.core import Filesystem
+from fsgateway.mount.options import Config
 from fsgateway.store.client import ObjectStore, StoreSettings
 
 log = logging.getLogger("fsgateway.mount")

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -67,6 +67,35 @@ class ObjectInfo:
     last_modified: datetime | None
     metadata: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
+
+
+@dataclass(slots=True)
+class ListEntry:
+    """One object of a listing; ETag as listed (quoted). Read-only by convention, not frozen: a frozen
+    dataclass's __init__ costs 3.4x (0.34 s instead of 0.10 s per 100k entries, the same as the dicts it replaces)."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One ListObjectsV2 page: objects, common prefixes (with a delimiter), and the token of the next page."""
+
+    entries: list[ListEntry]
+    prefixes: list[str]
+    token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An unfinished multipart upload."""
+
+    key: str
+    upload_id: str
+    initiated: datetime | None
 
 
 @dataclass(frozen=True)
@@ -247,8 +276,8 @@ class ObjectStore:
     async def list_page(
         self, prefix: str, token: str | None, delimiter: str = "/", max_keys: int = 1000,
         start_after: str | None = None,
-    ) -> tuple[list[dict], list[str], str | None]:
-        """One ListObjectsV2 page: (objects, common prefixes, next token); keys after `start_after` only.
+    ) -> ListPage:
+        """One ListObjectsV2 page; keys after `start_after` only.
 
         Keys are requested URL-encoded (so any byte survives the XML) and decoded
         here; bytes that are not UTF-8 stay as surrogates, which `keys.name_problem`
@@ -264,9 +293,25 @@ class ObjectStore:
         r = await self._call("list", prefix, partial(self.client.list_objects_v2, **kw))
         decode = decode_key if r.get("EncodingType") == "url" else str  # servers may ignore the request
         prefixes = [decode(p["Prefix"]) for p in r.get("CommonPrefixes", [])]
-        objects = [{**o, "Key": decode(o["Key"])} for o in r.get("Contents", [])]
-        nxt = r.get("NextContinuationToken") if r.get("IsTruncated") else None
-        return objects, prefixes, nxt
+        entries = [ListEntry(decode(o["Key"]), o["Size"], o.get("ETag", ""), o.get("LastModified"))
+                   for o in r.get("Contents", [])]
+        return ListPage(entries, prefixes, r.get("NextContinuationToken") if r.get("IsTruncated") else None)
+
+    async def list_all(self, prefix: str, delimiter: str = "", start_after: str | None = None,
+                       max_keys: int = 1000) -> AsyncGenerator[ListPage, None]:
+        """Every page of a listing, in key order.
+
+        Pages, not entries: a delimited listing's prefixes come with them, and
+        callers work a page at a time (read its journals concurrently, count
+        progress, stop once a page passes a key). Wrap in `aclosing` to stop early.
+        """
+        token = None
+        while True:
+            page = await self.list_page(prefix, token, delimiter, max_keys, start_after)
+            yield page
+            if page.token is None:
+                return
+            token = page.token
 
     async def get(self, key: str, start: int = 0, end: int | None = None, if_match: str | None = None) -> bytes:
         """Bytes [start, end) of `key` (all of it by default); with `if_match` an overwrite is ESTALE."""
@@ -366,10 +411,10 @@ class ObjectStore:
         upload_id = (await self._call("create_multipart", key, create))["UploadId"]
         if attempts > 1:  # an earlier attempt may have created an upload whose answer was lost
             for up in await self.list_multipart_uploads(key):
-                if up["Key"] == key and up["UploadId"] != upload_id:
-                    log.info("aborting upload %s of %s: created by a request whose answer was lost", up["UploadId"],
+                if up.key == key and up.upload_id != upload_id:
+                    log.info("aborting upload %s of %s: created by a request whose answer was lost", up.upload_id,
                              key)
-                    await self.abort_multipart(key, up["UploadId"])
+                    await self.abort_multipart(key, up.upload_id)
         return upload_id
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
@@ -420,12 +465,13 @@ class ObjectStore:
             if http_status(exc.cause) != 404:
                 raise
 
-    async def list_multipart_uploads(self, prefix: str) -> list[dict]:
-        out: list[dict] = []
+    async def list_multipart_uploads(self, prefix: str) -> list[Upload]:
+        """Every unfinished multipart upload under `prefix`."""
+        out: list[Upload] = []
         kw: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         while True:
             r = await self._call("list_multipart", prefix, partial(self.client.list_multipart_uploads, **kw))
-            out.extend(r.get("Uploads", []))
+            out.extend(Upload(u["Key"], u["UploadId"], u.get("Initiated")) for u in r.get("Uploads", []))
             if not r.get("IsTruncated"):
                 return out
             kw["KeyMarker"] = r.get("NextKeyMarker", "")

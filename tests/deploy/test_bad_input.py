@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from fsgateway.daemon import config, settings
+from fsgateway.daemon import config
+from fsgateway.mount import options
 from syncd.options import SyncdOptions
 
 COMMANDS = {
@@ -135,9 +136,9 @@ def test_device_checks_its_url_and_root(tmp_path):
 
 def test_s3fs_endpoint_region_form_sets_the_region():
     """s3fs: `endpoint=` is the region (for signing), `url=` the URL; both spellings work in every command."""
-    m = config.load("b", "/mnt", ["url=http://127.0.0.1:9,endpoint=eu-west-3"], {}, "/dev/null", foreground=True)
+    m = options.load("b", "/mnt", ["url=http://127.0.0.1:9,endpoint=eu-west-3"], {}, "/dev/null", foreground=True)
     assert (m.endpoint, m.region) == ("http://127.0.0.1:9", "eu-west-3")
-    s = settings.load(SyncdOptions(), "syncd", {}, "/dev/null", {"url": "http://127.0.0.1:9", "endpoint": "eu-west-3"})
+    s = config.load(SyncdOptions(), "syncd", {}, "/dev/null", {"url": "http://127.0.0.1:9", "endpoint": "eu-west-3"})
     assert (s.endpoint, s.region) == ("http://127.0.0.1:9", "eu-west-3")
 
 
@@ -151,9 +152,9 @@ def test_one_vocabulary_in_the_shared_file_for_every_command(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('[s3]\nbucket = "b"\nurl = "http://127.0.0.1:9"\nuse_path_request_style = true\n'
                  'no_verify_ssl = true\n[syncd]\nbackup_bucket = "bb"\n')
-    m = config.load("b", "/mnt", [], {}, str(f), foreground=True)
+    m = options.load("b", "/mnt", [], {}, str(f), foreground=True)
     c = load_config(argparse.Namespace(config=str(f), assignments=[], bucket=None, endpoint=None, prefix=None,
                                        state_dir=None, database=None), {})
-    s = settings.load(SyncdOptions(), "syncd", {}, str(f), {}).validate()
+    s = config.load(SyncdOptions(), "syncd", {}, str(f), {}).validate()
     for cfg in (m, c, s):
         assert (cfg.endpoint, cfg.path_style, cfg.verify_ssl) == ("http://127.0.0.1:9", True, False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fsgateway.daemon import config
 from fsgateway.daemon.config import ConfigError
+from fsgateway.mount import options
 
 
 def load(opts: list[str], env: dict | None = None, file: str | None = None, tmp_path=None):
@@ -13,7 +13,7 @@ def load(opts: list[str], env: dict | None = None, file: str | None = None, tmp_
     if file is not None:
         path = tmp_path / "c.toml"
         path.write_text(file)
-    return config.load("bkt:/fw/in", "/mnt", opts, env or {}, str(path) if path else None, foreground=True)
+    return options.load("bkt:/fw/in", "/mnt", opts, env or {}, str(path) if path else None, foreground=True)
 
 
 def test_s3fs_style_options_and_aliases():
@@ -22,6 +22,12 @@ def test_s3fs_style_options_and_aliases():
     assert (cfg.bucket, cfg.prefix) == ("bkt", "fw/in/")
     assert cfg.endpoint == "http://h:1" and cfg.path_style and cfg.allow_other
     assert (cfg.umask, cfg.uid, cfg.cache_size, cfg.verify_ssl) == (0o027, 5, 2 << 30, False)
+
+
+def test_generic_mount_options_are_ignored_as_written():
+    """fstab's `x-systemd.automount` was rejected: it was looked up after `-` became `_`."""
+    cfg = load(["x-systemd.automount,_netdev,defaults,readonly,parallel_count=4"])
+    assert (cfg.ro, cfg.parallel) == (True, 4)
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path):

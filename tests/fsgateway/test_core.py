@@ -9,10 +9,9 @@ import stat
 import pytest
 import trio
 
-from fsgateway.daemon.config import Config
-from fsgateway.mount.cli import settings_for
 from fsgateway.mount.fs.core import Filesystem, FsError, NegativeCache
 from fsgateway.mount.fs.inodes import ROOT_INODE
+from fsgateway.mount.options import Config
 from fsgateway.store.client import ObjectStore
 from fsgateway.store.credentials import Keys
 from tests.support.s3 import user_keys
@@ -22,7 +21,7 @@ def run_core(server, bucket, tmp_path, body, **cfg_overrides):
     cfg = Config(bucket=bucket, mountpoint="/nowhere", endpoint=server.endpoint, path_style=True,
                  ca_bundle=server.ca_bundle, cache_dir=str(tmp_path / "cache"), multipart_size=5 << 20,
                  write_buffer_size=10 << 20, **cfg_overrides)
-    settings = settings_for(cfg, Keys(server.access_key, server.secret_key))
+    settings = cfg.store_settings(Keys(server.access_key, server.secret_key))
 
     async def main():
         async with trio.open_nursery() as nursery:

@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import trio
 
-from fsgateway.daemon.config import Config
 from fsgateway.formats import feed
-from fsgateway.mount.cli import settings_for
+from fsgateway.mount.options import Config
 from fsgateway.store import feedwriter
 from fsgateway.store.client import ObjectStore
 from fsgateway.store.credentials import Keys
@@ -112,7 +111,7 @@ def test_feed_off_writes_no_journal(mounter, bucket, s3):
 def test_a_journal_that_cannot_be_stored_is_counted_and_does_not_fail_the_caller(server, tmp_path):
     cfg = Config(bucket="no-such-bucket-for-the-feed", endpoint=server.endpoint, path_style=True,
                  ca_bundle=server.ca_bundle, retry_deadline=2)
-    store = ObjectStore(settings_for(cfg, Keys(server.access_key, server.secret_key)))
+    store = ObjectStore(cfg.store_settings(Keys(server.access_key, server.secret_key)))
     def failures() -> float:
         return feedwriter.REGISTRY.get_sample_value("fsgateway_feed_write_failures_total") or 0.0
 

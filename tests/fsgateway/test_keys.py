@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from fsgateway.formats.keys import name_problem, split_listing
+from fsgateway.store.client import ListEntry
+
+
+def entry(key: str, size: int = 0) -> ListEntry:
+    return ListEntry(key, size, "", None)
 
 
 def test_name_problems():
@@ -16,8 +21,7 @@ def test_name_problems():
 
 
 def test_split_listing_dirs_shadow_files_and_bad_names_are_reported():
-    objs = [{"Key": "p/", "Size": 0}, {"Key": "p/a", "Size": 1}, {"Key": "p/x", "Size": 2},
-            {"Key": "p/" + "n" * 300, "Size": 3}, {"Key": "p/bad\udcff", "Size": 4}]
+    objs = [entry("p/"), entry("p/a", 1), entry("p/x", 2), entry("p/" + "n" * 300, 3), entry("p/bad\udcff", 4)]
     listing = split_listing("p/", objs, ["p/x/", "p//", "p/d/"], hide_reserved=False)
     assert set(listing.files) == {"a"}
     assert listing.dirs == {"x", "d"}
@@ -33,5 +37,5 @@ def test_reserved_prefix_hidden_only_when_asked():
 def test_reserved_folder_hidden_at_any_depth():
     # A checker with prefix fw/ keeps its staging copies in fw/.fsgateway/checker/.
     assert split_listing("fw/", [], ["fw/.fsgateway/", "fw/incoming/"], hide_reserved=True).dirs == {"incoming"}
-    marker = [{"Key": "fw/.fsgateway/", "Size": 0}]
+    marker = [entry("fw/.fsgateway/")]
     assert split_listing("fw/", marker, [], hide_reserved=True).dirs == set()

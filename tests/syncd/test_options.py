@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fsgateway.daemon.config import ConfigError
-from fsgateway.daemon.settings import load
+from fsgateway.daemon.config import ConfigError, load
 from fsgateway.store.credentials import Keys
 from syncd.options import SyncdOptions
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fsgateway.store.client import ObjectInfo
+from fsgateway.store.client import ListEntry, ObjectInfo
 from syncd.plan import (
     CHECK,
     COPY,
@@ -63,7 +63,7 @@ def test_reconcile_classification_trusts_only_matching_records():
 
 
 def test_listing_and_head_give_the_same_version():
-    listed = Version.of_listing({"Key": "k", "Size": 3, "ETag": '"e"', "LastModified": T})
+    listed = Version.of_listing(ListEntry("k", 3, '"e"', T))
     headed = Version.of_info(info(t=T.replace(microsecond=0)))
     assert listed == headed == Version(3, "e", int(T.timestamp()))
 

@@ -23,10 +23,10 @@ def store(bucket: str, endpoint: str, passwd, ca_bundle: str | None) -> ObjectSt
 def test_a_key_deleted_after_the_listing_is_counted_apart_and_deletes_still_run(bucket, s3, server, backup,
                                                                                  passwd_file, tmp_path):
     s3.put_object(Bucket=bucket, Key="incoming/m/1.0/fw.bin", Body=b"x" * 1000)
-    listed = Version.of_listing(s3.list_objects_v2(Bucket=bucket)["Contents"][0])
+    primary = store(bucket, server.endpoint, passwd_file, server.ca_bundle)
+    listed = Version.of_listing(trio.run(lambda: primary.list_page("", None, delimiter="")).entries[0])
     s3.delete_object(Bucket=bucket, Key="incoming/m/1.0/fw.bin")  # the checker cleared it meanwhile
     backup.client.put_object(Bucket=backup.name, Key="old", Body=b"deleted in the primary long ago")
-    primary = store(bucket, server.endpoint, passwd_file, server.ca_bundle)
     dst = store(backup.name, backup.endpoint, backup.passwd, None if backup.other_server else server.ca_bundle)
     state = State(str(tmp_path / "state"))
     rep = Replicator(primary, dst, Copier(primary, dst, state, not backup.other_server, 5 << 20, 2, Throttle(0)),

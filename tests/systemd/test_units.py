@@ -97,14 +97,14 @@ def test_the_example_config_is_valid_for_every_daemon():
     example = str(REPO / "deploy/etc/fsgateway/fsgateway.toml")
     code = f"""
 import argparse
-from fsgateway.daemon import config
+from fsgateway.mount import options
 from checker.context import load_config
-from fsgateway.daemon import settings
+from fsgateway.daemon import config
 from syncd.options import SyncdOptions
-m = config.load("firmware", "/srv/firmware", [], {{}}, {example!r}, foreground=True)
+m = options.load("firmware", "/srv/firmware", [], {{}}, {example!r}, foreground=True)
 c = load_config(argparse.Namespace(config={example!r}, assignments=[], bucket=None, endpoint=None, prefix=None,
                                    state_dir=None, database=None), {{}})
-s = settings.load(SyncdOptions(), "syncd", {{}}, {example!r}, {{}}).validate()
+s = config.load(SyncdOptions(), "syncd", {{}}, {example!r}, {{}}).validate()
 print(m.metrics_address, c.metrics_address, c.mount_dir, s.metrics_address, s.backup_bucket)
 """
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -23,7 +23,6 @@ from typing import Unpack
 
 import trio
 
-from fsgateway.daemon.config import Config
 from fsgateway.formats import reserved
 from fsgateway.formats.feed import EventFields
 from fsgateway.formats.keys import KEY_MAX, Unmappable, name_problem, split_listing
@@ -43,6 +42,7 @@ from fsgateway.mount import metrics
 from fsgateway.mount.fs.inodes import InodeTable, Node
 from fsgateway.mount.io.reader import ObjectReader
 from fsgateway.mount.io.writer import DirtyFile, StagingArea, UploadContext
+from fsgateway.mount.options import Config
 from fsgateway.store import deadline
 from fsgateway.store.client import ObjectInfo, ObjectStore
 from fsgateway.store.concurrency import gather
@@ -321,8 +321,8 @@ class Filesystem:
         key = self.dir_prefix(parent) + name
 
         async def probe_dir() -> bool:
-            objs, prefixes, _ = await self.store.list_page(key + "/", None, delimiter="/", max_keys=1)
-            return bool(objs or prefixes)
+            page = await self.store.list_page(key + "/", None, delimiter="/", max_keys=1)
+            return bool(page.entries or page.prefixes)
 
         probes: list[Callable[[], Awaitable[ObjectInfo | bool | None]]] = [
             partial(self.store.head, key), partial(self.store.head, key + "/"), probe_dir]
@@ -550,9 +550,10 @@ class Filesystem:
         if not dh.started:
             dh.listed_at = time.monotonic()
             dh.names_gen = dh.node.names_gen
-        objects, prefixes, token = await self.store.list_page(prefix, dh.token)
+        page = await self.store.list_page(prefix, dh.token)
+        token = page.token
         dh.started = True
-        listing = split_listing(prefix, objects, prefixes,
+        listing = split_listing(prefix, page.entries, page.prefixes,
                                 hide_reserved=True)
         for problem in listing.rejected:
             self._report(problem)
@@ -567,11 +568,11 @@ class Filesystem:
                 dh.entries.append((name, self._implicit_dir_attrs(), ""))
             else:
                 obj = listing.files[name]
-                etag = obj.get("ETag", "")
-                known = self.metadata.matching(prefix + name, etag, obj["Size"])
+                etag = obj.etag
+                known = self.metadata.matching(prefix + name, etag, obj.size)
                 attrs = known.attrs if known else decode_attrs(
-                    None, is_dir_key=False, content_type=None, size=obj["Size"],
-                    last_modified=obj.get("LastModified"), defaults=self.defaults)
+                    None, is_dir_key=False, content_type=None, size=obj.size,
+                    last_modified=obj.last_modified, defaults=self.defaults)
                 metrics.CACHE.labels("metadata", "hit" if known else "miss").inc()
                 dh.entries.append((name, attrs, etag))
         dh.token = token
@@ -658,8 +659,8 @@ class Filesystem:
         if any(not c.detached and (not c.in_bucket or c.dirty is not None) for c in node.children.values()):
             return False
         prefix = self.dir_prefix(node)
-        objs, prefixes, _ = await self.store.list_page(prefix, None, delimiter="/", max_keys=2)
-        return not prefixes and all(o["Key"] == prefix for o in objs)
+        page = await self.store.list_page(prefix, None, delimiter="/", max_keys=2)
+        return not page.prefixes and all(e.key == prefix for e in page.entries)
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         self._check_writable()
@@ -1024,13 +1025,7 @@ class Filesystem:
 
     async def _tree_keys(self, prefix: str) -> list[tuple[str, int]]:
         """(key, size) of every key below `prefix`."""
-        keys: list[tuple[str, int]] = []
-        token = None
-        while True:
-            objs, _, token = await self.store.list_page(prefix, token, delimiter="")
-            keys.extend((o["Key"], o["Size"]) for o in objs)
-            if token is None:
-                return keys
+        return [(e.key, e.size) async for page in self.store.list_all(prefix) for e in page.entries]
 
     async def _rename_tree(self, old_prefix: str, new_prefix: str, keys: list[tuple[str, int]]
                            ) -> list[tuple[str, str, int]]:
