@@ -39,15 +39,8 @@ class Node:
     detached: bool = False  # unlinked, or replaced by another object
     children: dict[str, Node] = field(default_factory=dict)
     lock: trio.Lock = field(default_factory=trio.Lock)  # orders writes, commits, unlink, rename
-    # For directories: every name in it, when known (just created, or fully listed), until names_until.
-    names: set[str] | None = None
-    names_until: float = 0.0
-    names_gen: int = 0  # bumped by every change this mount makes to the directory
     version: int = 0  # bumped when this mount commits new content (open readers start over)
     remote_at: float = 0.0  # monotonic time the attributes were last taken from the bucket or a commit
-    # For directories: subdirectories, when a whole listing or a mkdir told us (st_nlink is 2 + this).
-    subdirs: int | None = None
-    entries_changed_ns: int = 0  # wall time this mount last added or removed an entry (its mtime/ctime)
 
     @property
     def is_dir(self) -> bool:
@@ -104,6 +97,10 @@ class InodeTable:
             del node.parent.children[node.name]
         node.parent, node.name = new_parent, new_name
         new_parent.children[new_name] = node
+
+    def looked_up(self, node: Node) -> None:
+        """The kernel took one more reference: an entry in a lookup, create or readdirplus reply."""
+        node.lookups += 1
 
     def forget(self, ino: int, nlookup: int) -> None:
         node = self._by_ino.get(ino)
