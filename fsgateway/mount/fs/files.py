@@ -19,7 +19,7 @@ from functools import partial
 from fsgateway.formats.s3format import content_type_for, encode_metadata
 from fsgateway.mount.fs.context import FsContext, FsError
 from fsgateway.mount.fs.inodes import Node
-from fsgateway.mount.fs.names import Remote
+from fsgateway.mount.fs.names import Remote, same_etag
 from fsgateway.mount.io.reader import ObjectReader
 from fsgateway.mount.io.writer import DirtyFile, StagingArea, UploadContext
 from fsgateway.store.concurrency import gather
@@ -82,7 +82,7 @@ class OpenFiles:
                 if info is None:
                     ctx.table.detach(node)
                     raise FsError(errno.ENOENT)
-                keep_cache = info.etag == node.etag
+                keep_cache = same_etag(info.etag, node.etag)
                 ctx.set_remote(node, ctx.remote_from_info(info, False))
                 if stat.S_ISLNK(node.attrs.mode):
                     raise FsError(errno.ELOOP)

@@ -19,7 +19,7 @@ from fsgateway.formats.s3format import Attrs, decode_attrs
 from fsgateway.mount import metrics
 from fsgateway.mount.fs.context import FsContext, FsError
 from fsgateway.mount.fs.inodes import Node
-from fsgateway.mount.fs.names import MAX_KNOWN_NAMES
+from fsgateway.mount.fs.names import MAX_KNOWN_NAMES, same_etag
 
 #: The adapter's reply for one entry: (name, its node, index of the next entry) -> False when the buffer is full.
 Reply = Callable[[str, Node, int], bool]
@@ -145,7 +145,7 @@ class Listing:
         child = ctx.table.child(parent, name)
         if child is not None and stat.S_IFMT(child.attrs.mode) == stat.S_IFMT(attrs.mode):
             if child.dirty is None and child.in_bucket and not child.is_dir and child.remote_at < dh.listed_at and (
-                    child.etag != etag or child.attrs.size != attrs.size):
+                    not same_etag(child.etag, etag) or child.attrs.size != attrs.size):
                 child.attrs, child.etag, child.sha256 = attrs, etag, None
                 child.remote_at = 0.0  # listed, not read from the bucket's metadata
                 child.expires = time.monotonic() + ctx.cfg.stat_ttl

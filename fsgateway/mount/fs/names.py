@@ -62,6 +62,12 @@ class NegativeCache:
         self._d.pop((parent, name), None)
 
 
+def same_etag(a: str, b: str) -> bool:
+    """Whether two ETags name the same content: a copy's answer carries it unquoted (RGW, SeaweedFS),
+    a listing or a HEAD quoted."""
+    return a.strip('"') == b.strip('"')
+
+
 @dataclass(frozen=True)
 class Remote:
     """What the bucket says about one name."""
@@ -96,7 +102,7 @@ class MetadataCache:
 
     def matching(self, key: str, etag: str, size: int) -> Remote | None:
         r = self._d.get(key)
-        if r is None or r.etag != etag or r.attrs.size != size:
+        if r is None or not same_etag(r.etag, etag) or r.attrs.size != size:
             return None
         self._d.move_to_end(key)
         return r
