@@ -9,6 +9,7 @@ import os
 import stat
 
 import pytest
+import trio
 
 from fsgateway.formats.s3format import Attrs
 from fsgateway.mount.fs.context import FsError
@@ -197,6 +198,18 @@ def test_a_miss_is_remembered_until_this_mount_creates_the_name(server, bucket, 
         assert s3.get_object(Bucket=bucket, Key="n")["Body"].read() == b"ours"
 
     run_fs(server, bucket, tmp_path, body, negative_ttl=60)
+
+
+def test_a_remembered_miss_expires_after_negative_ttl(server, bucket, s3, tmp_path):
+    async def body(fs: Filesystem):
+        assert await enoent(fs, ROOT_INODE, "n")
+        s3.put_object(Bucket=bucket, Key="n", Body=b"theirs")
+        with trio.fail_after(30):  # polled: the miss is forgotten once negative_ttl has passed
+            while await enoent(fs, ROOT_INODE, "n"):
+                await trio.sleep(0.05)
+        assert (await fs.lookup(ROOT_INODE, "n")).attrs.size == 6
+
+    run_fs(server, bucket, tmp_path, body, negative_ttl=0.5)
 
 
 def test_without_a_negative_cache_a_second_writer_is_seen_at_once(server, bucket, s3, tmp_path):
