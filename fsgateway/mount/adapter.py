@@ -12,7 +12,8 @@ import pyfuse3
 
 from fsgateway.formats.s3format import Attrs
 from fsgateway.mount import metrics
-from fsgateway.mount.fs.core import Filesystem, FsError
+from fsgateway.mount.fs.context import FsError
+from fsgateway.mount.fs.core import Filesystem
 from fsgateway.mount.fs.inodes import Node
 from fsgateway.store import deadline
 from fsgateway.store.errors import GatewayError
@@ -134,14 +135,10 @@ class FuseOperations(pyfuse3.Operations):
 
     @translate
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        for index, name, attrs, etag in await self.fs.readdir_entries(fh, start_id):
-            node = self.fs.entry_node(fh, name, attrs, etag)
-            if node is None:
-                continue
-            if not pyfuse3.readdir_reply(token, name.encode("utf-8"), self._entry(node), index + 1):
-                self.fs.table.drop_if_unused(node)
-                return
-            node.lookups += 1
+        def reply(name: str, node: Node, next_id: int) -> bool:
+            return pyfuse3.readdir_reply(token, name.encode("utf-8"), self._entry(node), next_id)
+
+        await self.fs.readdir(fh, start_id, reply)
 
     async def releasedir(self, fh: int) -> None:
         self.fs.releasedir(fh)

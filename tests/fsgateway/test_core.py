@@ -7,29 +7,13 @@ import os
 import stat
 
 import pytest
-import trio
 
-from fsgateway.mount.fs.core import Filesystem, FsError, NegativeCache
+from fsgateway.mount.fs.context import FsError
+from fsgateway.mount.fs.core import Filesystem
 from fsgateway.mount.fs.inodes import ROOT_INODE
-from fsgateway.mount.options import Config
-from fsgateway.store.client import ObjectStore
-from fsgateway.store.credentials import Keys
+from fsgateway.mount.fs.names import NegativeCache
+from tests.support.fs import run_fs
 from tests.support.s3 import user_keys
-
-
-def run_core(server, bucket, tmp_path, body, **cfg_overrides):
-    cfg = Config(bucket=bucket, mountpoint="/nowhere", endpoint=server.endpoint, path_style=True,
-                 ca_bundle=server.ca_bundle, cache_dir=str(tmp_path / "cache"), multipart_size=5 << 20,
-                 write_buffer_size=10 << 20, **cfg_overrides)
-    settings = cfg.store_settings(Keys(server.access_key, server.secret_key))
-
-    async def main():
-        async with trio.open_nursery() as nursery:
-            fs = Filesystem(cfg, ObjectStore(settings), nursery, "testhost", "run1")
-            await body(fs)
-            nursery.cancel_scope.cancel()
-
-    trio.run(main)
 
 
 @pytest.mark.tls
@@ -45,7 +29,8 @@ def test_create_write_commit_list_rename_unlink(server, bucket, s3, tmp_path):
         assert s3.get_object(Bucket=bucket, Key="a.bin")["Body"].read() == data
 
         dh = await fs.opendir(ROOT_INODE)
-        names = [e[1] for e in await fs.readdir_entries(dh, 0)]
+        names: list[str] = []
+        await fs.readdir(dh, 0, lambda name, node, next_id: names.append(name) is None)
         fs.releasedir(dh)
         assert names == ["a.bin"]
 
@@ -56,7 +41,7 @@ def test_create_write_commit_list_rename_unlink(server, bucket, s3, tmp_path):
             await fs.lookup(ROOT_INODE, "b.bin")
         assert e.value.errno == errno.ENOENT
 
-    run_core(server, bucket, tmp_path, body)
+    run_fs(server, bucket, tmp_path, body)
 
 
 def test_lookup_types_and_errors(server, bucket, s3, tmp_path):
@@ -78,7 +63,7 @@ def test_lookup_types_and_errors(server, bucket, s3, tmp_path):
             await fs.rename(ROOT_INODE, "l", ROOT_INODE, "d", noreplace=True)
         assert e.value.errno == errno.EEXIST
 
-    run_core(server, bucket, tmp_path, body)
+    run_fs(server, bucket, tmp_path, body)
 
 
 def test_read_only_refuses_writes(server, bucket, tmp_path):
@@ -87,7 +72,7 @@ def test_read_only_refuses_writes(server, bucket, tmp_path):
             await fs.create(ROOT_INODE, "x", 0o644, os.O_WRONLY, 0, 0)
         assert e.value.errno == errno.EROFS
 
-    run_core(server, bucket, tmp_path, body, ro=True)
+    run_fs(server, bucket, tmp_path, body, ro=True)
 
 
 def test_negative_cache_is_bounded_and_expires():

@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-from fsgateway.mount.fs.core import READ_CHUNK
+from fsgateway.mount.fs.files import READ_CHUNK
 from tests.support.process import drop_caches
 
 MiB = 1 << 20

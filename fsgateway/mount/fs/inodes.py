@@ -24,30 +24,34 @@ ROOT_INODE = 1
 
 @dataclass(eq=False)
 class Node:
+    """One inode: identity, tree position and the kernel's references.
+
+    Also the inode's attributes as the kernel sees them (`attrs`, `etag` .. `in_bucket`: they live
+    and die with the inode), its pending data (`dirty`, owned by fs/files.py: it pins the node like a
+    reference), its write order and content version (`lock`, `version`) and a symlink's target.
+    A directory's name state is in fs/names.py (`DirNames`). See fs/README.md.
+    """
+
     ino: int
     parent: Node | None
     name: str
     attrs: Attrs
+    # tree position and the kernel's references
+    children: dict[str, Node] = field(default_factory=dict)
+    detached: bool = False  # unlinked, or replaced by another object
+    lookups: int = 0
+    open_count: int = 0
+    # the rest of the attributes as shown: what the bucket said, and when
     etag: str = ""
     sha256: str | None = None
     expires: float = 0.0  # monotonic time until which attrs are trusted
-    lookups: int = 0
-    open_count: int = 0
-    in_bucket: bool = True  # False for a created file not yet uploaded
-    dirty: DirtyFile | None = None
-    symlink_target: bytes | None = None
-    detached: bool = False  # unlinked, or replaced by another object
-    children: dict[str, Node] = field(default_factory=dict)
-    lock: trio.Lock = field(default_factory=trio.Lock)  # orders writes, commits, unlink, rename
-    # For directories: every name in it, when known (just created, or fully listed), until names_until.
-    names: set[str] | None = None
-    names_until: float = 0.0
-    names_gen: int = 0  # bumped by every change this mount makes to the directory
-    version: int = 0  # bumped when this mount commits new content (open readers start over)
     remote_at: float = 0.0  # monotonic time the attributes were last taken from the bucket or a commit
-    # For directories: subdirectories, when a whole listing or a mkdir told us (st_nlink is 2 + this).
-    subdirs: int | None = None
-    entries_changed_ns: int = 0  # wall time this mount last added or removed an entry (its mtime/ctime)
+    in_bucket: bool = True  # False for a created file not yet uploaded
+    # content
+    dirty: DirtyFile | None = None
+    lock: trio.Lock = field(default_factory=trio.Lock)  # orders writes, commits, unlink, rename
+    version: int = 0  # bumped when this mount commits new content (open readers start over)
+    symlink_target: bytes | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -104,6 +108,10 @@ class InodeTable:
             del node.parent.children[node.name]
         node.parent, node.name = new_parent, new_name
         new_parent.children[new_name] = node
+
+    def looked_up(self, node: Node) -> None:
+        """The kernel took one more reference: an entry in a lookup, create or readdirplus reply."""
+        node.lookups += 1
 
     def forget(self, ino: int, nlookup: int) -> None:
         node = self._by_ino.get(ino)
