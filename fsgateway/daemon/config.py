@@ -118,6 +118,8 @@ class Config:
     retry_deadline: float = 60.0  # after this, an operation fails with EIO
     stale_upload_age: float = 24 * 3600.0  # abort other hosts' staging uploads older than this
     feed: bool = True  # announce every change in the change feed (.fsgateway/feed/), which syncd reads
+    feed_flush: float = 1.0  # seconds announcements wait in the local write-ahead log; 0: a journal PUT per close
+    feed_wal_size: int = 64 << 20  # bytes of write-ahead log kept while the bucket refuses journal objects
     log_level: str = "info"
     log_format: str = "text"
     metrics_address: str = "127.0.0.1:9877"  # "off" disables
@@ -143,8 +145,9 @@ _NUMERIC: dict[str, Callable[[Any], int | float]] = {  # Any: raw input, TypeErr
     "read_timeout": float,
     "retry_deadline": float,
     "stale_upload_age": float,
+    "feed_flush": float,
 }
-_SIZES = {"cache_size", "multipart_size", "write_buffer_size", "read_ahead", "kernel_read_ahead"}
+_SIZES = {"cache_size", "multipart_size", "write_buffer_size", "read_ahead", "kernel_read_ahead", "feed_wal_size"}
 _FIELDS = {f.name: f for f in fields(Config)}
 
 
@@ -191,6 +194,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("stat_ttl and negative_ttl must be >= 0")
     if cfg.log_format not in ("text", "json"):
         raise ConfigError("log_format must be text or json")
+    if cfg.feed_flush < 0 or cfg.feed_wal_size < 1 << 20:
+        raise ConfigError("feed_flush must be >= 0 seconds and feed_wal_size at least 1M")
     if cfg.write_buffer_size < cfg.multipart_size * 2:
         raise ConfigError("write_buffer_size must hold at least two parts (2 * multipart_size)")
     return cfg
