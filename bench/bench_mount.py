@@ -1052,15 +1052,16 @@ def tool_version(argv: list[str]) -> str | None:
 
 
 def default_fsgateway_cmd() -> list[str] | None:
-    """``fsgateway`` from PATH, else the repository's ``.venv/bin/fsgateway``, else the one beside
-    the Python running this script (the venv the benchmark runs in)."""
+    """This checkout's ``.venv/bin/fsgateway`` (the benchmark measures this tree), else ``fsgateway``
+    on PATH (it may be another checkout's), else the one beside the Python running this script."""
+    local = REPO / ".venv" / "bin" / "fsgateway"
+    if local.exists():
+        return [str(local)]
     exe = shutil.which("fsgateway")
     if exe:
         return [exe]
-    for candidate in (REPO / ".venv" / "bin" / "fsgateway", Path(sys.executable).parent / "fsgateway"):
-        if candidate.exists():
-            return [str(candidate)]
-    return None
+    beside = Path(sys.executable).parent / "fsgateway"
+    return [str(beside)] if beside.exists() else None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1073,8 +1074,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-files", type=int, default=500, help="number of 4 KiB files")
     p.add_argument("--ls-entries", type=int, default=5000, help="entries in the ls -l directory")
     p.add_argument("--fsgateway-cmd", default=None,
-                   help="command starting fsgateway (default: fsgateway on PATH, else .venv/bin/fsgateway, "
-                        "else the one beside this Python)")
+                   help="command starting fsgateway (default: this checkout's .venv/bin/fsgateway, else "
+                        "fsgateway on PATH, else the one beside this Python)")
     p.add_argument("--fsgateway-opts", default="cache_dir={cache_dir},metrics_address=127.0.0.1:{metrics_port}",
                    help="extra -o options for fsgateway; {cache_dir} is a fresh directory per mount, "
                         "{metrics_port} a free port (its /metrics counts the S3 requests)")
