@@ -188,29 +188,32 @@ class FeedWal:
         async with self._sync:
             if self._fd is not None and not self._events:
                 return  # nothing to close
-            old_fd, old_path, old_end = self._fd, self._path, self._written
+            old_fd, old_path, old_end, dead = self._fd, self._path, self._written, self._dead
+            self._dead = None
             if old_path:
                 self._segments.append((old_path, self._size))
+            self._start = old_end
             try:
                 self._open_segment()
             except OSError as exc:
                 log.error("change feed: cannot open a write-ahead log segment in %s: %s", self.dir, exc)
                 self._fd, self._path, self._size, self._events = None, "", 0, 0
-            self._start = old_end
-            for fd in (old_fd, self._dead):
-                if fd is None:
-                    continue
+            if dead is not None:
+                os.close(dead)
+            if old_fd is not None:
                 try:
-                    if fd == old_fd:
-                        await trio.to_thread.run_sync(os.fdatasync, fd)
-                        self._synced = max(self._synced, old_end)
-                        await trio.to_thread.run_sync(self._sync_dir)
+                    await trio.to_thread.run_sync(os.fdatasync, old_fd)
+                    self._synced = max(self._synced, old_end)
                 except OSError as exc:
                     log.error("change feed: write-ahead log %s: %s", old_path, exc)
                     self._lost.append((self._synced, old_end))
                 finally:
-                    os.close(fd)
-            self._dead = None
+                    os.close(old_fd)
+            if self._fd is not None:
+                try:  # the new segment's name must be durable before a record in it is acknowledged
+                    await trio.to_thread.run_sync(self._sync_dir)
+                except OSError as exc:
+                    self._broken(exc)
 
     async def drain(self) -> bool:
         """Store every record written so far in journal objects; True when none is left."""
