@@ -198,6 +198,7 @@ class FeedWal:
             except OSError as exc:
                 log.error("change feed: cannot open a write-ahead log segment in %s: %s", self.dir, exc)
                 self._fd, self._path, self._size, self._events = None, "", 0, 0
+                self._full = trio.Event()
             if dead is not None:
                 os.close(dead)
             if old_fd is not None:
@@ -247,6 +248,7 @@ class FeedWal:
             self._wake = trio.Event()
             if await self.drain():
                 failures = 0
-            else:
-                failures += 1
-                await trio.sleep(min(self.interval * 2 ** failures, MAX_BACKOFF))
+            else:  # back off, but close a full segment meanwhile: each one is read whole when flushed
+                failures = min(failures + 1, 16)
+                with trio.move_on_after(min(self.interval * 2 ** failures, MAX_BACKOFF)):
+                    await self._full.wait()

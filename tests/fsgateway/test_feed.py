@@ -183,6 +183,29 @@ def test_a_full_write_ahead_log_falls_back_to_a_journal_put(server, tmp_path):
     assert len(list((tmp_path / "wal").glob("*.wal"))) >= 1  # kept for the next attempt
 
 
+def test_while_the_bucket_refuses_journals_segments_stay_small_and_are_kept(server, tmp_path):
+    """An outage: every flush fails, yet no segment grows past about MAX_EVENTS (each is read whole later)."""
+    cfg = Config(bucket="no-such-bucket-for-the-feed", endpoint=server.endpoint, path_style=True,
+                 ca_bundle=server.ca_bundle, retry_deadline=1)
+    store = ObjectStore(settings_for(cfg, Keys(server.access_key, server.secret_key)))
+    total = 2 * feedwriter.MAX_EVENTS + 500
+
+    async def main() -> list[bool]:
+        async with trio.open_nursery() as nursery:
+            writer = FeedWriter(store, "h", "r")
+            wal = feedwal.FeedWal(str(tmp_path / "wal"), writer, 64 << 20, 0.05)
+            wal.open()
+            nursery.start_soon(wal.run)
+            acked = [await wal.append((writer.event("put", f"k{i}"),)) for i in range(total)]
+            nursery.cancel_scope.cancel()
+            return acked
+
+    assert all(trio.run(main))
+    counts = [len(feedwal.decode_records(p.read_bytes())[0]) for p in sorted((tmp_path / "wal").glob("*.wal"))]
+    assert sum(counts) == total and len(counts) >= 3
+    assert max(counts) <= feedwriter.MAX_EVENTS + 10
+
+
 def test_feed_off_writes_no_journal(mounter, bucket, s3):
     m = mounter()
     path = m.start(bucket, "feed=off")
