@@ -97,9 +97,14 @@ class FeedWal:
         private_dir(self.dir)
         lock = os.path.join(self.dir, "lock")
         private_file(lock)
-        self._lock_fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another run holds it
-        names = sorted(n for n in os.listdir(self.dir) if n.endswith(SUFFIX))
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another run holds it
+        except OSError:
+            os.close(fd)
+            raise
+        self._lock_fd = fd  # held until the process exits
+        names = sorted(n for n in os.listdir(self.dir) if n.endswith(SUFFIX) and n[:-len(SUFFIX)].isdigit())
         for name in names:
             path = os.path.join(self.dir, name)
             self._segments.append((path, os.path.getsize(path)))
@@ -135,8 +140,7 @@ class FeedWal:
     async def append(self, events: tuple[feed.Event, ...]) -> bool:
         record = encode_record(events)
         if self._fd is None:
-            metrics.FEED_WAL_FALLBACKS.labels("error").inc()
-            return False
+            return self._refused()
         if self._bytes() + len(record) > self.max_bytes:
             metrics.FEED_WAL_FALLBACKS.labels("full").inc()
             return False

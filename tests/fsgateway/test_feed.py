@@ -155,6 +155,22 @@ def test_wal_records_survive_exactly_and_torn_or_corrupt_ones_are_skipped():
     assert feedwal.decode_records(b"") == ([], 0)
 
 
+def test_one_run_per_log_directory_owner_only_files_and_foreign_names_left_alone(tmp_path):
+    (tmp_path / "wal").mkdir(mode=0o700)
+    (tmp_path / "wal" / "notes.wal").write_text("not ours")
+    old = os.umask(0)
+    try:
+        first = feedwal.FeedWal(str(tmp_path / "wal"), None, 1 << 20, 1.0)  # type: ignore[arg-type]
+        first.open()
+        with pytest.raises(BlockingIOError):
+            feedwal.FeedWal(str(tmp_path / "wal"), None, 1 << 20, 1.0).open()  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+    ours = [p for p in (tmp_path / "wal").iterdir() if p.name != "notes.wal"]
+    assert ours and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in ours)
+    assert (tmp_path / "wal" / "notes.wal").read_text() == "not ours"
+
+
 def test_a_full_write_ahead_log_falls_back_to_a_journal_put(server, tmp_path):
     """With the bucket refusing journal objects the log fills to its bound; then announce waits for a PUT."""
     cfg = Config(bucket="no-such-bucket-for-the-feed", endpoint=server.endpoint, path_style=True,
