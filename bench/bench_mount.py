@@ -8,11 +8,17 @@ numbers are only ever compared within one run. Workloads (see bench/README.md):
 1. write N MiB through the mount: time until close() returns, and until the object is
    complete in the bucket (HeadObject polled until ContentLength matches);
 2. cold read N MiB: fresh mount, page cache dropped, whole file read, sha256 verified;
-3. create M × 4 KiB files: time until the last close(), and until all are listed;
-4. ``ls -l`` (scandir + lstat) of K entries on a fresh mount.
+3. create M × 4 KiB files in one process into a directory that already exists in the bucket
+   (a fresh mount has not seen it): time until the last close(), and until all are listed;
+   S3 requests per file (fsgateway: its /metrics; boto3: counted in the client; the peers
+   expose no counter and show "—");
+4. ``ls -l`` (scandir + lstat) of K entries on a fresh mount;
+5. optionally (``--empty-files N``), N empty files into an existing directory, until all listed.
 
-Plus the peak RSS (VmHWM) of each mount daemon. Prints a Markdown table and, with
-``--json PATH``, writes the raw results. Must run as root (FUSE mounts, drop_caches).
+Plus the peak RSS (VmHWM) of each mount daemon. Each contender runs ``--runs`` times (3;
+``--quick``: 1), each run in fresh buckets on fresh mounts; a cell is the median. Prints a
+Markdown table and, with ``--json PATH``, writes the raw results. Must run as root (FUSE
+mounts, drop_caches).
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ import re
 import shlex
 import shutil
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -82,6 +91,7 @@ class Cell:
     seconds: float | None = None
     mib_s: float | None = None
     rss_mib: float | None = None
+    count: float | None = None
     error: str | None = None
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -89,21 +99,25 @@ class Cell:
 
 @dataclass(frozen=True)
 class Row:
-    """A row of the table; ``kind`` is "throughput" (seconds + MiB/s), "time" or "rss"."""
+    """A row of the table; ``kind`` is "throughput" (seconds + MiB/s), "time", "rss" or "count"."""
 
     key: str
     label: str
     kind: str
 
 
-def make_rows(size_mib: int, small_files: int, ls_entries: int) -> list[Row]:
+def make_rows(size_mib: int, small_files: int, ls_entries: int, empty_files: int = 0) -> list[Row]:
     """The table rows for the given workload sizes."""
+    empty = [Row("empty_listed", f"create {empty_files:,} empty files into an existing dir: all listed",
+                 "time")] if empty_files else []
     return [
         Row("write_close", f"write {size_mib} MiB: close() returned", "throughput"),
         Row("write_complete", f"write {size_mib} MiB: complete in bucket", "throughput"),
         Row("read_cold", f"cold read {size_mib} MiB (fresh mount, caches dropped, sha256 ok)", "throughput"),
-        Row("small_close", f"create {small_files} × 4 KiB: all closed", "time"),
-        Row("small_listed", f"create {small_files} × 4 KiB: all listed in bucket", "time"),
+        Row("small_close", f"create {small_files} × 4 KiB into an existing dir: all closed", "time"),
+        Row("small_listed", f"create {small_files} × 4 KiB into an existing dir: all listed in bucket", "time"),
+        Row("small_requests", "S3 requests per small file", "count"),
+        *empty,
         Row("ls", f"ls -l {ls_entries:,} entries (fresh mount)", "time"),
         Row("rss", "peak RSS of mount daemon (MiB)", "rss"),
     ]
@@ -123,6 +137,7 @@ class Settings:
     ca_bundle: str | None
     size: int
     small_files: int
+    empty_files: int
     ls_entries: int
     fsgateway_cmd: list[str] | None
     fsgateway_opts: str
@@ -208,6 +223,12 @@ def seed_objects(s3: Any, bucket: str, keys: list[str], body: bytes, threads: in
 
 
 # --------------------------------------------------------------------------- /proc helpers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _unescape_mount_field(text: str) -> str:
@@ -296,6 +317,16 @@ class Mount:
         self.logfile = logfile
         self.proc: subprocess.Popen[bytes] | None = None
         self.mount_seconds: float | None = None
+        self.metrics_port: int | None = None  # fsgateway's /metrics, for its S3 request count
+
+    def metric(self, name: str) -> float | None:
+        """The sum of the series `name` on the daemon's /metrics; None when it serves none."""
+        if self.metrics_port is None:
+            return None
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith((name + "{", name + " ")))
 
     def log_tail(self, lines: int = 3) -> str:
         """Last lines of the daemon's output, for error messages."""
@@ -590,8 +621,8 @@ class Bench:
     # ---- daemons
 
     def mount_argv(
-        self, contender: str, bucket: str, mountpoint: Path, cache: Path
-    ) -> tuple[list[str], dict[str, str]]:
+        self, contender: str, bucket: str, mountpoint: Path, cache: Path,
+        metrics_port: int = 0) -> tuple[list[str], dict[str, str]]:
         """Command line and environment of a contender's mount daemon."""
         st = self.st
         env = dict(os.environ)
@@ -602,7 +633,7 @@ class Bench:
             if st.ca_bundle:
                 opts.append(f"ca_bundle={st.ca_bundle}")
             if st.fsgateway_opts:
-                opts.append(st.fsgateway_opts.format(cache_dir=cache))
+                opts.append(st.fsgateway_opts.format(cache_dir=cache, metrics_port=metrics_port))
             env.update(AWS_ACCESS_KEY_ID=st.access_key, AWS_SECRET_ACCESS_KEY=st.secret_key)
             return [*st.fsgateway_cmd, bucket, str(mountpoint), "-f", "-o", ",".join(opts)], env
         if contender == "s3fs":
@@ -639,8 +670,11 @@ class Bench:
         mountpoint = self.st.workdir / f"mnt-{tag}"
         cache = self.st.workdir / f"cache-{tag}"
         cache.mkdir()
-        argv, env = self.mount_argv(contender, bucket, mountpoint, cache)
+        port = free_port()
+        argv, env = self.mount_argv(contender, bucket, mountpoint, cache, port)
         mount = Mount(contender, argv, env, mountpoint, self.st.workdir / f"log-{tag}.txt")
+        if contender == "fsgateway" and f"127.0.0.1:{port}" in " ".join(argv):
+            mount.metrics_port = port
         self.mounts.append(mount)
         try:
             try:
@@ -716,25 +750,36 @@ class Bench:
             cells["read_cold"] = Cell(secs, mib / secs, note=note)
             log(f"{contender} cold read: {secs:.2f} s")
 
-        def small(m: Mount) -> None:
-            directory = m.mountpoint / "small"
-            directory.mkdir()
-            names = [f"f{i:05d}" for i in range(st.small_files)]
-            want = {f"small/{n}" for n in names}
-            payload = os.urandom(SMALL_FILE_SIZE)
+        def many(m: Mount, folder: str, count: int, size: int, close_key: str | None, listed_key: str) -> None:
+            directory = m.mountpoint / folder  # made in the bucket before this fresh mount started
+            names = [f"f{i:05d}" for i in range(count)]
+            want = {f"{folder}/{n}" for n in names}
+            payload = os.urandom(size)
+            before = m.metric("fsgateway_s3_requests_total")
             t0 = time.perf_counter()
             t_close = fs_create_small(directory, names, payload)
-            cells["small_close"] = Cell(t_close, extra={"files_per_s": st.small_files / t_close})
-            log(f"{contender} small files: all closed after {t_close:.2f} s")
+            if close_key:
+                cells[close_key] = Cell(t_close, extra={"files_per_s": count / t_close})
+            log(f"{contender} {folder}: all closed after {t_close:.2f} s")
 
             def all_listed() -> bool:
-                sizes = list_sizes(s3, bucket, "small/")
-                return all(sizes.get(k) == SMALL_FILE_SIZE for k in want)
+                sizes = list_sizes(s3, bucket, f"{folder}/")
+                return all(sizes.get(k) == size for k in want)
 
-            poll_until(all_listed, 300.0, POLL_LIST, "all small files listed")
+            poll_until(all_listed, 300.0, POLL_LIST, f"all {folder} files listed")
             t_done = time.perf_counter() - t0
-            cells["small_listed"] = Cell(t_done, extra={"files_per_s": st.small_files / t_done})
-            log(f"{contender} small files: all listed after {t_done:.2f} s")
+            cells[listed_key] = Cell(t_done, extra={"files_per_s": count / t_done})
+            log(f"{contender} {folder}: all listed after {t_done:.2f} s")
+            if before is not None and listed_key == "small_listed":  # the feed's journal PUTs count too:
+                poll_until(lambda: not m.metric("fsgateway_feed_wal_bytes"), 60.0, POLL_LIST, "the feed's log flushed")
+                after = m.metric("fsgateway_s3_requests_total") or 0.0
+                cells["small_requests"] = Cell(count=(after - before) / count)
+
+        def small(m: Mount) -> None:
+            many(m, "small", st.small_files, SMALL_FILE_SIZE, "small_close", "small_listed")
+
+        def empty(m: Mount) -> None:
+            many(m, "empty", st.empty_files, 0, None, "empty_listed")
 
         def ls(m: Mount) -> None:
             secs, count = fs_ls_l(m.mountpoint / "ls")
@@ -746,9 +791,12 @@ class Bench:
         plan: list[tuple[list[str], str, Callable[[Mount], None]]] = [
             (["write_close", "write_complete"], bucket, write),
             (["read_cold"], bucket, read),
-            (["small_close", "small_listed"], bucket, small),
+            (["small_close", "small_listed", "small_requests"], bucket, small),
+            *([(["empty_listed"], bucket, empty)] if st.empty_files else []),
             (["ls"], self.ls_bucket or bucket, ls),
         ]
+        for folder in ("small/", "empty/"):  # directories that exist before the mount sees them
+            s3.put_object(Bucket=bucket, Key=folder, Body=b"")
         for keys, target, body in plan:
             if keys == ["read_cold"]:
                 self.ensure_big(contender, bucket)
@@ -818,9 +866,20 @@ class Bench:
         def small() -> None:
             keys = [f"small/f{i:05d}" for i in range(st.small_files)]
             payload = os.urandom(SMALL_FILE_SIZE)
+            sent: list[str] = []
+
+            def count(**_: Any) -> None:
+                sent.append("request")
+
+            s3.meta.events.register("before-send.s3", count)
             t0 = time.perf_counter()
-            seed_objects(s3, bucket, keys, payload, threads=8)
+            try:
+                for key in keys:  # sequential, as one process writing file after file
+                    s3.put_object(Bucket=bucket, Key=key, Body=payload)
+            finally:
+                s3.meta.events.unregister("before-send.s3", count)
             t = time.perf_counter() - t0
+            cells["small_requests"] = Cell(count=len(sent) / len(keys))
             cells["small_close"] = Cell(t, extra={"files_per_s": st.small_files / t})
 
             def all_listed() -> bool:
@@ -843,7 +902,17 @@ class Bench:
 
         row(["write_close", "write_complete"], write)
         row(["read_cold"], read)
-        row(["small_close", "small_listed"], small)
+        def empty() -> None:
+            keys = [f"empty/f{i:05d}" for i in range(st.empty_files)]
+            t0 = time.perf_counter()
+            for key in keys:
+                s3.put_object(Bucket=bucket, Key=key, Body=b"")
+            poll_until(lambda: len(list_sizes(s3, bucket, "empty/")) >= len(keys), 60.0, POLL_LIST, "all listed")
+            cells["empty_listed"] = Cell(time.perf_counter() - t0)
+
+        row(["small_close", "small_listed", "small_requests"], small)
+        if st.empty_files:
+            row(["empty_listed"], empty)
         row(["ls"], ls)
         cells["rss"] = Cell(note="no daemon (in-process client)")
 
@@ -885,6 +954,8 @@ def fmt_cell(row: Row, cell: Cell | None, error_ref: str = "") -> str:
         return f"⚠ {error_ref} {_md(text)}".replace("  ", " ")
     if row.kind == "rss":
         return f"{cell.rss_mib:.0f}" if cell.rss_mib is not None else "—"
+    if row.kind == "count":
+        return f"{cell.count:.2f}" if cell.count is not None else "—"
     if cell.seconds is None:
         return "—"
     text = f"{cell.seconds:.2f} s"
@@ -898,14 +969,15 @@ def fmt_cell(row: Row, cell: Cell | None, error_ref: str = "") -> str:
 def _value(row: Row, cell: Cell | None) -> float | None:
     if cell is None or cell.error:
         return None
-    return cell.rss_mib if row.kind == "rss" else cell.seconds
+    return {"rss": cell.rss_mib, "count": cell.count}.get(row.kind, cell.seconds)
 
 
 def ratios(row: Row, results: dict[str, dict[str, Cell]]) -> dict[str, Any]:
     """fsgateway vs the fastest peer and vs boto3, as throughput ratios (>1: fsgateway faster).
 
-    For the RSS row: fsgateway's RSS divided by the smallest peer's (<1: fsgateway leaner).
+    For the RSS and request-count rows: fsgateway's value divided by the other's (<1: fsgateway leaner).
     """
+    lower = row.kind in ("rss", "count")
     out: dict[str, Any] = {"vs_peer": None, "peer": None, "vs_boto3": None}
     fsgw = _value(row, results.get("fsgateway", {}).get(row.key))
     if not fsgw:
@@ -914,10 +986,26 @@ def ratios(row: Row, results: dict[str, dict[str, Cell]]) -> dict[str, Any]:
     if peers:
         best = min(peers, key=lambda p: peers[p])
         out["peer"] = best
-        out["vs_peer"] = fsgw / peers[best] if row.kind == "rss" else peers[best] / fsgw
+        out["vs_peer"] = fsgw / peers[best] if lower else peers[best] / fsgw
     b3 = _value(row, results.get("boto3", {}).get(row.key))
-    if b3 and row.kind != "rss":
-        out["vs_boto3"] = b3 / fsgw
+    if b3:
+        out["vs_boto3"] = fsgw / b3 if lower else b3 / fsgw
+    return out
+
+
+def median_cells(rows: list[Row], runs: list[dict[str, Cell]]) -> dict[str, Cell]:
+    """Per row, the run whose value is the median of those that have one (else the first run's error)."""
+    out: dict[str, Cell] = {}
+    for row in rows:
+        cells = [c for run in runs if (c := run.get(row.key)) is not None]
+        valued = sorted((v, i) for i, c in enumerate(cells) if (v := _value(row, c)) is not None)
+        if valued:
+            out[row.key] = cells[valued[(len(valued) - 1) // 2][1]]  # the lower median: a real run's cell
+            if len(valued) > 1:
+                out[row.key].extra["median_of"] = len(valued)
+                out[row.key].extra["median"] = statistics.median(v for v, _ in valued)
+        elif cells:
+            out[row.key] = cells[0]
     return out
 
 
@@ -942,7 +1030,8 @@ def markdown(rows: list[Row], contenders: list[str], results: dict[str, dict[str
              if (cell := results.get(c, {}).get(row.key)) and cell.note and row.kind != "rss"]
     lines.append("")
     lines.append("- Ratios: throughput of fsgateway ÷ throughput of the other (>1 = fsgateway faster); "
-                 "RSS row: fsgateway RSS ÷ smallest peer RSS (<1 = fsgateway leaner).")
+                 "RSS and request rows: fsgateway ÷ the other (<1 = fsgateway leaner). "
+                 "Each cell is the median of the runs.")
     lines += [f"- † {_md(n)}" for n in notes]
     lines += [f"- {tag} {c}: {_md(msg)}" for (c, msg), tag in errors.items()]
     return "\n".join(lines)
@@ -963,15 +1052,16 @@ def tool_version(argv: list[str]) -> str | None:
 
 
 def default_fsgateway_cmd() -> list[str] | None:
-    """``fsgateway`` from PATH, else the repository's ``.venv/bin/fsgateway``, else the one beside
-    the Python running this script (the venv the benchmark runs in)."""
+    """This checkout's ``.venv/bin/fsgateway`` (the benchmark measures this tree), else ``fsgateway``
+    on PATH (it may be another checkout's), else the one beside the Python running this script."""
+    local = REPO / ".venv" / "bin" / "fsgateway"
+    if local.exists():
+        return [str(local)]
     exe = shutil.which("fsgateway")
     if exe:
         return [exe]
-    for candidate in (REPO / ".venv" / "bin" / "fsgateway", Path(sys.executable).parent / "fsgateway"):
-        if candidate.exists():
-            return [str(candidate)]
-    return None
+    beside = Path(sys.executable).parent / "fsgateway"
+    return [str(beside)] if beside.exists() else None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -984,10 +1074,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small-files", type=int, default=500, help="number of 4 KiB files")
     p.add_argument("--ls-entries", type=int, default=5000, help="entries in the ls -l directory")
     p.add_argument("--fsgateway-cmd", default=None,
-                   help="command starting fsgateway (default: fsgateway on PATH, else .venv/bin/fsgateway, "
-                        "else the one beside this Python)")
-    p.add_argument("--fsgateway-opts", default="cache_dir={cache_dir},metrics_address=off",
-                   help="extra -o options for fsgateway; {cache_dir} is a fresh directory per mount")
+                   help="command starting fsgateway (default: this checkout's .venv/bin/fsgateway, else "
+                        "fsgateway on PATH, else the one beside this Python)")
+    p.add_argument("--fsgateway-opts", default="cache_dir={cache_dir},metrics_address=127.0.0.1:{metrics_port}",
+                   help="extra -o options for fsgateway; {cache_dir} is a fresh directory per mount, "
+                        "{metrics_port} a free port (its /metrics counts the S3 requests)")
+    p.add_argument("--empty-files", type=int, default=0, help="also create this many empty files (0: row off)")
+    p.add_argument("--runs", type=int, default=3, help="runs per contender; each cell is the median")
+    p.add_argument("--quick", action="store_true", help="one run (--runs 1)")
     p.add_argument("--rclone-provider", default="Ceph", help="rclone S3 provider (Ceph, Other, …)")
     p.add_argument("--ca-bundle", default=None, help="CA bundle for an https endpoint (all contenders)")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON to this path")
@@ -995,10 +1089,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="parent of the scratch directory (default /var/tmp: a disk, not tmpfs)")
     p.add_argument("--row-timeout", type=float, default=900.0, help="deadline of one workload, seconds")
     args = p.parse_args(argv)
-    for name in ("size_mib", "small_files", "ls_entries"):
+    if args.quick:
+        args.runs = 1
+    for name in ("size_mib", "small_files", "ls_entries", "runs"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The run's settings from the command line and the environment; makes the scratch directory."""
+    env = os.environ
+    parent = args.workdir or Path("/var/tmp")
+    parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="fsgw-bench-", dir=parent)).resolve()
+    return Settings(
+        endpoint=env["S3_ENDPOINT_URL"],
+        access_key=env["AWS_ACCESS_KEY_ID"],
+        secret_key=env["AWS_SECRET_ACCESS_KEY"],
+        region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1",
+        ca_bundle=args.ca_bundle,
+        size=args.size_mib * MIB,
+        small_files=args.small_files,
+        empty_files=args.empty_files,
+        ls_entries=args.ls_entries,
+        fsgateway_cmd=shlex.split(args.fsgateway_cmd) if args.fsgateway_cmd else default_fsgateway_cmd(),
+        fsgateway_opts=args.fsgateway_opts,
+        rclone_provider=args.rclone_provider,
+        workdir=workdir,
+        row_timeout=args.row_timeout,
+        run_id=uuid.uuid4().hex[:8],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1012,26 +1133,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         log("not root: FUSE mounts may fail and the page cache cannot be dropped")
     contenders = [c for c in CONTENDERS if not args.only or c in args.only]
-    parent = args.workdir or Path("/var/tmp")
-    parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="fsgw-bench-", dir=parent)).resolve()
-    st = Settings(
-        endpoint=env["S3_ENDPOINT_URL"],
-        access_key=env["AWS_ACCESS_KEY_ID"],
-        secret_key=env["AWS_SECRET_ACCESS_KEY"],
-        region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "us-east-1",
-        ca_bundle=args.ca_bundle,
-        size=args.size_mib * MIB,
-        small_files=args.small_files,
-        ls_entries=args.ls_entries,
-        fsgateway_cmd=shlex.split(args.fsgateway_cmd) if args.fsgateway_cmd else default_fsgateway_cmd(),
-        fsgateway_opts=args.fsgateway_opts,
-        rclone_provider=args.rclone_provider,
-        workdir=workdir,
-        row_timeout=args.row_timeout,
-        run_id=uuid.uuid4().hex[:8],
-    )
-    rows = make_rows(args.size_mib, args.small_files, args.ls_entries)
+    st = settings_from(args)
+    rows = make_rows(args.size_mib, args.small_files, args.ls_entries, args.empty_files)
+    runs: dict[str, list[dict[str, Cell]]] = {c: [] for c in contenders}
     results: dict[str, dict[str, Cell]] = {}
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     bench = Bench(st)
@@ -1039,13 +1143,17 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         bench.prepare()
-        for contender in contenders:
-            bench.run_contender(contender, results.setdefault(contender, {}))
+        for n in range(args.runs):
+            for contender in contenders:
+                log(f"run {n + 1} of {args.runs}")
+                runs[contender].append({})
+                bench.run_contender(contender, runs[contender][-1])
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: cleaning up")
     finally:
         bench.cleanup()
+    results = {c: median_cells(rows, cells) for c, cells in runs.items() if cells}
     table = markdown(rows, contenders, results)
     print(table)
     if args.json:
@@ -1071,6 +1179,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "rows": [asdict(r) for r in rows],
             "results": {c: {k: asdict(v) for k, v in cells.items()} for c, cells in results.items()},
+            "runs": {c: [{k: asdict(v) for k, v in cells.items()} for cells in per] for c, per in runs.items()},
             "ratios": {r.key: ratios(r, results) for r in rows},
             "markdown": table,
         }

@@ -42,6 +42,8 @@ and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
   kernel_read_ahead=SIZE (1M)  the kernel's read-ahead for the mount (needs root; 0 keeps 128K)
   retry_deadline=SECONDS (60)  after this an operation fails with EIO
   feed=on|off (on)         announce every change in the change feed (.fsgateway/feed/), read by syncd
+  feed_flush=SECONDS (1)   announcements wait in an fsync'd log in cache_dir, stored in batches (0: one PUT each)
+  feed_wal_size=SIZE (64M) that log's bound; when full, close() waits for its own journal PUT
   log_level=debug|info|warning|error   log_format=text|json
   metrics_address=HOST:PORT (127.0.0.1:9877) or off
 Generic mount options (_netdev, nofail, rw, nosuid, ...) are accepted and ignored.

@@ -48,3 +48,17 @@ FUSE_ERRORS = Counter(
     "fsgateway_fuse_errors_total", "Filesystem operations answered with an error", ["op", "errno"], registry=REGISTRY
 )
 UP = Gauge("fsgateway_mount_up", "1 while the filesystem is mounted and serving", registry=REGISTRY)
+FEED_WAL_BYTES = Gauge(
+    "fsgateway_feed_wal_bytes", "Bytes in the change feed's local write-ahead log not yet stored as journal objects",
+    registry=REGISTRY,
+)
+FEED_WAL_FALLBACKS = Counter(
+    "fsgateway_feed_wal_fallbacks_total",
+    "Announcements that waited for their own journal PUT: the write-ahead log was full or failing",
+    ["reason"], registry=REGISTRY,
+)
+FEED_WAL_TORN = Counter(
+    "fsgateway_feed_wal_torn_records_total",
+    "Write-ahead log records skipped at flush: torn by a crash before their fsync returned, or corrupt",
+    registry=REGISTRY,
+)

@@ -62,6 +62,8 @@ class Config(S3Options):
     kernel_read_ahead: int = field(default=1 << 20, metadata=SIZE)
     stale_upload_age: float = 24 * 3600.0  # abort other hosts' staging uploads older than this
     feed: bool = True  # announce every change in the change feed (.fsgateway/feed/), which syncd reads
+    feed_flush: float = 1.0  # seconds announcements wait in the local write-ahead log; 0: a journal PUT per close
+    feed_wal_size: int = field(default=64 << 20, metadata=SIZE)  # WAL kept while the bucket refuses journals
     metrics_address: str = "127.0.0.1:9877"  # "off" disables
     foreground: bool = False
     fsname: str | None = None
@@ -80,6 +82,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("stat_ttl and negative_ttl must be >= 0")
     if cfg.write_buffer_size < cfg.multipart_size * 2:
         raise ConfigError("write_buffer_size must hold at least two parts (2 * multipart_size)")
+    if cfg.feed_flush < 0 or cfg.feed_wal_size < 1 << 20:
+        raise ConfigError("feed_flush must be >= 0 seconds and feed_wal_size at least 1M")
     return cfg
 
 

@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import boto3
+import botocore.session
+import botocore.utils
 import trio
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ResponseStreamingError, SSLError
@@ -167,9 +169,28 @@ class StoreSettings:
     retry_deadline: float
 
 
+def parse_timestamp(value: str | int | float) -> datetime:
+    """botocore's timestamp parser, with the ISO 8601 form of listings parsed by the standard library.
+
+    botocore parses every `LastModified` of a listing with dateutil: about half of
+    the CPU time of listing 5,000 objects (bench/PROFILE.md). `fromisoformat`
+    gives the same instant; anything else (HEAD's RFC 1123 dates, epochs) is left
+    to botocore.
+    """
+    if isinstance(value, str) and len(value) >= 20 and value[10] == "T":
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return botocore.utils.parse_timestamp(value)
+
+
 def make_client(s: StoreSettings) -> Any:
     """A boto3 S3 client with the checksum settings RGW needs over HTTPS (SERVERS.md)."""
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     session = boto3.session.Session(
+        botocore_session=core,
         aws_access_key_id=s.keys.access_key if s.keys else None,
         aws_secret_access_key=s.keys.secret_key if s.keys else None,
         profile_name=s.profile,

@@ -1,9 +1,11 @@
 """Writing the change feed: group commit of events into journal objects (the mount's and the checker's).
 
-`announce()` returns once the journal object holding its events is stored,
-so when close() returns the change is both durable and announced. Events
-arriving while a journal PUT is under way wait for the next one: many closes
-in a short window cost one PUT, and a lone close waits for one PUT only. A
+`announce()` returns once its events are durable. With a local write-ahead
+log (`use_local`, the mount's `fsgateway.mount.feedwal`) that is an fsync'd
+record on the mount's disk, and the log's flusher stores journal objects in
+batches. Without one (the checker, `feed_flush=0`, or a log that is full or
+failing) it is the journal object itself: events arriving while a journal PUT
+is under way wait for the next one, so many concurrent closes cost one PUT. A
 journal object that cannot be stored is logged and counted, never a failed
 close: the object itself is committed, and syncd's reconcile finds it.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Unpack
+from typing import Protocol, Unpack
 
 import trio
 from prometheus_client import CollectorRegistry, Counter
@@ -37,7 +39,21 @@ FEED_WRITE_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+FEED_FLUSH_FAILURES = Counter(
+    "fsgateway_feed_flush_failures_total",
+    "Journal PUTs of the local write-ahead log that failed (its events are kept and retried)",
+    registry=REGISTRY,
+)
+
 MAX_EVENTS = 1000  # per journal object, so a reader's GET stays small
+
+
+class LocalLog(Protocol):
+    """Where announcements become durable before their journal object is stored (the mount's WAL)."""
+
+    async def append(self, events: tuple[feed.Event, ...]) -> bool:
+        """True once `events` are durable in the log; False when the log cannot take them."""
+        ...
 
 
 @dataclass
@@ -55,13 +71,23 @@ class FeedWriter:
         self.last = datetime.min.replace(tzinfo=UTC)
         self._batch = _Batch()
         self._wake = trio.Event()
+        self._local: LocalLog | None = None
+
+    def use_local(self, local: LocalLog) -> None:
+        """Make announcements durable in `local` from now on; its flusher calls `write_journal`."""
+        self._local = local
 
     @staticmethod
     def event(op: str, key: str, **fields: Unpack[EventFields]) -> feed.Event:
         return feed.Event(op=op, key=key, time=feed.iso(datetime.now(UTC)), **fields)
 
     async def announce(self, *events: feed.Event) -> None:
-        """Wait until `events` are in a stored journal object (or their PUT failed for good)."""
+        """Wait until `events` are durable: in the local log, else in a stored journal object.
+
+        A journal PUT that failed for good also returns (logged and counted).
+        """
+        if self._local is not None and await self._local.append(events):
+            return
         batch = self._batch
         batch.events.extend(events)
         self._wake.set()
@@ -73,11 +99,20 @@ class FeedWriter:
             await self._wake.wait()
             self._wake = trio.Event()
             batch, self._batch = self._batch, _Batch()
-            for start in range(0, len(batch.events), MAX_EVENTS):
-                await self._write(batch.events[start:start + MAX_EVENTS])
+            await self.write_journal(batch.events)
             batch.done.set()
 
-    async def _write(self, events: list[feed.Event]) -> None:
+    async def write_journal(self, events: list[feed.Event], kept: bool = False) -> bool:
+        """Store `events` in journal objects of at most MAX_EVENTS each; False if one failed for good.
+
+        `kept`: the events stay in a local log that retries them, so a failure is not a lost announcement.
+        """
+        stored = True
+        for start in range(0, len(events), MAX_EVENTS):
+            stored = await self._write(events[start:start + MAX_EVENTS], kept) and stored
+        return stored
+
+    async def _write(self, events: list[feed.Event], kept: bool = False) -> bool:
         # Strictly increasing per writer, so this host's journal keys sort in the order written.
         written = max(datetime.now(UTC), self.last + timedelta(microseconds=1))
         self.last = written
@@ -87,13 +122,19 @@ class FeedWriter:
         try:
             await self.store.put(key, feed.encode(journal), {}, "application/json")
         except StoreError as exc:
+            if kept:
+                FEED_FLUSH_FAILURES.inc()
+                log.warning("change feed: journal of %d events not stored yet (%s); kept in the local log",
+                            len(events), exc)
+                return False
             FEED_WRITE_FAILURES.inc(len(events))
             log.error("change feed: %d events not announced (%s); syncd's reconcile will find them",
                       len(events), exc)
-            return
+            return False
         FEED_JOURNALS.inc()
         for e in events:
             FEED_EVENTS.labels(e.op).inc()
+        return True
 
 
 class AnnouncingStore(ObjectStore):

@@ -36,6 +36,12 @@ def test_precedence_file_then_environment_then_flags(tmp_path):
     assert (cfg.endpoint, cfg.stat_ttl, cfg.parallel) == ("http://file", 2.0, 4)
 
 
+def test_feed_log_options():
+    cfg = load(["feed_flush=0.5", "feed_wal_size=16M"])
+    assert (cfg.feed_flush, cfg.feed_wal_size) == (0.5, 16 << 20)
+    assert (load([]).feed_flush, load([]).feed_wal_size) == (1.0, 64 << 20)
+
+
 @pytest.mark.parametrize(("opts", "message"), [
     (["nosuch=1"], "unknown option 'nosuch'"),
     (["multipart_size=1M"], "at least 5M"),
@@ -44,6 +50,9 @@ def test_precedence_file_then_environment_then_flags(tmp_path):
     (["log_format=xml"], "text or json"),
     (["prefix=data"], "unknown option 'prefix'"),
     (["endpoint"], "needs a value"),
+    (["feed_flush=-1"], "feed_flush must be >= 0"),
+    (["feed_wal_size=64K"], "feed_wal_size at least 1M"),
+    (["feed_flush=soon"], "feed_flush"),
 ])
 def test_bad_values_give_one_line_reasons(opts, message):
     with pytest.raises(ConfigError, match=message):

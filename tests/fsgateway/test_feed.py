@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import stat
+import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +13,7 @@ import pytest
 import trio
 
 from fsgateway.formats import feed
+from fsgateway.mount import feedwal
 from fsgateway.mount.options import Config
 from fsgateway.store import feedwriter
 from fsgateway.store.client import ObjectStore
@@ -67,7 +71,9 @@ def test_mount_announces_uploads_deletes_renames_and_metadata_changes(mount, s3)
     p = mount.path
     data = os.urandom(1000)
     (p / "d").mkdir()
-    (p / "d" / "f").write_bytes(data)  # close() returns after the journal object is stored
+    (p / "d" / "f").write_bytes(data)  # close() returns after the announcement is in the local log
+    wait_for(lambda: any(e.op == "put" and e.key == "d/f" for e in journal_events(s3, mount.bucket)), 30,
+             "the flusher's journal object")
     events = journal_events(s3, mount.bucket)
     put = next(e for e in events if e.op == "put" and e.key == "d/f")
     head = s3.head_object(Bucket=mount.bucket, Key="d/f")
@@ -76,8 +82,10 @@ def test_mount_announces_uploads_deletes_renames_and_metadata_changes(mount, s3)
     (p / "d" / "f").chmod(0o600)
     (p / "d" / "f").rename(p / "d" / "g")
     (p / "d" / "g").unlink()
+    wait_for(lambda: ("delete", "d/g", None) in [(e.op, e.key, e.src) for e in journal_events(s3, mount.bucket)],
+             30, "the flusher's journal object")
     ops = [(e.op, e.key, e.src) for e in journal_events(s3, mount.bucket)]
-    assert ("meta", "d/f", None) in ops and ("rename", "d/g", "d/f") in ops and ("delete", "d/g", None) in ops
+    assert ("meta", "d/f", None) in ops and ("rename", "d/g", "d/f") in ops
     assert [k for k in (o["Key"] for o in s3.list_objects_v2(Bucket=mount.bucket)["Contents"])
             if k.startswith(feed.FEED_PREFIX)]  # and the feed stays out of listings:
     assert sorted(os.listdir(p)) == ["d"]
@@ -93,10 +101,124 @@ def test_many_closes_share_journal_objects(mount, s3):
         t.start()
     for t in threads:
         t.join()
-    events = journal_events(s3, mount.bucket)
-    assert {f"f{i}" for i in range(40)} <= {e.key for e in events if e.op == "put"}
+    wait_for(lambda: {f"f{i}" for i in range(40)} <= {e.key for e in journal_events(s3, mount.bucket)}, 30,
+             "every close announced")
     journals = metric_value(mount.metrics(), "fsgateway_feed_journal_objects_total")
     assert journals < 40  # group commit
+
+
+def test_sequential_closes_cost_one_journal_object_per_flush(mounter, bucket, s3):
+    """One process closing file after file waits for an fsync each, not a PUT: one journal per flush."""
+    m = mounter()
+    path = m.start(bucket, "feed_flush=600")  # no timed flush within the test: only the unmount's
+    for i in range(50):
+        (path / f"f{i}").write_bytes(b"x")
+    assert journal_events(s3, bucket) == []  # announced in the local log, not yet in the bucket
+    assert metric_value(m.metrics(), "fsgateway_feed_wal_bytes") > 0
+    assert m.stop() == 0  # the unmount empties the log
+    events = journal_events(s3, bucket)
+    assert sorted(e.key for e in events) == sorted(f"f{i}" for i in range(50))
+    assert len(s3.list_objects_v2(Bucket=bucket, Prefix=feed.FEED_PREFIX)["Contents"]) == 1
+    assert all(p.stat().st_size == 0 for p in (m.tmp / "cache" / "feed").glob("*/*.wal"))  # the next run's
+
+
+def test_a_killed_mount_replays_its_write_ahead_log_at_the_next_start(mounter, bucket, s3):
+    m = mounter()
+    path = m.start(bucket, "feed_flush=600")
+    (path / "a").write_bytes(b"committed and announced locally")
+    (path / "b").write_bytes(b"x")
+    (path / "b").unlink()
+    m.proc.send_signal(signal.SIGKILL)  # after close() returned, before any flush
+    m.proc.wait(timeout=30)
+    assert journal_events(s3, bucket) == []
+    wal = list((m.tmp / "cache" / "feed").glob("*/*.wal"))
+    assert wal and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in wal)
+    assert stat.S_IMODE((m.tmp / "cache" / "feed").stat().st_mode) == 0o700
+    # The same mount again: it takes the dead mountpoint over and replays before it reports ready.
+    m.proc = subprocess.Popen(m.command(bucket, path, ["feed_flush=600"]), stdout=open(m.log, "ab"),
+                              stderr=subprocess.STDOUT)
+    wait_for(lambda: {("put", "a"), ("put", "b"), ("delete", "b")} <=
+             {(e.op, e.key) for e in journal_events(s3, bucket)}, 60, "the replayed announcements")
+    wait_for(lambda: not any(p.exists() for p in wal), 30, "the replayed segments to be removed")
+
+
+def test_wal_records_survive_exactly_and_torn_or_corrupt_ones_are_skipped():
+    events = (feed.Event("put", "a\nb ü", feed.iso(T0), 3, "ab" * 32, '"e"'),
+              feed.Event("rename", "n", feed.iso(T0), src="o"))
+    one, two = feedwal.encode_record(events[:1]), feedwal.encode_record(events[1:])
+    assert one.count(b"\n") == 1 and one.endswith(b"\n")
+    assert feedwal.decode_records(one + two) == (list(events), 0)
+    assert feedwal.decode_records(one + two[:-5]) == (list(events[:1]), 1)  # torn tail: never acknowledged
+    corrupt = two.replace(b'"n"', b'"m"')
+    assert feedwal.decode_records(corrupt + one) == (list(events[:1]), 1)
+    assert feedwal.decode_records(b"") == ([], 0)
+
+
+def test_one_run_per_log_directory_owner_only_files_and_foreign_names_left_alone(tmp_path):
+    (tmp_path / "wal").mkdir(mode=0o700)
+    (tmp_path / "wal" / "notes.wal").write_text("not ours")
+    old = os.umask(0)
+    try:
+        first = feedwal.FeedWal(str(tmp_path / "wal"), None, 1 << 20, 1.0)  # type: ignore[arg-type]
+        first.open()
+        with pytest.raises(BlockingIOError):
+            feedwal.FeedWal(str(tmp_path / "wal"), None, 1 << 20, 1.0).open()  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+    ours = [p for p in (tmp_path / "wal").iterdir() if p.name != "notes.wal"]
+    assert ours and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in ours)
+    assert (tmp_path / "wal" / "notes.wal").read_text() == "not ours"
+
+
+def test_a_full_write_ahead_log_falls_back_to_a_journal_put(server, tmp_path):
+    """With the bucket refusing journal objects the log fills to its bound; then announce waits for a PUT."""
+    cfg = Config(bucket="no-such-bucket-for-the-feed", endpoint=server.endpoint, path_style=True,
+                 ca_bundle=server.ca_bundle, retry_deadline=1)
+    store = ObjectStore(cfg.store_settings(Keys(server.access_key, server.secret_key)))
+    record = len(feedwal.encode_record((FeedWriter.event("put", "k"),)))
+
+    async def main() -> tuple[bool, bool, float]:
+        async with trio.open_nursery() as nursery:
+            writer = FeedWriter(store, "h", "r")
+            wal = feedwal.FeedWal(str(tmp_path / "wal"), writer, record + record // 2, 600)
+            wal.open()
+            writer.use_local(wal)
+            nursery.start_soon(writer.run)
+            before = feedwriter.REGISTRY.get_sample_value("fsgateway_feed_write_failures_total") or 0.0
+            first = await wal.append((writer.event("put", "k"),))
+            second = await wal.append((writer.event("put", "k"),))
+            await writer.announce(writer.event("put", "k"))  # full: its own PUT, which fails and is counted
+            after = feedwriter.REGISTRY.get_sample_value("fsgateway_feed_write_failures_total") or 0.0
+            drained = await wal.drain()
+            nursery.cancel_scope.cancel()
+            return first and not second, drained, after - before
+
+    appended, drained, failed = trio.run(main)
+    assert appended and not drained and failed == 1
+    assert len(list((tmp_path / "wal").glob("*.wal"))) >= 1  # kept for the next attempt
+
+
+def test_while_the_bucket_refuses_journals_segments_stay_small_and_are_kept(server, tmp_path):
+    """An outage: every flush fails, yet no segment grows past about MAX_EVENTS (each is read whole later)."""
+    cfg = Config(bucket="no-such-bucket-for-the-feed", endpoint=server.endpoint, path_style=True,
+                 ca_bundle=server.ca_bundle, retry_deadline=1)
+    store = ObjectStore(cfg.store_settings(Keys(server.access_key, server.secret_key)))
+    total = 2 * feedwriter.MAX_EVENTS + 500
+
+    async def main() -> list[bool]:
+        async with trio.open_nursery() as nursery:
+            writer = FeedWriter(store, "h", "r")
+            wal = feedwal.FeedWal(str(tmp_path / "wal"), writer, 64 << 20, 0.05)
+            wal.open()
+            nursery.start_soon(wal.run)
+            acked = [await wal.append((writer.event("put", f"k{i}"),)) for i in range(total)]
+            nursery.cancel_scope.cancel()
+            return acked
+
+    assert all(trio.run(main))
+    counts = [len(feedwal.decode_records(p.read_bytes())[0]) for p in sorted((tmp_path / "wal").glob("*.wal"))]
+    assert sum(counts) == total and len(counts) >= 3
+    assert max(counts) <= feedwriter.MAX_EVENTS + 10
 
 
 def test_feed_off_writes_no_journal(mounter, bucket, s3):

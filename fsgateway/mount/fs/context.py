@@ -167,7 +167,8 @@ class FsContext:
 
     # ------------------------------------------------------------------ the feed
     async def announce(self, op: str, key: str, **fields: Unpack[EventFields]) -> None:
-        """Put a change in the feed; returns once it is stored there (syncd reads it).
+        """Put a change in the feed; returns once it is durable: in the fsync'd local write-ahead log, or stored
+        as a journal object when the log is off or full (syncd reads the journals).
 
         Bounded by the caller's deadline: the change itself is done, and a journal
         that comes later (or never) is caught by syncd's reconcile.

@@ -1,0 +1,258 @@
+"""The change feed's local write-ahead log: close() waits for an fsync, not for a journal PUT.
+
+Each announcement is one record appended to a segment file under
+`<cache_dir>/feed/<host-id>/` and made durable with fdatasync (announcements
+arriving while one is under way share the next). A flusher task stores the
+records in journal objects in batches, `flush_interval` seconds after the
+first waiting record (at once when MAX_EVENTS wait), and deletes a segment
+once all its events are stored. Segments left by a crashed run of this mount
+are adopted at start and flushed before the mount reports ready, or later by
+the flusher if the bucket cannot be reached then.
+
+A record is `<crc32 of the document, 8 hex> <journal document>\\n`: the feed's
+own encoding (`formats.feed`), so events are stored exactly as they were
+announced. A record with a bad CRC or no newline was torn by a crash before
+its fsync returned, so it was never acknowledged: it is skipped. A segment
+whose write or fsync failed takes no more records. Flushing again after a
+crash between a journal PUT and the segment's deletion announces those events
+twice, which is harmless: syncd treats events as hints and copies the
+primary's state.
+
+Bounded: segments hold at most `max_bytes`. When full (the bucket has been
+unreachable for long), or when the disk fails, `append` returns False and
+the announcement waits for its own journal PUT, as it did without a log.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import zlib
+from datetime import UTC, datetime
+
+import trio
+
+from fsgateway.daemon.private import private_dir, private_file
+from fsgateway.formats import feed
+from fsgateway.mount import metrics
+from fsgateway.store.feedwriter import MAX_EVENTS, FeedWriter
+
+log = logging.getLogger("fsgateway.feed")
+
+SUFFIX = ".wal"
+MAX_BACKOFF = 30.0  # seconds between flush attempts while the bucket refuses journal objects
+
+
+def encode_record(events: tuple[feed.Event, ...]) -> bytes:
+    doc = feed.encode(feed.Journal("", "", 0, datetime.now(UTC), events))  # JSON escapes newlines: one line
+    return b"%08x %s\n" % (zlib.crc32(doc), doc)
+
+
+def decode_records(data: bytes) -> tuple[list[feed.Event], int]:
+    """The events of every intact record in a segment, and how many records were torn or corrupt."""
+    events: list[feed.Event] = []
+    bad = 0
+    lines = data.split(b"\n")
+    if lines[-1]:
+        bad += 1  # no newline: torn by a crash before its fsync returned
+    for line in lines[:-1]:
+        crc, _, doc = line.partition(b" ")
+        try:
+            if int(crc, 16) != zlib.crc32(doc):
+                raise ValueError("crc mismatch")
+            events.extend(feed.decode(doc).events)
+        except ValueError:  # FeedFormatError is one too
+            bad += 1
+    return events, bad
+
+
+class FeedWal:
+    """The mount's write-ahead log of announcements; a `feedwriter.LocalLog`."""
+
+    def __init__(self, directory: str, writer: FeedWriter, max_bytes: int, flush_interval: float) -> None:
+        self.dir = directory
+        self.writer = writer
+        self.max_bytes = max_bytes
+        self.interval = flush_interval
+        self._segments: list[tuple[str, int]] = []  # closed segments (path, size), oldest first
+        self._fd: int | None = None  # the open segment; None while it is broken
+        self._path = ""
+        self._events = 0  # in the open segment
+        self._size = 0  # bytes of the open segment
+        self._next = 0  # number of the next segment file
+        self._written = 0  # bytes appended since start, all segments
+        self._synced = 0  # of those, durable
+        self._start = 0  # where the open segment starts among them
+        self._lost: list[tuple[int, int]] = []  # (start, end] of records whose fdatasync failed
+        self._dead: int | None = None  # a failed segment's descriptor, closed at the next switch
+        self._lock_fd: int | None = None
+        self._sync = trio.Lock()  # one fdatasync or segment switch at a time
+        self._flush = trio.Lock()  # one flush of closed segments at a time
+        self._wake = trio.Event()  # a record waits in the open segment
+        self._full = trio.Event()  # MAX_EVENTS wait in the open segment: flush now
+
+    def open(self) -> None:
+        """Lock the directory for this run, adopt what a crashed run left, open a new segment."""
+        private_dir(self.dir)
+        lock = os.path.join(self.dir, "lock")
+        private_file(lock)
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another run holds it
+        except OSError:
+            os.close(fd)
+            raise
+        self._lock_fd = fd  # held until the process exits
+        names = sorted(n for n in os.listdir(self.dir) if n.endswith(SUFFIX) and n[:-len(SUFFIX)].isdigit())
+        for name in names:
+            path = os.path.join(self.dir, name)
+            self._segments.append((path, os.path.getsize(path)))
+        if names:
+            self._next = int(names[-1][:-len(SUFFIX)]) + 1
+            log.info("change feed: replaying %d segments of a previous run's write-ahead log", len(names))
+        self._open_segment()
+        self._sync_dir()
+        self._gauge()
+
+    def _open_segment(self) -> None:
+        self._path = os.path.join(self.dir, f"{self._next:016d}{SUFFIX}")
+        self._next += 1
+        private_file(self._path)  # created 0600 whatever the umask
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._events = self._size = 0
+        self._full = trio.Event()
+
+    def _sync_dir(self) -> None:
+        """Make the segment files' names durable (a new file's entry is not, until its directory is synced)."""
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _bytes(self) -> int:
+        return self._size + sum(size for _, size in self._segments)
+
+    def _gauge(self) -> None:
+        metrics.FEED_WAL_BYTES.set(self._bytes())
+
+    async def append(self, events: tuple[feed.Event, ...]) -> bool:
+        record = encode_record(events)
+        if self._fd is None:
+            return self._refused()
+        if self._bytes() + len(record) > self.max_bytes:
+            metrics.FEED_WAL_FALLBACKS.labels("full").inc()
+            return False
+        try:
+            if os.write(self._fd, record) != len(record):
+                raise OSError("short write")
+        except OSError as exc:
+            return self._broken(exc)
+        self._written += len(record)
+        mine = self._written
+        self._size += len(record)
+        self._events += len(events)
+        self._gauge()
+        self._wake.set()
+        if self._events >= MAX_EVENTS:
+            self._full.set()
+        async with self._sync:
+            if any(start < mine <= end for start, end in self._lost):
+                return self._refused()
+            if self._synced >= mine:
+                return True  # an fdatasync that started after our write covered it
+            if self._fd is None:
+                return self._refused()
+            fd, target = self._fd, self._written
+            try:
+                await trio.to_thread.run_sync(os.fdatasync, fd)
+            except OSError as exc:
+                return self._broken(exc)
+            self._synced = target
+        return True
+
+    def _refused(self) -> bool:
+        metrics.FEED_WAL_FALLBACKS.labels("error").inc()
+        return False
+
+    def _broken(self, exc: OSError) -> bool:
+        """The open segment failed: it takes no more records; the flusher closes it and opens another."""
+        if self._fd is not None:
+            log.error("change feed: write-ahead log %s failed (%s); announcing by journal PUT until the "
+                      "next segment", self._path, exc)
+            self._dead = self._fd  # closed by _switch: another task's fdatasync may still be using it
+            self._lost.append((self._start, self._written))
+            self._fd = None
+        self._wake.set()
+        return self._refused()
+
+    async def _switch(self) -> None:
+        """Close the open segment (made durable first) and open a new one."""
+        async with self._sync:
+            if self._fd is not None and not self._events:
+                return  # nothing to close
+            old_fd, old_path, old_end, dead = self._fd, self._path, self._written, self._dead
+            self._dead = None
+            if old_path:
+                self._segments.append((old_path, self._size))
+            self._start = old_end
+            try:
+                self._open_segment()
+            except OSError as exc:
+                log.error("change feed: cannot open a write-ahead log segment in %s: %s", self.dir, exc)
+                self._fd, self._path, self._size, self._events = None, "", 0, 0
+                self._full = trio.Event()
+            if dead is not None:
+                os.close(dead)
+            if old_fd is not None:
+                try:
+                    await trio.to_thread.run_sync(os.fdatasync, old_fd)
+                    self._synced = max(self._synced, old_end)
+                except OSError as exc:
+                    log.error("change feed: write-ahead log %s: %s", old_path, exc)
+                    self._lost.append((self._synced, old_end))
+                finally:
+                    os.close(old_fd)
+            if self._fd is not None:
+                try:  # the new segment's name must be durable before a record in it is acknowledged
+                    await trio.to_thread.run_sync(self._sync_dir)
+                except OSError as exc:
+                    self._broken(exc)
+
+    async def drain(self) -> bool:
+        """Store every record written so far in journal objects; True when none is left."""
+        await self._switch()
+        return await self._flush_closed()
+
+    async def _flush_closed(self) -> bool:
+        async with self._flush:
+            while self._segments:
+                path = self._segments[0][0]
+                with open(path, "rb") as f:
+                    events, bad = decode_records(f.read())
+                if bad:
+                    metrics.FEED_WAL_TORN.inc(bad)
+                    log.warning("change feed: %d torn records in %s skipped (never acknowledged)", bad, path)
+                if events and not await self.writer.write_journal(events, kept=True):
+                    return False
+                os.unlink(path)
+                self._segments.pop(0)
+                self._gauge()
+        return True
+
+    async def run(self) -> None:
+        """The flusher: batches of records become journal objects; retried with backoff while refused."""
+        failures = 0
+        while True:
+            if not self._segments:
+                await self._wake.wait()
+                with trio.move_on_after(self.interval):
+                    await self._full.wait()
+            self._wake = trio.Event()
+            if await self.drain():
+                failures = 0
+            else:  # back off, but close a full segment meanwhile: each one is read whole when flushed
+                failures = min(failures + 1, 16)
+                with trio.move_on_after(min(self.interval * 2 ** failures, MAX_BACKOFF)):
+                    await self._full.wait()
