@@ -27,6 +27,7 @@ from .tufrepo import release_key
 
 log = logging.getLogger("checker.judge")
 
+
 @dataclass(frozen=True)
 class Decision:
     outcome: str  # pending | accepted | duplicate | rejected
