@@ -38,7 +38,7 @@ UNITS = systemd/fsgateway@.service systemd/fsgateway-checker.service systemd/fsg
 PARSERS = fsgateway=fsgateway.mount.cli fsgateway-checker=checker.cli fsgateway-fw=checker.fw \
     fsgateway-device=checker.device fsgateway-syncd=syncd.cli
 
-.PHONY: install install-python install-files install-docs docs check-units check-rules typecheck test-pure test-local
+.PHONY: install install-python install-files install-docs docs check-units check-rules typecheck deadcode test-pure test-local
 
 install: install-python install-files install-docs
 	systemctl daemon-reload 2>/dev/null || true
@@ -93,6 +93,9 @@ check-rules:
 
 typecheck:  # settings in pyproject.toml [tool.mypy]
 	.venv/bin/mypy
+
+deadcode:  # settings in pyproject.toml [tool.vulture]
+	.venv/bin/vulture
 
 # The tiers are markers tests/conftest.py gives every test from what it uses (pyproject.toml lists them).
 test-pure:

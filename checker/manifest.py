@@ -61,10 +61,6 @@ class Manifest:
     signatures: tuple[Signature, ...]
     signed_bytes: bytes  # canonical JSON of `signed`: what the signatures cover
 
-    @property
-    def semver(self) -> Version:
-        return Version.parse(self.version)
-
 
 def signed_document(model: str, hw_revisions: list[str], version: str, release_counter: int, channel: str,
                     payload_name: str, payload_length: int, payload_sha256: str) -> dict[str, Any]:

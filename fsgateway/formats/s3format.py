@@ -64,10 +64,6 @@ class Attrs:
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)
 
-    @property
-    def is_symlink(self) -> bool:
-        return stat.S_ISLNK(self.mode)
-
 
 @dataclass(frozen=True)
 class Defaults:

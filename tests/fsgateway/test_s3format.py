@@ -76,7 +76,7 @@ def test_decode_mode_without_type_bits_gets_type_from_key():
 def test_decode_symlink_and_bad_ids():
     a = decode_attrs({"Mode": str(stat.S_IFLNK | 0o777), "uid": "x", "gid": "-3"}, is_dir_key=False,
                      content_type=None, size=4, last_modified=T, defaults=D)
-    assert a.is_symlink and (a.uid, a.gid) == (1000, 1000)
+    assert stat.S_ISLNK(a.mode) and (a.uid, a.gid) == (1000, 1000)
 
 
 def test_xattrs_in_s3fs_use_xattr_format():
