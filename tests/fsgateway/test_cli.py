@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mount import is_mounted
+from tests.support.mount import is_mounted, unmount
 from tests.support.process import free_port, wait_for
 
 
@@ -93,8 +93,7 @@ def test_config_file_and_environment(server, passwd_file, bucket, tmp_path, s3):
         with pytest.raises(OSError):  # FSGATEWAY_RO from the environment won over the file
             (mnt / "x").write_bytes(b"1")
     finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
-        proc.wait(timeout=30)
+        unmount(mnt, proc)
 
 
 def test_sd_notify_ready_only_when_mounted_and_stopping_on_sigterm(server, passwd_file, bucket, tmp_path):

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from tests.support.mount import is_mounted
+from tests.support.mount import is_mounted, unmount
 from tests.support.process import wait_for
 
 
@@ -33,12 +33,7 @@ def s3fs_mount(server, bucket, passwd_file, tmp_path):
     if not is_mounted(path):
         pytest.fail(f"s3fs exited with {proc.returncode}: {(tmp_path / 's3fs.log').read_text()[-2000:]}")
     yield path
-    subprocess.run(["fusermount3", "-u", str(path)], check=False, capture_output=True)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    unmount(path, proc)
 
 
 def test_s3fs_reads_what_the_gateway_wrote(mount, s3fs_mount):

@@ -20,6 +20,20 @@ def is_mounted(path: str | Path) -> bool:
         return any(line.split()[4] == target for line in f)
 
 
+def unmount(path: Path, proc: subprocess.Popen, timeout: float = 30) -> int:
+    """Unmount a FUSE daemon's mountpoint and reap the daemon; one that does not exit is killed and its
+    mount detached lazily. Returns the daemon's exit status."""
+    if is_mounted(path):
+        subprocess.run(["fusermount3", "-u", str(path)], check=False, capture_output=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        rc = proc.wait(timeout=10)
+        subprocess.run(["fusermount3", "-uz", str(path)], check=False, capture_output=True)
+        return rc
+
+
 class Mount:
     """A real `fsgateway -f` process and its mountpoint."""
 
@@ -56,14 +70,8 @@ class Mount:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.path is not None and is_mounted(self.path):
-            subprocess.run(["fusermount3", "-u", str(self.path)], check=False, capture_output=True)
-        try:
-            rc = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGKILL)
-            rc = self.proc.wait(timeout=10)
-            subprocess.run(["fusermount3", "-uz", str(self.path)], check=False, capture_output=True)
+        assert self.path is not None  # set by start() with the process
+        rc = unmount(self.path, self.proc)
         self.proc = None
         return rc
 
