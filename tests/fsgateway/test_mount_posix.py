@@ -232,15 +232,6 @@ def test_chmod_chown_utimens_stored_in_metadata(mount, s3):
     assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, 1234, 5678)
 
 
-def test_readdir_pages_through_large_directories(mount, s3):
-    from concurrent.futures import ThreadPoolExecutor
-
-    names = [f"f{i:05d}" for i in range(2500)]  # three LIST pages
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda n: s3.put_object(Bucket=mount.bucket, Key=f"many/{n}", Body=b""), names))
-    assert sorted(os.listdir(mount.path / "many")) == names
-
-
 def test_statfs_and_xattrs(mount):
     st = os.statvfs(mount.path)
     assert st.f_namemax == 255 and st.f_bavail > 0

@@ -1,0 +1,72 @@
+"""What the mount's caches promise in requests (README "Caching", fsgateway/mount/CONTRACT.md), counted
+on the mount's own `fsgateway_s3_requests_total` while a real mount works against a real server.
+
+`stat_ttl` is long here so that no cache entry expires during the test on a slow machine: the counts are
+what the caches save while they are valid, not a timing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support.mount import Mount
+from tests.support.process import metric_value
+
+PAGE = 1000  # S3's page size: one LIST per 1,000 entries
+
+
+def requests(m: Mount) -> dict[str, float]:
+    """The mount's S3 requests so far, by kind."""
+    text = m.metrics()
+    kinds = set(re.findall(r'^fsgateway_s3_requests_total\{[^}]*kind="([^"]+)"', text, re.M))
+    return {k: metric_value(text, "fsgateway_s3_requests_total", kind=k) for k in kinds}
+
+
+def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Requests made between two readings, by kind (kinds with none left out)."""
+    return {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)
+            if after.get(k, 0) != before.get(k, 0)}
+
+
+@pytest.fixture
+def quiet(mounter, bucket) -> Mount:
+    """A mount whose caches outlive the test, with no change feed (its journal PUTs would count)."""
+    m = mounter()
+    m.start(bucket, "stat_ttl=600", "feed=off")
+    m.bucket = bucket
+    return m
+
+
+def test_a_listing_costs_one_list_per_page_and_no_head_per_entry(quiet, s3):
+    names = [f"f{i:05d}" for i in range(2 * PAGE + 500)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda n: s3.put_object(Bucket=quiet.bucket, Key=f"many/{n}", Body=b"x"), names))
+    os.stat(quiet.path / "many")  # the directory's own lookup is not the listing's cost
+    before = requests(quiet)
+    assert sorted(os.listdir(quiet.path / "many")) == names
+    for n in names[:50]:  # what the listing said is trusted for stat_ttl: no HEAD per entry
+        assert os.stat(quiet.path / "many" / n).st_size == 1
+    assert spent(before, requests(quiet)) == {"list": 3}
+
+
+def test_new_files_in_a_new_directory_cost_one_put_each(quiet, s3):
+    (quiet.path / "new").mkdir()
+    before = requests(quiet)
+    for i in range(100):  # the names are known to be free: no HEAD or LIST to look for them
+        (quiet.path / "new" / f"n{i}").write_bytes(b"abcd")
+    assert spent(before, requests(quiet)) == {"put": 100}
+    assert s3.list_objects_v2(Bucket=quiet.bucket, Prefix="new/n")["KeyCount"] == 100
+
+
+def test_every_open_revalidates_with_one_head(quiet, s3):
+    s3.put_object(Bucket=quiet.bucket, Key="fw.bin", Body=b"v1")
+    assert (quiet.path / "fw.bin").read_bytes() == b"v1"
+    before = requests(quiet)
+    for _ in range(20):
+        with open(quiet.path / "fw.bin", "rb"):
+            pass
+    assert spent(before, requests(quiet)) == {"head": 20}
