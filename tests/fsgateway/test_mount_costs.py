@@ -1,4 +1,4 @@
-"""What the mount's caches promise in requests (README "Caching", fsgateway/mount/CONTRACT.md), counted
+"""What the mount's caches promise in requests ("Caching" in fsgateway/mount/CONTRACT.md), counted
 on the mount's own `fsgateway_s3_requests_total` while a real mount works against a real server.
 
 `stat_ttl` is long here so that no cache entry expires during the test on a slow machine: the counts are

@@ -1,7 +1,7 @@
-"""The README's memory bounds hold for the mount process's peak resident size (VmHWM).
+"""The contract's memory bounds hold for the mount process's peak resident size (VmHWM).
 
 Parallel writers and sequential readers at once; the ceiling is computed from
-the options exactly as README's "Memory and disk bounds" states it, on top of
+the options exactly as "Memory and disk bounds" in fsgateway/mount/CONTRACT.md states it, on top of
 the process's resident size before the load. Sizes are modest (a 2-core CI
 machine), the accounting is the same as with the defaults.
 """
@@ -76,7 +76,7 @@ def test_peak_memory_of_writers_and_readers_is_within_the_documented_bound(mount
     for key, data in written.items():
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
     peak = status_kib(m.proc.pid, "VmHWM")
-    # README: parts in flight ≤ write_buffer_size; each file being written ≤ one part not yet full;
+    # CONTRACT.md: parts in flight ≤ write_buffer_size; each file being written ≤ one part not yet full;
     # each sequential reader ≤ read_ahead plus one chunk.
     ceiling = baseline + WRITE_BUFFER + WRITERS * PART + READERS * (READ_AHEAD + READ_CHUNK) + SLACK
     print(f"baseline {baseline / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB, ceiling {ceiling / MiB:.0f} MiB")
