@@ -5,7 +5,9 @@ Two ways a package comes to be looked at: inotify events on the mount
 host) and a periodic listing of incoming/ (uploads from other hosts or
 straight into the bucket, and anything an event missed). Either way the
 package's objects are listed afresh and judged under a per-package lock, so
-events only ever say "look again".
+events only ever say "look again". The checker never reads the change feed; it
+writes it (cli.py wraps its store in feedwriter.AnnouncingStore) so that syncd
+mirrors releases, metadata and quarantine within seconds.
 """
 
 from __future__ import annotations
