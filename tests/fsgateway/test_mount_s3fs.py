@@ -6,10 +6,13 @@ number (its mknod stores only the mode), so a device made by s3fs shows st_rdev 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import signal
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +20,8 @@ from tests.support.mount import is_mounted, unmount
 from tests.support.process import wait_for
 
 
-@pytest.fixture
-def s3fs_mount(server, bucket, passwd_file, tmp_path):
-    """s3fs in the foreground on `bucket`, stopped by its pid (unmounted first) at the end."""
+def start_s3fs(server, bucket: str, passwd_file: Path, tmp_path: Path) -> tuple[Path, subprocess.Popen]:
+    """s3fs in the foreground on `bucket`: its mountpoint and process, once mounted."""
     if shutil.which("s3fs") is None:
         pytest.fail("s3fs (Debian package s3fs, installed by scripts/setup) is missing")
     path = tmp_path / "s3fs"
@@ -32,8 +34,36 @@ def s3fs_mount(server, bucket, passwd_file, tmp_path):
     wait_for(lambda: is_mounted(path) or proc.poll() is not None, 30, "s3fs to mount")
     if not is_mounted(path):
         pytest.fail(f"s3fs exited with {proc.returncode}: {(tmp_path / 's3fs.log').read_text()[-2000:]}")
+    return path, proc
+
+
+@pytest.fixture
+def s3fs_mount(server, bucket, passwd_file, tmp_path):
+    """s3fs on `bucket`, stopped by its pid (unmounted first) at the end."""
+    path, proc = start_s3fs(server, bucket, passwd_file, tmp_path)
     yield path
     unmount(path, proc)
+
+
+def test_a_dead_mount_of_another_filesystem_is_refused_not_taken_over(server, bucket, passwd_file, mounter,
+                                                                       tmp_path):
+    """The crash takeover detaches only a dead fsgateway mount: a killed s3fs's is left alone, one error line."""
+    path, proc = start_s3fs(server, bucket, passwd_file, tmp_path)
+    try:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with pytest.raises(OSError) as e:
+            os.statvfs(path)
+        assert e.value.errno == errno.ENOTCONN
+        m = mounter()
+        r = subprocess.run(m.command(bucket, path, ["metrics_address=off"]), capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0
+        last = r.stderr.strip().splitlines()[-1]
+        assert "dead fuse.s3fs mount" in last and f"fusermount3 -uz {path}" in last, r.stderr
+        with open("/proc/self/mountinfo") as f:  # still there, still s3fs's: not detached, nothing stacked
+            assert [ln.split(" - ")[1].split()[0] for ln in f if ln.split()[4] == str(path)] == ["fuse.s3fs"]
+    finally:
+        subprocess.run(["fusermount3", "-uz", str(path)], check=False, capture_output=True)
 
 
 def test_s3fs_reads_what_the_gateway_wrote(mount, s3fs_mount):
