@@ -117,3 +117,20 @@ def test_content_not_matching_stored_sha256_fails_the_read(mount, s3):
     assert e.value.errno == errno.EIO
     assert metric_value(mount.metrics(), "fsgateway_checksum_mismatches_total") >= 1
     assert "checksum mismatch" in mount.log.read_text()
+
+
+@pytest.mark.parametrize(("change", "expected"), [("overwrite", errno.ESTALE), ("delete", errno.ENOENT)])
+def test_an_object_changed_by_another_tool_while_open_fails_later_reads(mounter, bucket, s3, change, expected):
+    """A reader is pinned to the object it opened: what it had not fetched yet is never read from another."""
+    s3.put_object(Bucket=bucket, Key="r", Body=os.urandom(40 << 20))
+    m = mounter()
+    m.start(bucket, "read_ahead=8M", "kernel_read_ahead=128K")  # far less than the object is fetched ahead
+    with open(m.path / "r", "rb") as f:
+        assert len(f.read(4096)) == 4096
+        if change == "overwrite":
+            s3.put_object(Bucket=bucket, Key="r", Body=b"new")
+        else:
+            s3.delete_object(Bucket=bucket, Key="r")
+        with pytest.raises(OSError) as e:
+            f.read()
+    assert e.value.errno == expected
