@@ -17,7 +17,7 @@ def test_escape_makes_every_uploaded_string_one_printable_line():
 
 
 def test_messages_and_arguments_are_escaped_in_every_format(tmp_path):
-    code = ("import logging, sys; from fsgateway import logs; logs.setup('info', sys.argv[1]); "
+    code = ("import logging, sys; from fsgateway.daemon import logs; logs.setup('info', sys.argv[1]); "
             "logging.getLogger('t').warning('got %s', 'x\\nINFO forged\\x1b[2J\\ud800')")
     for fmt in ("text", "json"):
         r = subprocess.run([sys.executable, "-c", code, fmt], capture_output=True, timeout=30,
@@ -31,7 +31,7 @@ def test_a_daemons_log_file_is_owner_only_in_a_cache_dir_that_is_not(public_tmp)
     """Without syslog a daemonized mount logs to cache_dir/fsgateway.log; object names are in it."""
     log = public_tmp / "cache" / "fsgateway.log"
     (public_tmp / "cache").mkdir(mode=0o755)
-    code = ("import logging, sys; from fsgateway import logs; "
+    code = ("import logging, sys; from fsgateway.daemon import logs; "
             "logs.setup('info', 'text', daemon_log_file=sys.argv[1], syslog_socket='/nonexistent'); "
             "logging.getLogger('t').warning('secret object name')")
     r = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, timeout=30)
