@@ -89,7 +89,7 @@ check-units:  # a template is verified through an instance of it
 
 check-rules:
 	promtool check rules deploy/prometheus/fsgateway-rules.yml
-	cd deploy/prometheus && promtool test rules fsgateway-rules.test.yml
+	cd deploy/prometheus && promtool test rules fsgateway-rules.test.yml fsgateway-rules.days.test.yml
 
 typecheck:  # settings in pyproject.toml [tool.mypy]
 	.venv/bin/mypy

@@ -194,6 +194,15 @@ def poll_until(cond: Callable[[], bool], deadline_s: float, interval: float, wha
         time.sleep(interval)
 
 
+def wait_listed(s3: Any, bucket: str, prefix: str, keys: Any, size: int, deadline_s: float, what: str) -> None:
+    """Poll the bucket's listing until every key in ``keys`` is there with ``size`` bytes."""
+    def all_listed() -> bool:
+        sizes = list_sizes(s3, bucket, prefix)
+        return all(sizes.get(k) == size for k in keys)
+
+    poll_until(all_listed, deadline_s, POLL_LIST, what)
+
+
 def create_bucket(s3: Any, name: str) -> None:
     """Create an empty bucket (us-east-1 style, no location constraint)."""
     s3.create_bucket(Bucket=name)
@@ -762,11 +771,7 @@ class Bench:
                 cells[close_key] = Cell(t_close, extra={"files_per_s": count / t_close})
             log(f"{contender} {folder}: all closed after {t_close:.2f} s")
 
-            def all_listed() -> bool:
-                sizes = list_sizes(s3, bucket, f"{folder}/")
-                return all(sizes.get(k) == size for k in want)
-
-            poll_until(all_listed, 300.0, POLL_LIST, f"all {folder} files listed")
+            wait_listed(s3, bucket, f"{folder}/", want, size, 300.0, f"all {folder} files listed")
             t_done = time.perf_counter() - t0
             cells[listed_key] = Cell(t_done, extra={"files_per_s": count / t_done})
             log(f"{contender} {folder}: all listed after {t_done:.2f} s")
@@ -882,11 +887,7 @@ class Bench:
             cells["small_requests"] = Cell(count=len(sent) / len(keys))
             cells["small_close"] = Cell(t, extra={"files_per_s": st.small_files / t})
 
-            def all_listed() -> bool:
-                sizes = list_sizes(s3, bucket, "small/")
-                return all(sizes.get(k) == SMALL_FILE_SIZE for k in keys)
-
-            poll_until(all_listed, 60.0, POLL_LIST, "all small objects listed")
+            wait_listed(s3, bucket, "small/", keys, SMALL_FILE_SIZE, 60.0, "all small objects listed")
             t_done = time.perf_counter() - t0
             cells["small_listed"] = Cell(t_done, extra={"files_per_s": st.small_files / t_done})
             log(f"boto3 small objects: {t:.2f} s")

@@ -29,7 +29,7 @@ def promtool(*args: str, cwd=None) -> subprocess.CompletedProcess:
 def test_promtool_accepts_the_rules_and_their_unit_tests():
     r = promtool("check", "rules", str(RULES))
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
-    r = promtool("test", "rules", "fsgateway-rules.test.yml", cwd=RULES.parent)
+    r = promtool("test", "rules", "fsgateway-rules.test.yml", "fsgateway-rules.days.test.yml", cwd=RULES.parent)
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
 
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.support.mount import Mount
-from tests.support.process import metric_value
+from tests.support.process import metric_value, wait_for
 
 PAGE = 1000  # S3's page size: one LIST per 1,000 entries
 
@@ -38,11 +38,14 @@ def quiet(mounter, bucket) -> Mount:
     m = mounter()
     m.start(bucket, "stat_ttl=600", "feed=off")
     m.bucket = bucket
+    # the start-up clean-up of the staging area (housekeeping.clean_staging) runs beside the first
+    # calls: its multipart listing, then its one LIST; wait for that so that it is no test's cost
+    wait_for(lambda: requests(m).get("list", 0) >= 1, 60, "the start-up clean-up of the staging area")
     return m
 
 
 def test_a_listing_costs_one_list_per_page_and_no_head_per_entry(quiet, s3):
-    names = [f"f{i:05d}" for i in range(2 * PAGE + 500)]
+    names = [f"f{i:05d}" for i in range(PAGE + 1)]  # two pages: the second one through the continuation
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda n: s3.put_object(Bucket=quiet.bucket, Key=f"many/{n}", Body=b"x"), names))
     os.stat(quiet.path / "many")  # the directory's own lookup is not the listing's cost
@@ -50,7 +53,7 @@ def test_a_listing_costs_one_list_per_page_and_no_head_per_entry(quiet, s3):
     assert sorted(os.listdir(quiet.path / "many")) == names
     for n in names[:50]:  # what the listing said is trusted for stat_ttl: no HEAD per entry
         assert os.stat(quiet.path / "many" / n).st_size == 1
-    assert spent(before, requests(quiet)) == {"list": 3}
+    assert spent(before, requests(quiet)) == {"list": 2}
 
 
 def test_new_files_in_a_new_directory_cost_one_put_each(quiet, s3):

@@ -9,10 +9,6 @@ from tests.fsgateway.conformance.posix import errno_of, now_ns
 from tests.support.process import wait_for
 
 
-def _close(fd: int) -> None:
-    os.close(fd)
-
-
 def test_create_new_file(d, conformance_mount, s3):
     before = os.stat(d)
     t0 = now_ns()
