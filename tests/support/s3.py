@@ -57,11 +57,16 @@ def user_keys(s3, bucket: str, prefix: str = "") -> list[str]:
 
 
 def empty_bucket(s3, bucket: str) -> None:
+    """Abort every upload and delete every object, a listing page (up to 1,000 keys) per DeleteObjects."""
     for up in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
         s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if not keys:
+            continue
+        r = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        if r.get("Errors"):
+            raise RuntimeError(f"could not delete from {bucket}: {r['Errors'][:3]}")
 
 
 def remove_bucket(client, name: str) -> None:
