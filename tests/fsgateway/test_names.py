@@ -303,3 +303,17 @@ def test_a_listing_shows_the_mode_a_chmod_stored(server, bucket, s3, tmp_path):
         assert listed["f"] is not f and stat.S_IMODE(listed["f"].attrs.mode) == 0o640  # no HEAD: the cache
 
     run_fs(server, bucket, tmp_path, body, stat_ttl=60)
+
+
+def test_a_directory_is_listed_for_a_miss_only_while_its_names_are_unknown():
+    now = [100.0]
+    d = DirNames(lambda: now[0])
+    assert d.worth_listing()  # never listed
+    d.listed(d.gen, {"a"}, 0, now[0], ttl=2)
+    assert not d.worth_listing() and d.absent("b") and not d.absent("a")
+    now[0] += 3  # the listing's trust ran out
+    assert d.worth_listing() and not d.absent("b")
+    d.too_large(ttl=2)  # over the pages a miss may list: probed name by name for the TTL
+    assert not d.worth_listing()
+    now[0] += 3
+    assert d.worth_listing()

@@ -31,8 +31,8 @@ class Filesystem:
         self.cfg = cfg
         self.files = OpenFiles(ctx, host_id, run_id)
         self.attributes = Attributes(ctx, self.files)
-        self.namespace = Namespace(ctx, self.files, self.attributes)
         self.listing = Listing(ctx)
+        self.namespace = Namespace(ctx, self.files, self.attributes, self.listing)
         self.renamer = Renamer(ctx, self.namespace, self.files)
 
         self.visible_attrs, self.nlink = ctx.visible_attrs, ctx.nlink

@@ -126,6 +126,17 @@ class DirNames:
         self.gen = 0
         self.subdirs: int | None = None  # when a whole listing or a mkdir told us (st_nlink is 2 + this)
         self.changed_ns = 0  # wall time this mount last added or removed an entry (its mtime/ctime)
+        self.too_large_until = 0.0  # a miss found it over the pages a miss may list: probes until then
+
+    def worth_listing(self) -> bool:
+        """Whether a miss here should list the directory whole: its names are not known (or stale),
+        and it was not found too large within the TTL."""
+        now = self._clock()
+        return (self.names is None or self.until <= now) and self.too_large_until <= now
+
+    def too_large(self, ttl: float) -> None:
+        """A miss's listing did not reach the end: misses here probe for `ttl` instead of listing."""
+        self.too_large_until = self._clock() + ttl
 
     def absent(self, name: str) -> bool:
         """True when the whole directory is known and `name` is not in it."""
