@@ -5,8 +5,9 @@ Three caches, one owner. A lookup that the caches can answer makes no request:
 - the metadata cache: full attributes by key (from a HEAD or our own writes), so a
   listing shows stored modes and owners without a HEAD per entry;
 - one `DirNames` per directory: every name in it, when known (just created, or fully
-  listed), for `stat_ttl`; and the directory's own entry bookkeeping (generation,
-  subdirectory count, when this mount last changed an entry).
+  listed: by a readdir for `stat_ttl`, after a miss for `negative_ttl`); and the
+  directory's own entry bookkeeping (generation, subdirectory count, when this mount
+  last changed an entry).
 
 Every change this mount makes to a directory goes through `added`, `removed` or
 `forgotten`, so the three stay consistent. This is the place to make lookups of new
