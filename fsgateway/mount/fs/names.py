@@ -219,6 +219,14 @@ class NameCaches:
         self.negative.add(parent.ino, name)
         self.dir(parent).removed(name)
 
+    def missing(self, parent: Node, name: str) -> None:
+        """The bucket has no `name` in `parent` (seen, not changed by this mount): a listing in flight stays
+        valid, since a listing's absent names are what is trusted, and this one is absent either way."""
+        self.negative.add(parent.ino, name)
+        d = self._dirs.get(parent)
+        if d is not None and d.names is not None:
+            d.names.discard(name)
+
     def forgotten(self, parent: Node, name: str) -> None:
         """Whether `name` exists in `parent` is no longer known here: the next lookup asks the bucket."""
         self.negative.discard(parent.ino, name)

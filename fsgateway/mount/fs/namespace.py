@@ -120,7 +120,7 @@ class Namespace:
         if remote is None:
             if child is not None:
                 ctx.table.detach(child)
-            ctx.names.removed(parent, name)
+            ctx.names.missing(parent, name)
             await self._learn_names(parent)  # the next miss here (the next new file) costs nothing
             return None
         ctx.names.added(parent, name)  # maybe from elsewhere
