@@ -29,6 +29,7 @@ Reply = Callable[[str, Node, int], bool]
 class DirHandle:
     node: Node
     ttl: float  # how long its whole listing is trusted
+    entries_wanted: bool = True  # False: only the names are learnt (no attributes decoded, no cache counted)
     entries: list[tuple[str, Attrs, str]] = field(default_factory=list)  # name, listed attrs, etag
     base: int = 0  # index of entries[0] in the whole listing
     names: set[str] | None = field(default_factory=set)  # all names so far (None past MAX_KNOWN_NAMES)
@@ -95,9 +96,8 @@ class Listing:
 
         The whole listing teaches the directory's `DirNames` every name for `ttl` (as a readdir's does).
         """
-        dh = DirHandle(node, ttl)
+        dh = DirHandle(node, ttl, entries_wanted=False)
         for _ in range(max_pages):
-            dh.entries = []  # nobody reads them: memory stays one page
             await self._load_page(dh)
             if dh.done:
                 return True
@@ -123,7 +123,7 @@ class Listing:
             dh.names.update(names)
             if len(dh.names) > MAX_KNOWN_NAMES:
                 dh.names = None
-        for name in names:
+        for name in names if dh.entries_wanted else ():
             if name in listing.dirs:
                 dh.entries.append((name, ctx.implicit_dir_attrs(), ""))
             else:
