@@ -24,6 +24,7 @@ from fsgateway.mount.fs.names import (
     Remote,
     same_etag,
 )
+from fsgateway.store import metrics as store_metrics
 from tests.support.fs import run_fs
 
 DIR = Attrs(stat.S_IFDIR | 0o755, 0, 0, 0)
@@ -303,3 +304,41 @@ def test_a_listing_shows_the_mode_a_chmod_stored(server, bucket, s3, tmp_path):
         assert listed["f"] is not f and stat.S_IMODE(listed["f"].attrs.mode) == 0o640  # no HEAD: the cache
 
     run_fs(server, bucket, tmp_path, body, stat_ttl=60)
+
+
+def test_a_directory_is_listed_for_a_miss_only_while_its_names_are_unknown():
+    now = [100.0]
+    d = DirNames(lambda: now[0])
+    assert d.worth_listing()  # never listed
+    d.listed(d.gen, {"a"}, 0, now[0], ttl=2)
+    assert not d.worth_listing() and d.absent("b") and not d.absent("a")
+    now[0] += 3  # the listing's trust ran out
+    assert d.worth_listing() and not d.absent("b")
+    d.too_large(ttl=2)  # over the pages a miss may list: probed name by name for the TTL
+    assert not d.worth_listing()
+    now[0] += 3
+    assert d.worth_listing()
+
+
+def s3_requests(kind: str) -> float:
+    """This process's S3 requests of one kind so far (every role and outcome)."""
+    return sum(s.value for metric in store_metrics.REGISTRY.collect() for s in metric.samples
+               if s.name == "fsgateway_s3_requests_total" and s.labels["kind"] == kind)
+
+
+def test_concurrent_misses_in_an_unknown_directory_share_one_listing(server, bucket, s3, tmp_path):
+    s3.put_object(Bucket=bucket, Key="d/a", Body=b"a")
+
+    async def body(fs: Filesystem):
+        d = await fs.lookup(ROOT_INODE, "d")
+        lists = s3_requests("list")
+        async with trio.open_nursery() as nursery:
+            for i in range(5):  # each probes (its LIST name/); then one of them lists d/, the others wait for it
+                nursery.start_soon(enoent, fs, d.ino, f"new{i}")
+        assert s3_requests("list") - lists == 5 + 1
+        before = {k: s3_requests(k) for k in ("list", "head")}
+        assert await enoent(fs, d.ino, "later")  # the listing answers: no request
+        assert {k: s3_requests(k) for k in ("list", "head")} == before
+        assert not await enoent(fs, d.ino, "a")  # a name that is there is still asked for its attributes
+
+    run_fs(server, bucket, tmp_path, body)

@@ -4,7 +4,8 @@ Operations take inode numbers and names and raise `FsError(errno)`; the pyfuse3
 adapter only translates. Each part owns one kind of state (README.md here):
 name resolution and namespace ops, the name caches, listings, open files,
 renames, attributes. Caches: node attributes are trusted for `stat_ttl`, a
-bounded negative cache remembers recent misses, listings are one LIST per page
+bounded negative cache remembers recent misses (and a miss lists a small directory
+once, so that the next misses there cost nothing), listings are one LIST per page
 (no HEAD per entry), and every open of a file not being written revalidates with
 one HEAD. Our own changes update the caches directly.
 """
@@ -31,8 +32,8 @@ class Filesystem:
         self.cfg = cfg
         self.files = OpenFiles(ctx, host_id, run_id)
         self.attributes = Attributes(ctx, self.files)
-        self.namespace = Namespace(ctx, self.files, self.attributes)
         self.listing = Listing(ctx)
+        self.namespace = Namespace(ctx, self.files, self.attributes, self.listing)
         self.renamer = Renamer(ctx, self.namespace, self.files)
 
         self.visible_attrs, self.nlink = ctx.visible_attrs, ctx.nlink

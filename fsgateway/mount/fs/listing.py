@@ -28,6 +28,8 @@ Reply = Callable[[str, Node, int], bool]
 @dataclass
 class DirHandle:
     node: Node
+    ttl: float  # how long its whole listing is trusted
+    entries_wanted: bool = True  # False: only the names are learnt (no attributes decoded, no cache counted)
     entries: list[tuple[str, Attrs, str]] = field(default_factory=list)  # name, listed attrs, etag
     base: int = 0  # index of entries[0] in the whole listing
     names: set[str] | None = field(default_factory=set)  # all names so far (None past MAX_KNOWN_NAMES)
@@ -51,7 +53,7 @@ class Listing:
 
     async def opendir(self, ino: int) -> int:
         fh = self.ctx.new_fh()
-        self.dir_handles[fh] = DirHandle(self.ctx.dir(ino))
+        self.dir_handles[fh] = DirHandle(self.ctx.dir(ino), self.ctx.cfg.stat_ttl)
         return fh
 
     def releasedir(self, fh: int) -> None:
@@ -89,6 +91,18 @@ class Listing:
         dh.base = max(dh.base, start)
         return [(dh.base + i, name, attrs, etag) for i, (name, attrs, etag) in enumerate(dh.entries)]
 
+    async def list_whole(self, node: Node, max_pages: int, ttl: float) -> bool:
+        """List `node` to its end if that takes at most `max_pages` LISTs; False when it has more.
+
+        The whole listing teaches the directory's `DirNames` every name for `ttl` (as a readdir's does).
+        """
+        dh = DirHandle(node, ttl, entries_wanted=False)
+        for _ in range(max_pages):
+            await self._load_page(dh)
+            if dh.done:
+                return True
+        return False
+
     async def _load_page(self, dh: DirHandle) -> None:
         ctx = self.ctx
         prefix = ctx.dir_prefix(dh.node)
@@ -109,7 +123,7 @@ class Listing:
             dh.names.update(names)
             if len(dh.names) > MAX_KNOWN_NAMES:
                 dh.names = None
-        for name in names:
+        for name in names if dh.entries_wanted else ():
             if name in listing.dirs:
                 dh.entries.append((name, ctx.implicit_dir_attrs(), ""))
             else:
@@ -127,7 +141,7 @@ class Listing:
             # the whole directory as of when the listing started (kept if nothing changed here since)
             whole = None if dh.names is None else (
                 dh.names | {n for n, c in dh.node.children.items() if not c.in_bucket})
-            dir_names.listed(dh.names_gen, whole, dh.subdirs, dh.listed_at, ctx.cfg.stat_ttl)
+            dir_names.listed(dh.names_gen, whole, dh.subdirs, dh.listed_at, dh.ttl)
             listed = set(names)
             for name, child in list(dh.node.children.items()):  # created here, not uploaded yet
                 if name not in listed and not child.in_bucket and not child.detached:

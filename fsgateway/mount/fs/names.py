@@ -5,8 +5,9 @@ Three caches, one owner. A lookup that the caches can answer makes no request:
 - the metadata cache: full attributes by key (from a HEAD or our own writes), so a
   listing shows stored modes and owners without a HEAD per entry;
 - one `DirNames` per directory: every name in it, when known (just created, or fully
-  listed), for `stat_ttl`; and the directory's own entry bookkeeping (generation,
-  subdirectory count, when this mount last changed an entry).
+  listed: by a readdir for `stat_ttl`, after a miss for `negative_ttl`); and the
+  directory's own entry bookkeeping (generation, subdirectory count, when this mount
+  last changed an entry).
 
 Every change this mount makes to a directory goes through `added`, `removed` or
 `forgotten`, so the three stay consistent. This is the place to make lookups of new
@@ -126,6 +127,17 @@ class DirNames:
         self.gen = 0
         self.subdirs: int | None = None  # when a whole listing or a mkdir told us (st_nlink is 2 + this)
         self.changed_ns = 0  # wall time this mount last added or removed an entry (its mtime/ctime)
+        self.too_large_until = 0.0  # a miss found it over the pages a miss may list: probes until then
+
+    def worth_listing(self) -> bool:
+        """Whether a miss here should list the directory whole: its names are not known (or stale),
+        and it was not found too large within the TTL."""
+        now = self._clock()
+        return (self.names is None or self.until <= now) and self.too_large_until <= now
+
+    def too_large(self, ttl: float) -> None:
+        """A miss's listing did not reach the end: misses here probe for `ttl` instead of listing."""
+        self.too_large_until = self._clock() + ttl
 
     def absent(self, name: str) -> bool:
         """True when the whole directory is known and `name` is not in it."""
@@ -206,6 +218,14 @@ class NameCaches:
         """A name no longer exists in `parent`: every name cache learns it."""
         self.negative.add(parent.ino, name)
         self.dir(parent).removed(name)
+
+    def missing(self, parent: Node, name: str) -> None:
+        """The bucket has no `name` in `parent` (seen, not changed by this mount): a listing in flight stays
+        valid, since a listing's absent names are what is trusted, and this one is absent either way."""
+        self.negative.add(parent.ino, name)
+        d = self._dirs.get(parent)
+        if d is not None and d.names is not None:
+            d.names.discard(name)
 
     def forgotten(self, parent: Node, name: str) -> None:
         """Whether `name` exists in `parent` is no longer known here: the next lookup asks the bucket."""

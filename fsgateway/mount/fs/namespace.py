@@ -1,19 +1,26 @@
 """Name resolution and the namespace operations: lookup, create, mkdir, mknod, symlink, unlink, rmdir.
 
-A name is resolved from the inode table and the name caches when they can answer,
-else by one round trip to the bucket (HEAD name, HEAD name/, LIST name/ at once).
+A name is resolved from the inode table and the name caches when they can answer.
+Else one round trip to the bucket: HEAD name, HEAD name/, LIST name/ at once. A miss
+in a directory whose names are not known then lists it whole once (when that takes at
+most `MISS_LIST_PAGES` LISTs), so that every later miss there for `stat_ttl` costs no
+request: a new file in an existing directory then costs its PUT alone. A name that is
+there costs no LIST (a cold path walk stays one round trip per name).
 Every change made here tells the name caches, so the next lookup needs no request.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from functools import partial
+
+import trio
 
 from fsgateway.formats import reserved
 from fsgateway.formats.keys import Unmappable
@@ -23,17 +30,51 @@ from fsgateway.mount.fs.attributes import Attributes
 from fsgateway.mount.fs.context import FsContext, FsError
 from fsgateway.mount.fs.files import OpenFiles
 from fsgateway.mount.fs.inodes import Node
+from fsgateway.mount.fs.listing import Listing
 from fsgateway.mount.fs.names import Remote
 from fsgateway.store.client import ObjectInfo
 from fsgateway.store.concurrency import gather
 from fsgateway.store.errors import GatewayError
 
+log = logging.getLogger("fsgateway.core")
+
+MISS_LIST_PAGES = 1  # a miss lists a directory of up to 1,000 entries; a larger one is probed name by name
+
 
 class Namespace:
-    def __init__(self, ctx: FsContext, files: OpenFiles, attributes: Attributes) -> None:
+    def __init__(self, ctx: FsContext, files: OpenFiles, attributes: Attributes, listing: Listing) -> None:
         self.ctx = ctx
         self.files = files
         self.attributes = attributes
+        self.listing = listing
+        self._learning: dict[int, trio.Event] = {}  # directories being listed for a miss, by inode
+
+    async def _learn_names(self, parent: Node) -> None:
+        """After a miss: list `parent` whole once, so that the name caches answer the next misses.
+
+        Trusted as long as a miss is (`negative_ttl`, at most `stat_ttl`): another host's new
+        name shows as soon as it would without the listing (CONTRACT.md "Caching"). Not when
+        the names are known, or the directory was found too large within that time. Concurrent
+        misses in one directory wait for the one listing.
+        """
+        ctx = self.ctx
+        d = ctx.names.dir(parent)
+        ttl = min(ctx.cfg.stat_ttl, ctx.cfg.negative_ttl)
+        if ttl <= 0 or not d.worth_listing():
+            return
+        pending = self._learning.get(parent.ino)
+        if pending is not None:
+            await pending.wait()
+            return
+        self._learning[parent.ino] = done = trio.Event()
+        try:
+            if not await self.listing.list_whole(parent, MISS_LIST_PAGES, ttl):
+                d.too_large(ttl)
+        except GatewayError as e:  # the miss is answered already; the names stay unknown
+            log.warning("listing %r after a miss failed: %s", ctx.dir_prefix(parent), e)
+        finally:
+            del self._learning[parent.ino]
+            done.set()
 
     # ------------------------------------------------------------------ resolution
     async def _stat_remote(self, parent: Node, name: str) -> Remote | None:
@@ -79,7 +120,8 @@ class Namespace:
         if remote is None:
             if child is not None:
                 ctx.table.detach(child)
-            ctx.names.removed(parent, name)
+            ctx.names.missing(parent, name)
+            await self._learn_names(parent)  # the next miss here (the next new file) costs nothing
             return None
         ctx.names.added(parent, name)  # maybe from elsewhere
         if child is None or stat.S_IFMT(child.attrs.mode) != stat.S_IFMT(remote.attrs.mode):
