@@ -54,10 +54,11 @@ class Config(S3Options):
     negative_ttl: float = 2.0
     negative_cache_entries: int = 10_000
     metadata_cache_entries: int = 100_000
-    multipart_size: int = field(default=16 << 20, metadata=SIZE)  # part size; smaller files are one PUT
+    multipart_size: int = field(default=8 << 20, metadata=SIZE)  # part size; smaller files are one PUT
     parallel: int = 8  # concurrent requests per file (parts, ranged reads)
-    write_buffer_size: int = field(default=128 << 20, metadata=SIZE)  # memory for parts in flight, whole mount
-    read_ahead: int = field(default=64 << 20, metadata=SIZE)  # per sequential reader
+    # memory for parts in flight, whole mount: 2 parts of 8M keep loopback Ceph busy within the 100 MiB goal
+    write_buffer_size: int = field(default=16 << 20, metadata=SIZE)
+    read_ahead: int = field(default=12 << 20, metadata=SIZE)  # per sequential reader: 2 chunks of 4M fetched ahead
     # the kernel's read-ahead for this mount (FUSE default 128K); 0 keeps it
     kernel_read_ahead: int = field(default=1 << 20, metadata=SIZE)
     stale_upload_age: float = 24 * 3600.0  # abort other hosts' staging uploads older than this

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from fsgateway.mount.fs.files import READ_CHUNK
+from fsgateway.mount.options import Config
 from tests.support.process import drop_caches
 
 MiB = 1 << 20
@@ -22,6 +23,8 @@ WRITE_BUFFER = 10 * MiB
 READ_AHEAD = 16 * MiB
 WRITERS = READERS = 4
 FILE_SIZE = 40 * MiB
+FLOOR = 70 * MiB  # the idle daemon (bench/PROFILE.md): interpreter, trio, pyfuse3, boto3, one S3 client
+GOAL = 100 * MiB  # peak resident size at default options while writing, then cold-reading, a large file
 SLACK = 36 * MiB  # thread stacks, connection buffers, allocator rounding (more on a loaded machine: 226 MiB seen)
 
 
@@ -79,5 +82,35 @@ def test_peak_memory_of_writers_and_readers_is_within_the_documented_bound(mount
     # CONTRACT.md: parts in flight ≤ write_buffer_size; each file being written ≤ one part not yet full;
     # each sequential reader ≤ read_ahead plus one chunk.
     ceiling = baseline + WRITE_BUFFER + WRITERS * PART + READERS * (READ_AHEAD + READ_CHUNK) + SLACK
+    print(f"baseline {baseline / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB, ceiling {ceiling / MiB:.0f} MiB")
+    assert peak <= ceiling, f"peak {peak / MiB:.0f} MiB > ceiling {ceiling / MiB:.0f} MiB"
+
+
+def test_default_options_leave_room_for_data_within_the_goal():
+    d = Config()
+    data = max(d.write_buffer_size + d.multipart_size, d.read_ahead + READ_CHUNK)
+    assert FLOOR + data <= GOAL, f"defaults hold {data / MiB:.0f} MiB of data: over {GOAL / MiB:.0f} MiB in all"
+
+
+def test_at_default_options_a_large_write_then_a_cold_read_stay_within_their_bound(mounter, bucket):
+    d = Config()
+    m = mounter()
+    path = m.start(bucket)
+    (path / "warm").write_bytes(os.urandom(MiB))  # every code path loaded once
+    assert (path / "warm").read_bytes()
+    baseline = status_kib(m.proc.pid, "VmRSS")
+    data = os.urandom(8 * d.multipart_size)  # many parts and read chunks go through the budget
+    with open(path / "big", "wb") as f:
+        for off in range(0, len(data), MiB):
+            assert f.write(data[off:off + MiB]) == MiB
+    drop_caches()
+    h = hashlib.sha256()
+    with open(path / "big", "rb") as f:
+        while block := f.read(MiB):
+            h.update(block)
+    assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+    peak = status_kib(m.proc.pid, "VmHWM")
+    # CONTRACT.md: a writer holds write_buffer_size plus one unfilled part; a reader read_ahead plus one chunk
+    ceiling = baseline + max(d.write_buffer_size + d.multipart_size, d.read_ahead + READ_CHUNK) + SLACK
     print(f"baseline {baseline / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB, ceiling {ceiling / MiB:.0f} MiB")
     assert peak <= ceiling, f"peak {peak / MiB:.0f} MiB > ceiling {ceiling / MiB:.0f} MiB"

@@ -7,15 +7,18 @@ import os
 from fsgateway.mount.io.stream import StreamTail
 
 
-def test_stream_tail_cuts_parts_in_order_and_keeps_the_rest():
+def test_stream_tail_fills_one_part_buffer_and_gives_it_away_whole():
     tail = StreamTail()
     data = os.urandom(1000)
-    for i in range(0, 1000, 37):
-        tail.append(data[i : i + 37])
-    assert tail.size == 1000
-    assert tail.peek(10, 20) == data[10:20]
-    assert tail.take(300) == data[:300]
-    assert tail.take(300) == data[300:600]
-    assert tail.size == 400
-    assert tail.take(1000) == data[600:]
-    assert tail.size == 0 and tail.take(5) == b""
+    taken, parts = 0, []
+    while taken < len(data):
+        n = tail.fill(memoryview(data)[taken : taken + 37], 300)
+        assert n <= 37 and tail.size <= 300
+        taken += n
+        if tail.size == 300:
+            parts.append(tail.take())
+    assert tail.size == 100
+    assert tail.peek(10, 20) == data[910:920]
+    assert parts == [data[:300], data[300:600], data[600:900]]
+    assert tail.fill(b"xyz", 100) == 0  # full: nothing more goes in
+    assert tail.take() == data[900:] and tail.size == 0

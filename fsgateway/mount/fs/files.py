@@ -27,7 +27,7 @@ from fsgateway.store.errors import GatewayError
 
 log = logging.getLogger("fsgateway.core")
 
-READ_CHUNK = 8 << 20
+READ_CHUNK = 4 << 20  # one ranged GET; the default read_ahead is a few of these (options.py)
 
 
 @dataclass

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-from collections import deque
 from dataclasses import dataclass
 
 import trio
@@ -78,10 +77,13 @@ class StreamUpload:
     # ------------------------------------------------------------ file operations
     async def append(self, data: bytes) -> None:
         """Append at the end; every full part leaves for the bucket (blocks while the memory budget is used)."""
-        self.tail.append(data)
-        self.size += len(data)
-        while self.tail.size >= self.ctx.part_size:
-            await self._submit(self.tail.take(self.ctx.part_size))
+        view = memoryview(data)
+        while view:
+            n = self.tail.fill(view, self.ctx.part_size)
+            view = view[n:]
+            self.size += n
+            if self.tail.size == self.ctx.part_size:
+                await self._submit(self.tail.take())
 
     def read_tail(self, off: int, end: int) -> bytes | None:
         """Bytes [off, end) if they are still in memory; None if they left with a part."""
@@ -239,7 +241,7 @@ class StreamUpload:
         failure before it leaves the upload for `abort`).
         """
         if self.tail.size:
-            await self._submit(self.tail.take(self.tail.size))
+            await self._submit(self.tail.take())
         await self._wait_parts()
         count = self.next_part - 1
         if len(self.parts) != count:
@@ -255,33 +257,31 @@ class StreamUpload:
 
 
 class StreamTail:
-    """Appended bytes not yet cut into a part: a list of chunks, moved once into the part's buffer.
+    """Appended bytes not yet sent: the part being filled, one buffer that becomes the part.
 
-    A part is assembled chunk by chunk while the chunks are let go, so cutting it
-    costs about one part of memory, not two (allocations of this size are mapped
-    memory, see `memory.tune_allocator`, and grow without copying).
+    Each FUSE write is copied once, straight to the end of the buffer, and a full
+    buffer is handed to the upload as it is: no chunk list, no assembly copy. The
+    buffer is mapped memory (`memory.tune_allocator`) and grows in place, so a
+    small file costs only its bytes, and a part at most `part_size`.
     """
 
     def __init__(self) -> None:
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
+        self.buf = bytearray()
 
-    def append(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
-        self.size += len(data)
+    @property
+    def size(self) -> int:
+        return len(self.buf)
 
-    def take(self, n: int) -> bytearray:
-        part = bytearray()
-        while self.chunks and len(part) < n:
-            chunk = self.chunks.popleft()
-            room = n - len(part)
-            if len(chunk) > room:
-                self.chunks.appendleft(chunk[room:])
-                chunk = chunk[:room]
-            part += chunk
-            del chunk
-        self.size -= len(part)
+    def fill(self, data: bytes | bytearray | memoryview, limit: int) -> int:
+        """Copy as much of `data` as fits below `limit` bytes; returns how many bytes were taken."""
+        n = min(len(data), max(0, limit - len(self.buf)))
+        self.buf += data[:n]
+        return n
+
+    def take(self) -> bytearray:
+        """The buffer, given away whole (no copy); the tail starts empty."""
+        part, self.buf = self.buf, bytearray()
         return part
 
     def peek(self, start: int, end: int) -> bytes:
-        return b"".join(self.chunks)[start:end]
+        return bytes(memoryview(self.buf)[start:end])

@@ -81,10 +81,16 @@ class DirtyFile:
         return state
 
     async def _fail(self, exc: BaseException) -> Failed:
-        """Enter `Failed`: the data is lost, so a stream's upload is aborted and local state let go at once."""
+        """Enter `Failed`: the data is lost, so a stream's upload is aborted and local state let go at once.
+
+        Counted as a failed upload here, once, whether a commit or a background part failed
+        (with a small `write_buffer_size` a write is often the first to see a part's failure).
+        """
         state = self.state
         if isinstance(state, Failed):
             return state
+        metrics.UPLOADS.labels("error").inc()
+        log.error("upload failed, its data is lost: %s", exc)
         if isinstance(state, StreamUpload):
             await state.abort()
         state.discard_now()
@@ -155,7 +161,6 @@ class DirtyFile:
             try:
                 result = await state.commit(key, metadata, content_type)
             except (StoreError, WriteError, OSError) as exc:
-                metrics.UPLOADS.labels("error").inc()
                 log.error("upload of %s failed: %s", key, exc)
                 await self._fail(exc)
                 raise WriteError(getattr(exc, "errno", None) or errno.EIO, str(exc)) from exc
