@@ -140,6 +140,12 @@ def main() -> int:
                 continue
             with bench.mounted("fsgateway", target) as m:
                 results.append(profile(m, name, lambda body=body, m=m: body(m), units, args.out, pyspy))
+            if name == "ls":  # the goal is relative to the raw LIST of the same directory, in the same run
+                t0 = time.perf_counter()
+                listed = len(bm.list_sizes(bench.s3, target, "ls/"))
+                results[-1]["raw_list_seconds"] = round(time.perf_counter() - t0, 2)
+                if listed != units:
+                    raise RuntimeError(f"listed {listed} objects, expected {units}")
                 bm.log(repr(results[-1]))
     finally:
         bench.cleanup()

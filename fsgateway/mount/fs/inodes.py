@@ -49,9 +49,21 @@ class Node:
     in_bucket: bool = True  # False for a created file not yet uploaded
     # content
     dirty: DirtyFile | None = None
-    lock: trio.Lock = field(default_factory=trio.Lock)  # orders writes, commits, unlink, rename
+    _lock: trio.Lock | None = field(default=None, repr=False)  # made by `lock` on first use
     version: int = 0  # bumped when this mount commits new content (open readers start over)
     symlink_target: bytes | None = None
+
+    @property
+    def lock(self) -> trio.Lock:
+        """Orders this file's writes, commits, unlink and rename (fs/README.md).
+
+        Made on first use: a listing creates thousands of nodes that nobody locks, and a
+        trio.Lock costs more than the rest of the node. Check and creation run without an
+        await between them, so two tasks of the one trio thread always get the same lock.
+        """
+        if self._lock is None:
+            self._lock = trio.Lock()
+        return self._lock
 
     @property
     def is_dir(self) -> bool:
