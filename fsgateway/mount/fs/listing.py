@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from fsgateway.formats.keys import split_listing
 from fsgateway.formats.s3format import Attrs, decode_attrs
@@ -20,6 +21,7 @@ from fsgateway.mount import metrics
 from fsgateway.mount.fs.context import FsContext, FsError
 from fsgateway.mount.fs.inodes import Node
 from fsgateway.mount.fs.names import MAX_KNOWN_NAMES, same_etag
+from fsgateway.store.client import ListEntry
 
 #: The adapter's reply for one entry: (name, its node, index of the next entry) -> False when the buffer is full.
 Reply = Callable[[str, Node, int], bool]
@@ -32,6 +34,7 @@ class DirHandle:
     entries_wanted: bool = True  # False: only the names are learnt (no attributes decoded, no cache counted)
     entries: list[tuple[str, Attrs, str]] = field(default_factory=list)  # name, listed attrs, etag
     base: int = 0  # index of entries[0] in the whole listing
+    first: int = 0  # lowest index still served from `entries` (an earlier start lists again)
     names: set[str] | None = field(default_factory=set)  # all names so far (None past MAX_KNOWN_NAMES)
     listed_at: float = 0.0
     names_gen: int = 0  # the directory's DirNames.gen when the listing started
@@ -41,7 +44,7 @@ class DirHandle:
     done: bool = False
 
     def rewind(self) -> None:
-        self.entries, self.base, self.token, self.done, self.started = [], 0, None, False, False
+        self.entries, self.base, self.first, self.token, self.done, self.started = [], 0, 0, None, False, False
         self.subdirs = 0
         self.names = set()
 
@@ -69,7 +72,7 @@ class Listing:
         """Reply entries from index `start` until the kernel's buffer is full; each one taken is a lookup."""
         dh = self._handle(fh)
         table = self.ctx.table
-        for index, name, attrs, etag in await self.entries(fh, start):
+        for index, (name, attrs, etag) in await self.entries(fh, start):
             node = self._entry_node(dh, name, attrs, etag)
             if node is None:
                 continue
@@ -78,18 +81,22 @@ class Listing:
                 return
             table.looked_up(node)
 
-    async def entries(self, fh: int, start: int) -> list[tuple[int, str, Attrs, str]]:
-        """Entries from index `start`: (index, name, listed attrs, etag); loads a page if needed."""
+    async def entries(self, fh: int, start: int) -> Iterator[tuple[int, tuple[str, Attrs, str]]]:
+        """Entries from index `start`: (index, (name, listed attrs, etag)); loads a page if needed.
+
+        An iterator over the current page, not a copy: the kernel takes a few dozen entries per
+        call, so copying the rest of a 1,000-entry page each time cost more than the entries.
+        Use it before the next await (a page load replaces `entries`).
+        """
         dh = self._handle(fh)
-        if start < dh.base or (start == 0 and dh.started):
+        if start < dh.first or (start == 0 and dh.started):
             dh.rewind()
         while not dh.started or (dh.base + len(dh.entries) <= start and not dh.done):
             dh.base += len(dh.entries)  # pages before `start` are not kept: memory stays one page
             dh.entries = []
             await self._load_page(dh)
-        del dh.entries[: max(0, start - dh.base)]
-        dh.base = max(dh.base, start)
-        return [(dh.base + i, name, attrs, etag) for i, (name, attrs, etag) in enumerate(dh.entries)]
+        dh.first = max(dh.base, start)
+        return enumerate(islice(dh.entries, dh.first - dh.base, None), dh.first)
 
     async def list_whole(self, node: Node, max_pages: int, ttl: float) -> bool:
         """List `node` to its end if that takes at most `max_pages` LISTs; False when it has more.
@@ -123,18 +130,8 @@ class Listing:
             dh.names.update(names)
             if len(dh.names) > MAX_KNOWN_NAMES:
                 dh.names = None
-        for name in names if dh.entries_wanted else ():
-            if name in listing.dirs:
-                dh.entries.append((name, ctx.implicit_dir_attrs(), ""))
-            else:
-                obj = listing.files[name]
-                etag = obj.etag
-                known = ctx.names.metadata.matching(prefix + name, etag, obj.size)
-                attrs = known.attrs if known else decode_attrs(
-                    None, is_dir_key=False, content_type=None, size=obj.size,
-                    last_modified=obj.last_modified, defaults=ctx.defaults)
-                metrics.CACHE.labels("metadata", "hit" if known else "miss").inc()
-                dh.entries.append((name, attrs, etag))
+        if dh.entries_wanted:
+            self._add_entries(dh, prefix, names, listing.files, listing.dirs)
         dh.token = token
         if token is None:
             dh.done = True
@@ -146,6 +143,32 @@ class Listing:
             for name, child in list(dh.node.children.items()):  # created here, not uploaded yet
                 if name not in listed and not child.in_bucket and not child.detached:
                     dh.entries.append((name, child.attrs, ""))
+
+    def _add_entries(self, dh: DirHandle, prefix: str, names: list[str], files: dict[str, ListEntry],
+                     dirs: set[str]) -> None:
+        """Append a page's entries with their attributes: the metadata cache's, else what the LIST says."""
+        ctx = self.ctx
+        dir_attrs = ctx.implicit_dir_attrs()
+        hits = misses = 0
+        for name in names:
+            if name in dirs:
+                dh.entries.append((name, dir_attrs, ""))
+                continue
+            obj = files[name]
+            etag = obj.etag
+            known = ctx.names.metadata.matching(prefix + name, etag, obj.size)
+            if known:
+                hits += 1
+            else:
+                misses += 1
+            attrs = known.attrs if known else decode_attrs(
+                None, is_dir_key=False, content_type=None, size=obj.size,
+                last_modified=obj.last_modified, defaults=ctx.defaults)
+            dh.entries.append((name, attrs, etag))
+        if hits:  # counted per page: a labelled counter costs more than the entry's other work
+            metrics.CACHE.labels("metadata", "hit").inc(hits)
+        if misses:
+            metrics.CACHE.labels("metadata", "miss").inc(misses)
 
     def _entry_node(self, dh: DirHandle, name: str, attrs: Attrs, etag: str) -> Node | None:
         """The node for a listed entry (lookup count not yet taken), or None to skip it.
