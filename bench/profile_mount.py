@@ -49,6 +49,13 @@ class Sampler(threading.Thread):
                 self.peak, self.at = with_rss, time.perf_counter() - self.t0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def requests_by_kind(m: bm.Mount) -> dict[str, float]:
     """fsgateway_s3_requests_total by its `kind` label."""
     import urllib.request
@@ -86,9 +93,9 @@ def profile(m: bm.Mount, name: str, fn: Callable[[], Any], units: int, out: Path
         time.sleep(1.0)  # py-spy attaches
     sampler = Sampler(m.proc.pid)
     sampler.start()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds(m.proc.pid)
     fn()
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, cpu_seconds(m.proc.pid) - cpu0
     sampler.stop_flag.set()
     sampler.join()
     if spy is not None:
@@ -96,7 +103,8 @@ def profile(m: bm.Mount, name: str, fn: Callable[[], Any], units: int, out: Path
         spy.wait(timeout=60)
     after = requests_by_kind(m)
     per = {k: round((after[k] - before.get(k, 0)) / units, 3) for k in after if after[k] != before.get(k, 0)}
-    result = {"workload": name, "seconds": round(secs, 2), "peak_rss_mib": round(sampler.peak / 1024, 1),
+    result = {"workload": name, "seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
+              "peak_rss_mib": round(sampler.peak / 1024, 1),
               "peak_at_s": round(sampler.at, 2), "vm_hwm_mib": m.peak_rss_mib(), "requests_per_unit": per}
     if spy is not None and (out / f"{name}.txt").exists():
         result["top_frames"] = [(f, round(share, 3)) for f, share in top_frames(out / f"{name}.txt")]
