@@ -16,7 +16,7 @@ NAMES = ["TOYOTA TRUCK 8.2.2", "a+b", "100% done", "pc%41", "ünï cödé ✓", 
 
 @pytest.mark.parametrize(("raw", "key"), [
     ("a+b.txt", "a b.txt"), ("a%20b.txt", "a b.txt"), ("p%2Bq", "p+q"), ("pc%2541", "pc%41"),
-    ("%C3%A9+%C3%BC", "é ü"), ("%FF", "\udcff"),
+    ("%C3%A9+%C3%BC", "é ü"), ("%FF", "\udcff"), ("plain/key.bin", "plain/key.bin"), ("ünï ✓", "ünï ✓"), ("", ""),
 ])
 def test_listing_keys_are_form_decoded(raw, key):
     """SeaweedFS lists a space as `+`, RGW as `%20`; both send a literal `+` as `%2B`."""
