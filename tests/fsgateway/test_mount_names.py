@@ -17,6 +17,7 @@ NAMES = ["TOYOTA TRUCK 8.2.2", "a+b", "100% done", "pc%41", "ünï cödé ✓", 
 @pytest.mark.parametrize(("raw", "key"), [
     ("a+b.txt", "a b.txt"), ("a%20b.txt", "a b.txt"), ("p%2Bq", "p+q"), ("pc%2541", "pc%41"),
     ("%C3%A9+%C3%BC", "é ü"), ("%FF", "\udcff"), ("plain/key.bin", "plain/key.bin"), ("ünï ✓", "ünï ✓"), ("", ""),
+    ("a%2Fb%2Fc.txt", "a/b/c.txt"), ("d%2F%252F%2f", "d/%2F/"), ("%C3%2F", "\udcc3/"),
 ])
 def test_listing_keys_are_form_decoded(raw, key):
     """SeaweedFS lists a space as `+`, RGW as `%20`; both send a literal `+` as `%2B`."""
