@@ -3,6 +3,8 @@ callback the adapter hands down: only the entries the kernel takes hold a lookup
 
 from __future__ import annotations
 
+import os
+
 from fsgateway.mount.fs.core import Filesystem
 from fsgateway.mount.fs.inodes import ROOT_INODE, Node
 from tests.support.fs import run_fs
@@ -48,5 +50,33 @@ def test_a_rewind_lists_again_and_counts_again(server, bucket, s3, tmp_path):
             await fs.readdir(fh, 0, lambda name, node, next_id: seen.append(node) is None)
         assert len(seen) == 2 and seen[0] is seen[1] and seen[0].lookups == 2
         fs.releasedir(fh)
+
+    run_fs(server, bucket, tmp_path, body)
+
+
+def test_a_file_committed_while_the_list_is_answered_is_still_listed(server, bucket, s3, tmp_path):
+    """The LIST answers from before our commit of `f` lands: the listing shows `f` all the same (it is
+    ours, committed after the listing began), as it does while `f` is not uploaded yet."""
+    s3.put_object(Bucket=bucket, Key="a", Body=b"a")
+
+    async def body(fs: Filesystem):
+        fh, node = await fs.create(ROOT_INODE, "f", 0o644, os.O_WRONLY, 0, 0)
+        store = fs.ctx.store
+        real_list_page = store.list_page
+
+        async def list_then_commit(*args, **kwargs):
+            page = await real_list_page(*args, **kwargs)  # the bucket's answer, without f
+            await fs.release(fh)  # f is committed before the answer is used
+            return page
+
+        store.list_page = list_then_commit  # type: ignore[method-assign]
+        dfh = await fs.opendir(ROOT_INODE)
+        names: list[str] = []
+        await fs.readdir(dfh, 0, lambda name, node, next_id: names.append(name) is None)
+        fs.releasedir(dfh)
+        store.list_page = real_list_page  # type: ignore[method-assign]
+        assert node.in_bucket
+        assert sorted(names) == ["a", "f"]
+        assert s3.head_object(Bucket=bucket, Key="f")["ContentLength"] == 0
 
     run_fs(server, bucket, tmp_path, body)

@@ -135,13 +135,16 @@ class Listing:
         dh.token = token
         if token is None:
             dh.done = True
+            # Ours that the LIST may not show: created here and not uploaded yet, or committed (or
+            # found) while the LIST ran; a commit racing the LIST must not vanish from the listing.
+            local = {n: c for n, c in dh.node.children.items()
+                     if not c.detached and (not c.in_bucket or c.remote_at >= dh.listed_at)}
             # the whole directory as of when the listing started (kept if nothing changed here since)
-            whole = None if dh.names is None else (
-                dh.names | {n for n, c in dh.node.children.items() if not c.in_bucket})
+            whole = None if dh.names is None else dh.names | local.keys()
             dir_names.listed(dh.names_gen, whole, dh.subdirs, dh.listed_at, dh.ttl)
             listed = set(names)
-            for name, child in list(dh.node.children.items()):  # created here, not uploaded yet
-                if name not in listed and not child.in_bucket and not child.detached:
+            for name, child in local.items():
+                if name not in listed:
                     dh.entries.append((name, child.attrs, ""))
 
     def _add_entries(self, dh: DirHandle, prefix: str, names: list[str], files: dict[str, ListEntry],
