@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fsgateway.mount.fs.files import READ_CHUNK
 from fsgateway.mount.options import Config
-from tests.support.process import drop_caches
+from tests.support.process import drop_caches, wait_for
 
 MiB = 1 << 20
 PART = 5 * MiB
@@ -114,3 +114,19 @@ def test_at_default_options_a_large_write_then_a_cold_read_stay_within_their_bou
     ceiling = baseline + max(d.write_buffer_size + d.multipart_size, d.read_ahead + READ_CHUNK) + SLACK
     print(f"baseline {baseline / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB, ceiling {ceiling / MiB:.0f} MiB")
     assert peak <= ceiling, f"peak {peak / MiB:.0f} MiB > ceiling {ceiling / MiB:.0f} MiB"
+
+
+def test_part_buffers_kept_for_reuse_are_unmapped_when_writes_stop(mounter, bucket):
+    m = mounter()
+    path = m.start(bucket, f"multipart_size={PART}", f"write_buffer_size={WRITE_BUFFER}")
+    (path / "warm").write_bytes(b"x")
+    baseline = status_kib(m.proc.pid, "VmRSS")
+    data = os.urandom(6 * PART)
+    with open(path / "big", "wb") as f:
+        for off in range(0, len(data), MiB):
+            assert f.write(data[off:off + MiB]) == MiB
+    held = status_kib(m.proc.pid, "VmRSS")
+    assert held >= baseline + WRITE_BUFFER, "the parts' buffers wait for the next write"
+    # io/buffers.py: unmapped once no part was taken or given for 5 s (checked every 5 s)
+    wait_for(lambda: status_kib(m.proc.pid, "VmRSS") <= held - WRITE_BUFFER, timeout=30,
+             what="the idle part buffers to be unmapped")

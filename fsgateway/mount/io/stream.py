@@ -23,6 +23,7 @@ import trio
 
 from fsgateway.formats.s3format import FILE_CONTENT_TYPE, SHA256_META
 from fsgateway.mount import metrics
+from fsgateway.mount.io.buffers import PartBuffers
 from fsgateway.mount.io.staged import StagedFile
 from fsgateway.mount.io.upload import (
     Committed,
@@ -63,7 +64,7 @@ class StreamUpload:
     def __init__(self, ctx: UploadContext) -> None:
         self.ctx = ctx
         self.size = 0
-        self.tail = StreamTail()
+        self.tail = StreamTail(ctx.buffers)
         self.hasher = hashlib.sha256()
         self.hashed = trio.Event()  # set when the latest submitted part is in the hasher
         self.hashed.set()
@@ -94,7 +95,7 @@ class StreamUpload:
         """Truncate to zero if nothing was sent yet; False if the data is partly in the bucket."""
         if self.upload is not None:
             return False
-        self.tail = StreamTail()
+        self.tail.clear()
         self.size = 0
         return True
 
@@ -107,7 +108,7 @@ class StreamUpload:
             sha, md5 = await trio.to_thread.run_sync(_digests, data)
             etag = await self.ctx.store.put(key, data, {**metadata, SHA256_META: sha}, content_type)
             check_etag(key, "the object", etag, md5)
-            self.tail = StreamTail()
+            self.tail.clear()
             return Committed(etag, sha, self.size)
         await self._finish(upload)
         sha = self.hasher.hexdigest()
@@ -147,7 +148,7 @@ class StreamUpload:
             self.error = self.error or exc
             staged.discard_now()
             raise
-        self.tail = StreamTail()
+        self.tail.clear()
         return staged
 
     async def abort(self) -> None:
@@ -162,7 +163,7 @@ class StreamUpload:
 
     def discard_now(self) -> None:
         """Drop the bytes held in memory."""
-        self.tail = StreamTail()
+        self.tail.clear()
 
     # ------------------------------------------------------------ parts
     async def _submit(self, data: bytearray) -> None:
@@ -197,8 +198,10 @@ class StreamUpload:
         """One part: its upload and, meanwhile, its SHA-256 (in part order) and MD5 in worker threads.
 
         The part's memory token is returned when all three are done with its bytes: until
-        then they are in memory, and the budget must say so.
+        then they are in memory, and the budget must say so. Its buffer is reused only when
+        the upload answered: a request abandoned at its deadline may still be reading it.
         """
+        reusable = False
         try:
             md5 = ""
             async with trio.open_nursery() as nursery:
@@ -210,10 +213,13 @@ class StreamUpload:
                     hashed.set()
                 md5 = await trio.to_thread.run_sync(md5_hex, data)
             if number in self.parts:
+                reusable = True
                 check_etag(upload.key, f"part {number}", self.parts[number], md5)
         except Exception as exc:  # recorded and reported to the writer; never crashes the mount
             self.error = self.error or exc
         finally:
+            if reusable:
+                self.ctx.buffers.give(data)
             del data
             self.ctx.part_tokens.release()
             self.in_flight -= 1
@@ -259,29 +265,51 @@ class StreamUpload:
 class StreamTail:
     """Appended bytes not yet sent: the part being filled, one buffer that becomes the part.
 
-    Each FUSE write is copied once, straight to the end of the buffer, and a full
-    buffer is handed to the upload as it is: no chunk list, no assembly copy. The
-    buffer is mapped memory (`memory.tune_allocator`) and grows in place, so a
-    small file costs only its bytes, and a part at most `part_size`.
+    Each FUSE write is copied once, straight to its place in the buffer, and a full
+    buffer is handed to the upload as it is: no chunk list, no assembly copy. While
+    the file is small the buffer grows with it, so a small file costs only its
+    bytes; past `GROW_LIMIT` it moves once into a part-sized buffer from `buffers`,
+    whose pages an earlier part has usually faulted in already.
     """
 
-    def __init__(self) -> None:
-        self.buf = bytearray()
+    GROW_LIMIT = 1 << 20
 
-    @property
-    def size(self) -> int:
-        return len(self.buf)
+    def __init__(self, buffers: PartBuffers) -> None:
+        self.buffers = buffers
+        self.buf = bytearray()  # while small: exactly the bytes; once pooled: a part-sized buffer
+        self.size = 0
 
     def fill(self, data: bytes | bytearray | memoryview, limit: int) -> int:
-        """Copy as much of `data` as fits below `limit` bytes; returns how many bytes were taken."""
-        n = min(len(data), max(0, limit - len(self.buf)))
-        self.buf += data[:n]
+        """Copy as much of `data` as fits below `limit` (the part size) bytes; returns how many were taken."""
+        n = min(len(data), max(0, limit - self.size))
+        end = self.size + n
+        if end > len(self.buf) and end > self.GROW_LIMIT and limit == self.buffers.size:
+            pooled = self.buffers.take()
+            pooled[:self.size] = self.buf
+            self.buf = pooled
+        if end > len(self.buf):
+            self.buf += data[:n]
+        else:
+            memoryview(self.buf)[self.size:end] = data[:n]
+        self.size = end
         return n
 
     def take(self) -> bytearray:
-        """The buffer, given away whole (no copy); the tail starts empty."""
-        part, self.buf = self.buf, bytearray()
+        """The bytes, given away whole; the tail starts empty.
+
+        A full part buffer goes as it is (the taker gives it back to `buffers` once nothing
+        uses it); a part buffer not full (a file's last part) is copied out and reused at once,
+        since a request body must be exactly the part."""
+        part = self.buf
+        if self.size != len(part):
+            part = self.buf[:self.size]
+            self.buffers.give(self.buf)
+        self.buf, self.size = bytearray(), 0
         return part
 
+    def clear(self) -> None:
+        """Drop what is held; a part buffer goes back for reuse."""
+        self.buffers.give(self.take())
+
     def peek(self, start: int, end: int) -> bytes:
-        return bytes(memoryview(self.buf)[start:end])
+        return bytes(memoryview(self.buf)[start:min(end, self.size)])

@@ -24,6 +24,7 @@ import trio
 from fsgateway.formats.keys import STAGING_PREFIX
 from fsgateway.mount import metrics
 from fsgateway.mount.housekeeping import Janitor
+from fsgateway.mount.io.buffers import PartBuffers, expire_idle
 from fsgateway.store import deadline
 from fsgateway.store.client import ObjectInfo, ObjectStore, StoreError, multipart_etag
 from fsgateway.store.errors import GatewayError
@@ -67,6 +68,8 @@ class UploadContext:
         self.part_size = part_size
         self.parallel = parallel
         self.part_tokens = trio.Semaphore(max(2, write_buffer_size // part_size))
+        self.buffers = PartBuffers(part_size, keep=max(2, write_buffer_size // part_size))
+        nursery.start_soon(expire_idle, self.buffers)
         self.nursery = nursery
         self.host_id = host_id
         self.run_id = run_id
