@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+from dataclasses import replace
 
 from fsgateway.daemon import commandline, config, lifecycle, logs, private
 from fsgateway.daemon.config import ConfigError
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = credentials.resolve(cfg.passwd_file, cfg.profile, cfg.bucket, dict(os.environ))
     except credentials.CredentialsError as exc:
         return fail(str(exc))
-    settings = cfg.store_settings(keys)
+    settings = replace(cfg.store_settings(keys), sign_payloads=False)  # every body of the mount has its MD5
     problem = lifecycle.check_bucket(settings) or lifecycle.check_metrics_port(cfg.metrics_address)
     if problem:
         return fail(problem)

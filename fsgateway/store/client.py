@@ -175,6 +175,10 @@ class StoreSettings:
     connect_timeout: float
     read_timeout: float
     retry_deadline: float
+    # False: request bodies are not hashed again for the SigV4 signature (on a large write, the SHA-256
+    # of every part was 15 % of the CPU); every PUT and part then carries a signed Content-MD5 instead,
+    # which the server checks. For a client that knows its parts' MD5s already (the mount).
+    sign_payloads: bool = True
 
 
 def parse_timestamp(value: str | int | float) -> datetime:
@@ -211,7 +215,8 @@ def make_client(s: StoreSettings) -> Any:
         retries={"total_max_attempts": 1, "mode": "standard"},  # we retry ourselves, under a deadline
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        s3={"addressing_style": "path" if s.path_style else "auto"},
+        s3={"addressing_style": "path" if s.path_style else "auto",
+            **({} if s.sign_payloads else {"payload_signing_enabled": False})},
         tcp_keepalive=True,
     )
     if s.verify is False:
@@ -446,13 +451,19 @@ class ObjectStore:
                     await self.abort_multipart(key, up.upload_id)
         return upload_id
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
-        """One part; returns its ETag. No Content-MD5: SigV4 (HTTP) or TLS already protects the bytes."""
+    async def upload_part(self, key: str, upload_id: str, number: int, body: Body, md5_hex: str | None = None) -> str:
+        """One part; returns its ETag. With `md5_hex` (the body's MD5, known before sending), or when
+        payloads are not signed, the request carries Content-MD5: the server refuses a body damaged on
+        the way."""
 
         def send() -> str:
-            r = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                        Body=_materialize(body))
-            return r["ETag"]
+            data = _materialize(body)
+            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number,
+                                  "Body": data}
+            if md5_hex or not self.settings.sign_payloads:
+                digest = bytes.fromhex(md5_hex) if md5_hex else hashlib.md5(data).digest()
+                kw["ContentMD5"] = b64encode(digest).decode()
+            return self.client.upload_part(**kw)["ETag"]
 
         result = await self._call("upload_part", key, send)
         metrics.BYTES_UP.labels(self.role).inc(body.length if isinstance(body, FileSlice) else len(body))

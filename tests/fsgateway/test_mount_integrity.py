@@ -175,6 +175,17 @@ def test_answer_lost_after_the_server_acted(faulty, proxy, s3, kind):
     assert leftovers(s3, faulty.bucket) == []
 
 
+@pytest.mark.parametrize("kind", ["upload_part", "put"])
+def test_a_body_damaged_on_the_way_is_refused_by_the_server_and_sent_again(faulty, proxy, s3, kind):
+    """Every body carries its Content-MD5 (payloads are not signed): the server refuses a flipped byte."""
+    proxy.add("flip", kind, times=1, after=1000)
+    data = os.urandom(12 * MiB + 5 if kind == "upload_part" else 5000)
+    (faulty.path / "f").write_bytes(data)
+    assert [s.status for s in proxy.seen(kind, "flip")] == [400]  # BadDigest, then retried
+    assert body(s3, faulty.bucket, "f") == data
+    assert leftovers(s3, faulty.bucket) == []
+
+
 @pytest.mark.parametrize("fault", ["refuse", "reset", "status"])
 def test_transient_faults_are_retried_within_the_deadline(faulty, proxy, s3, fault):
     proxy.add(fault, times=3)

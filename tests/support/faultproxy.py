@@ -11,6 +11,8 @@ make it misbehave as a network or a server does:
 * `status`  - answer with an HTTP error (503 by default) without forwarding;
 * `reset`   - forward, then reset the connection after `after` bytes of the answer;
 * `drop`    - forward, let the server act, then close without the answer;
+* `flip`    - forward with one byte of the request body inverted (the one at `after`), as
+              a faulty network card or middlebox would: the server must refuse it;
 * `pass`    - forward untouched (an exception to later rules).
 
 `refuse_all()` closes the listening socket (connect() gets ECONNREFUSED) until
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 BUF = 64 << 10
-ACTIONS = ("refuse", "stall", "status", "reset", "drop", "pass")
+ACTIONS = ("refuse", "stall", "status", "reset", "drop", "flip", "pass")
 
 
 def s3_kind(method: str, target: str, headers: dict[str, str]) -> tuple[str, str]:
@@ -65,7 +67,7 @@ class Rule:
     key: re.Pattern[str] | None = None
     times: int | None = None  # None: until removed
     status: int = 503
-    after: int = 0  # `reset`: bytes of the answer let through first
+    after: int = 0  # `reset`: bytes of the answer let through first; `flip`: offset of the byte in the body
     hits: int = 0
 
     def matches(self, kind: str, key: str) -> bool:
@@ -234,7 +236,8 @@ class FaultProxy:
             if headers.get("expect", "").lower() == "100-continue":  # answered here, so `drop` gets the body too
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             up_writer.write(("\r\n".join([request_line, *kept, "Connection: close"]) + "\r\n\r\n").encode("latin-1"))
-            to_server = asyncio.create_task(_pump(reader, up_writer, None))
+            flip_at = rule.after if action == "flip" else None  # type: ignore[union-attr]
+            to_server = asyncio.create_task(_pump(reader, up_writer, None, flip_at=flip_at))
             if action == "drop":
                 await _drain_answer(up_reader, seen)  # the server acts; its answer is lost
                 to_server.cancel()
@@ -264,8 +267,10 @@ class FaultProxy:
 
 
 async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int | None,
-                seen: Seen | None = None) -> None:
-    """Copy until EOF, or until `limit` bytes went through; notes the status line on the way."""
+                seen: Seen | None = None, flip_at: int | None = None) -> None:
+    """Copy until EOF, or until `limit` bytes went through; notes the status line on the way.
+
+    With `flip_at`, the byte at that offset of the stream is inverted on its way."""
     sent = 0
     while limit is None or sent < limit:
         data = await src.read(BUF if limit is None else min(BUF, limit - sent))
@@ -273,6 +278,9 @@ async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int
             break
         if seen is not None and seen.status is None and sent == 0:
             seen.status = _status_of(data)
+        if flip_at is not None and sent <= flip_at < sent + len(data):
+            i = flip_at - sent
+            data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
         dst.write(data)
         await dst.drain()
         sent += len(data)

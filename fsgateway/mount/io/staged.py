@@ -149,7 +149,7 @@ class StagedFile:
 
         async def send(number: int, body: FileSlice) -> str:
             async with self.ctx.part_tokens:  # a part read into memory counts against write_buffer_size
-                etag = await store.upload_part(key, upload_id, number, body)
+                etag = await store.upload_part(key, upload_id, number, body, md5s[number - 1])
             check_etag(key, f"part {number}", etag, md5s[number - 1])
             return etag
 

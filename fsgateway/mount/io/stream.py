@@ -3,9 +3,10 @@
 As in mountpoint-s3's streaming upload: appended bytes collect in memory
 (`StreamTail`); every full part goes to a background multipart upload to a
 hidden staging key while the application keeps writing, memory bounded by
-`write_buffer_size` for the whole mount. Each part's SHA-256 (in file order)
-and MD5 are computed in worker threads while it uploads; its ETag must be that
-MD5. On commit the last part is sent, the upload is completed and checked (size,
+`write_buffer_size` for the whole mount. Each part's MD5 is computed in a worker
+thread and sent as its Content-MD5 (the server checks it; the mount's bodies are
+not hashed again for the signature), its SHA-256 in file order meanwhile; its
+ETag must be that MD5. On commit the last part is sent, the upload is completed and checked (size,
 part count, multipart ETag), then copied server-side to the real key with its
 metadata, including the SHA-256 of the whole file; a HEAD checks the copy's size
 and that SHA-256 in its metadata. The real key never shows a partial file.
@@ -195,23 +196,19 @@ class StreamUpload:
 
     async def _part(self, upload: _Multipart, number: int, data: bytearray, previous: trio.Event,
                     hashed: trio.Event) -> None:
-        """One part: its upload and, meanwhile, its SHA-256 (in part order) and MD5 in worker threads.
+        """One part: its MD5, then its upload with that Content-MD5; meanwhile its SHA-256, in part order.
 
-        The part's memory token is returned when all three are done with its bytes: until
-        then they are in memory, and the budget must say so. Its buffer is reused only when
-        the upload answered: a request abandoned at its deadline may still be reading it.
+        The hashes run in worker threads. The part's memory token is returned when all three
+        are done with its bytes: until then they are in memory, and the budget must say so. Its
+        buffer is reused only when the upload answered: a request abandoned at its deadline may
+        still be reading it.
         """
         reusable = False
         try:
-            md5 = ""
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send, upload, number, data)
-                try:
-                    await previous.wait()
-                    await trio.to_thread.run_sync(self.hasher.update, data)
-                finally:
-                    hashed.set()
+                nursery.start_soon(self._hash_in_order, data, previous, hashed)
                 md5 = await trio.to_thread.run_sync(md5_hex, data)
+                await self._send(upload, number, data, md5)
             if number in self.parts:
                 reusable = True
                 check_etag(upload.key, f"part {number}", self.parts[number], md5)
@@ -226,10 +223,18 @@ class StreamUpload:
             async with self.parts_done:
                 self.parts_done.notify_all()
 
-    async def _send(self, upload: _Multipart, number: int, data: bytearray) -> None:
+    async def _hash_in_order(self, data: bytearray, previous: trio.Event, hashed: trio.Event) -> None:
+        try:
+            await previous.wait()
+            await trio.to_thread.run_sync(self.hasher.update, data)
+        finally:
+            hashed.set()
+
+    async def _send(self, upload: _Multipart, number: int, data: bytearray, md5: str) -> None:
         try:
             with deadline.own(self.ctx.retry_deadline):
-                self.parts[number] = await self.ctx.store.upload_part(upload.key, upload.upload_id, number, data)
+                self.parts[number] = await self.ctx.store.upload_part(upload.key, upload.upload_id, number, data,
+                                                                      md5)
         except Exception as exc:  # recorded and reported to the writer; never crashes the mount
             self.error = self.error or exc
 
