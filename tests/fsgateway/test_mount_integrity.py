@@ -403,7 +403,8 @@ def test_open_files_keep_their_whole_content_after_unlink_and_rename_over(mount,
         assert f.read(19) == old[:5] + b"still writable"
     assert sorted(user_keys(s3, mount.bucket)) == ["replaced"]
     assert body(s3, mount.bucket, "replaced") == b"new version"
-    assert not any((mount.tmp / "cache").rglob("staging-*"))  # the local copies went at the last close
+    # the local copies go at the last close: FUSE sends RELEASE after close() has returned
+    wait_for(lambda: not any((mount.tmp / "cache").rglob("staging-*")), 30, "the local copies to go")
 
 
 def test_past_cache_size_an_unlinked_open_file_keeps_what_was_read(mounter, bucket, s3):
