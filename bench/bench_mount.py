@@ -11,7 +11,7 @@ numbers are only ever compared within one run. Workloads (see bench/README.md):
 3. create M × 4 KiB files in one process into a directory that already exists in the bucket
    (a fresh mount has not seen it): time until the last close(), and until all are listed;
    S3 requests per file (fsgateway: its /metrics; boto3: counted in the client; the peers
-   expose no counter and show "—");
+   count none: an extra, untimed pass of this workload runs them through a counting proxy);
 4. ``ls -l`` (scandir + lstat) of K entries on a fresh mount;
 5. optionally (``--empty-files N``), N empty files into an existing directory, until all listed.
 
@@ -47,7 +47,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -634,9 +634,9 @@ class Bench:
 
     def mount_argv(
         self, contender: str, bucket: str, mountpoint: Path, cache: Path,
-        metrics_port: int = 0) -> tuple[list[str], dict[str, str]]:
-        """Command line and environment of a contender's mount daemon."""
-        st = self.st
+        metrics_port: int = 0, endpoint: str | None = None) -> tuple[list[str], dict[str, str]]:
+        """Command line and environment of a contender's mount daemon (to `endpoint`, default the server's)."""
+        st = replace(self.st, endpoint=endpoint) if endpoint else self.st
         env = dict(os.environ)
         if contender == "fsgateway":
             if not st.fsgateway_cmd:
@@ -675,7 +675,7 @@ class Bench:
         raise ValueError(contender)
 
     @contextlib.contextmanager
-    def mounted(self, contender: str, bucket: str) -> Iterator[Mount]:
+    def mounted(self, contender: str, bucket: str, endpoint: str | None = None) -> Iterator[Mount]:
         """A fresh mount (new mount point, new cache directory) of ``bucket``, always torn down."""
         self.mount_counter += 1
         tag = f"{contender}-{self.mount_counter}"
@@ -683,7 +683,7 @@ class Bench:
         cache = self.st.workdir / f"cache-{tag}"
         cache.mkdir()
         port = free_port()
-        argv, env = self.mount_argv(contender, bucket, mountpoint, cache, port)
+        argv, env = self.mount_argv(contender, bucket, mountpoint, cache, port, endpoint)
         mount = Mount(contender, argv, env, mountpoint, self.st.workdir / f"log-{tag}.txt")
         if contender == "fsgateway" and f"127.0.0.1:{port}" in " ".join(argv):
             mount.metrics_port = port
@@ -817,6 +817,41 @@ class Bench:
                         cells.setdefault(row.key, Cell(error=f"mount failed: {exc}"))
                 break
         cells.setdefault("rss", Cell(rss_mib=max(rss) if rss else None, extra={"per_mount_mib": rss}))
+        if contender in PEERS:
+            try:
+                self.count_peer_requests(contender, bucket, cells)
+            except Exception as exc:
+                log(f"{contender}: requests not counted: {short(exc)}")
+
+    def count_peer_requests(self, contender: str, bucket: str, cells: dict[str, Cell]) -> None:
+        """Requests per small file of a peer, which counts none itself: an untimed pass of the small
+        workload on a fresh mount whose requests go through a counting proxy (the project's fault
+        proxy, passing everything; it closes each connection, so nothing of this pass is timed)."""
+        st = self.st
+        if not st.endpoint.startswith("http://"):
+            log(f"{contender}: requests not counted (the counting proxy speaks plain HTTP only)")
+            return
+        sys.path.insert(0, str(REPO))
+        from tests.support.faultproxy import FaultProxy
+
+        folder = "count"
+        self.s3.put_object(Bucket=bucket, Key=f"{folder}/", Body=b"")
+        names = [f"f{i:05d}" for i in range(st.small_files)]
+        proxy = FaultProxy.to(st.endpoint).start()
+        try:
+            with self.mounted(contender, bucket, endpoint=proxy.endpoint) as m:
+                before = len(proxy.seen())
+                fs_create_small(m.mountpoint / folder, names, os.urandom(SMALL_FILE_SIZE))
+                wait_listed(self.s3, bucket, f"{folder}/", {f"{folder}/{n}" for n in names}, SMALL_FILE_SIZE,
+                            300.0, "all counted files listed")
+                sent = proxy.seen()[before:]
+        finally:
+            proxy.stop()
+        kinds: dict[str, int] = {}
+        for seen in sent:
+            kinds[seen.kind] = kinds.get(seen.kind, 0) + 1
+        cells["small_requests"] = Cell(count=len(sent) / len(names), extra={"by_kind": kinds})
+        log(f"{contender}: {len(sent) / len(names):.2f} requests per small file {kinds}")
 
     def ensure_big(self, contender: str, bucket: str) -> None:
         """If the write row left no complete big.bin, upload it with boto3 so that the read row can run."""
