@@ -15,6 +15,8 @@ import json
 import os
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -25,9 +27,11 @@ from tuf.api.serialization import DeserializationError
 
 from fsgateway.daemon import commandline, lifecycle
 from fsgateway.daemon.config import ConfigError, parse_size
+from fsgateway.daemon.identity import host_id
 from fsgateway.daemon.logs import escape
 from fsgateway.store.client import ObjectStore, StoreError, describe, make_client
 from fsgateway.store.credentials import CredentialsError
+from fsgateway.store.feedwriter import AnnouncingStore, FeedWriter
 from fsgateway.store.retry import http_status
 
 from . import bucketpolicy, manifest, rules, signing, status, tufrepo
@@ -338,17 +342,47 @@ def cmd_repo_init(args: argparse.Namespace, cfg: CheckerConfig) -> int:
 
 
 def _put_root(client: Any, cfg: CheckerConfig, root: tufrepo.Blob) -> bool:
-    """Write N.root.json once (False if that version exists already), then point root.json at it."""
+    """Write N.root.json once (False if that version exists already), then point root.json at it.
+
+    Both writes are announced in the change feed, as the checker's own writes are."""
     try:
-        client.put_object(Bucket=cfg.bucket, Key=cfg.key(root.key), Body=root.data, ContentType="application/json",
-                          CacheControl=root.cache_control, IfNoneMatch="*")
+        first = client.put_object(Bucket=cfg.bucket, Key=cfg.key(root.key), Body=root.data,
+                                  ContentType="application/json", CacheControl=root.cache_control, IfNoneMatch="*")
     except ClientError as exc:
         if http_status(exc) == 412:
             return False
         raise
-    client.put_object(Bucket=cfg.bucket, Key=cfg.key(ROOT_POINTER), Body=root.data, ContentType="application/json",
-                      CacheControl="public, max-age=300")
+    pointer = client.put_object(Bucket=cfg.bucket, Key=cfg.key(ROOT_POINTER), Body=root.data,
+                                ContentType="application/json", CacheControl="public, max-age=300")
+    _announce(cfg, [(cfg.key(root.key), len(root.data), first.get("ETag")),
+                    (cfg.key(ROOT_POINTER), len(root.data), pointer.get("ETag"))])
     return True
+
+
+def _feed_writer(cfg: CheckerConfig, store: ObjectStore) -> FeedWriter:
+    return FeedWriter(store, host_id(cfg.bucket, cfg.prefix, cfg.mount_dir), f"fw-{uuid.uuid4().hex[:9]}")
+
+
+def _announce(cfg: CheckerConfig, written: list[tuple[str, int, str | None]]) -> None:
+    """Announce PUTs made with the plain client, so that syncd mirrors the root of trust at once."""
+    if not cfg.feed:
+        return
+    writer = _feed_writer(cfg, ObjectStore(store_settings(cfg)))
+    events = [writer.event("put", key, size=size, etag=etag) for key, size, etag in written]
+    if not trio.run(writer.write_journal, events):
+        print("warning: the change feed could not announce the new root; syncd's reconcile will copy it",
+              file=sys.stderr)
+
+
+async def _refresh_announced(cfg: CheckerConfig, publisher_of: Callable[[ObjectStore], Publisher]) -> None:
+    """A publisher's refresh whose writes are announced in the change feed, like the checker's."""
+    store = AnnouncingStore(store_settings(cfg))
+    writer = _feed_writer(cfg, store)
+    store.feed = writer if cfg.feed else None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run)
+        await publisher_of(store).refresh()
+        nursery.cancel_scope.cancel()
 
 
 def _current_root(client: Any, cfg: CheckerConfig, root_signer: signing.CryptoSigner) -> Metadata[Root]:
@@ -417,10 +451,9 @@ def cmd_repo_rotate_online_key(args: argparse.Namespace, cfg: CheckerConfig) -> 
     os.replace(new_path, path)
     db = _db(cfg)
     try:
-        publisher = Publisher(ObjectStore(store_settings(cfg)), db, cfg.prefix, signing.OnlineKey(path),
-                              RepoPolicy(cfg.targets_expiry, cfg.timestamp_expiry, cfg.timestamp_max_age),
-                              "fsgateway-fw")
-        trio.run(publisher.refresh)
+        policy = RepoPolicy(cfg.targets_expiry, cfg.timestamp_expiry, cfg.timestamp_max_age)
+        trio.run(_refresh_announced, cfg,
+                 lambda store: Publisher(store, db, cfg.prefix, signing.OnlineKey(path), policy, "fsgateway-fw"))
     finally:
         db.close()
     print(f"targets, snapshot and timestamp re-signed with the new online key {new.keyid[:16]}...")

@@ -13,6 +13,7 @@ from tuf.ngclient import Updater
 from checker.service import refresh_delay
 from tests.support.checker import MODEL, Pipeline, metric
 from tests.support.process import wait_for
+from tests.support.s3 import feed_events
 
 
 def test_refresh_retries_on_a_short_backoff_never_longer_than_the_interval():
@@ -65,6 +66,9 @@ def test_devices_with_the_first_root_follow_renewal_and_both_key_rotations(pipel
     assert len(signed_by(pipeline, "metadata/2.root.json")) == 2
     assert v2.roles["root"].keyids != v1.roles["root"].keyids and v2.expires > v1.expires
     assert pipeline.get("metadata/root.json") == pipeline.get("metadata/2.root.json")
+    # announced in the change feed, so that syncd mirrors the root of trust at once
+    announced = {(e.op, e.key) for e in feed_events(pipeline.s3, pipeline.bucket)}
+    assert {("put", "metadata/2.root.json"), ("put", "metadata/root.json")} <= announced
     # The old root key can no longer change the root.
     r = pipeline.fw("repo", "renew-root", "--root-key", str(pipeline.tmp / "root.key"), "--root-out",
                     str(tmp_path / "x.json"), check=False)
@@ -78,6 +82,9 @@ def test_devices_with_the_first_root_follow_renewal_and_both_key_rotations(pipel
     assert v4.roles["timestamp"].keyids == v4.roles["targets"].keyids and len(v4.roles["targets"].keyids) == 1
     new_keyid = v4.roles["targets"].keyids[0]
     assert signed_by(pipeline, "metadata/timestamp.json") == {new_keyid}
+    announced = [e.key for e in feed_events(pipeline.s3, pipeline.bucket)]
+    assert {"metadata/3.root.json", "metadata/4.root.json"} <= set(announced)
+    assert announced.count("metadata/timestamp.json") >= 2  # the checker's release and the rotation's re-signing
 
     # The running checker signs the next release with the new key.
     pipeline.put(pipeline.package("1.1.0", 2, os.urandom(4096)), "1.1.0")

@@ -20,6 +20,7 @@ from fsgateway.store.client import ObjectStore
 from fsgateway.store.credentials import Keys
 from fsgateway.store.feedwriter import FeedWriter
 from tests.support.process import metric_value, wait_for
+from tests.support.s3 import feed_events
 
 T0 = datetime(2026, 11, 27, 5, 20, 0, 123456, tzinfo=UTC)
 
@@ -59,22 +60,14 @@ def test_decode_rejects_what_it_cannot_understand(data):
         feed.decode(data)
 
 
-def journal_events(s3, bucket: str) -> list[feed.Event]:
-    out: list[feed.Event] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=feed.FEED_PREFIX):
-        for obj in page.get("Contents", []):
-            out.extend(feed.decode(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()).events)
-    return out
-
-
 def test_mount_announces_uploads_deletes_renames_and_metadata_changes(mount, s3):
     p = mount.path
     data = os.urandom(1000)
     (p / "d").mkdir()
     (p / "d" / "f").write_bytes(data)  # close() returns after the announcement is in the local log
-    wait_for(lambda: any(e.op == "put" and e.key == "d/f" for e in journal_events(s3, mount.bucket)), 30,
+    wait_for(lambda: any(e.op == "put" and e.key == "d/f" for e in feed_events(s3, mount.bucket)), 30,
              "the flusher's journal object")
-    events = journal_events(s3, mount.bucket)
+    events = feed_events(s3, mount.bucket)
     put = next(e for e in events if e.op == "put" and e.key == "d/f")
     head = s3.head_object(Bucket=mount.bucket, Key="d/f")
     assert put.size == 1000 and put.sha256 == head["Metadata"]["fsg-sha256"] and put.etag == head["ETag"]
@@ -82,9 +75,9 @@ def test_mount_announces_uploads_deletes_renames_and_metadata_changes(mount, s3)
     (p / "d" / "f").chmod(0o600)
     (p / "d" / "f").rename(p / "d" / "g")
     (p / "d" / "g").unlink()
-    wait_for(lambda: ("delete", "d/g", None) in [(e.op, e.key, e.src) for e in journal_events(s3, mount.bucket)],
+    wait_for(lambda: ("delete", "d/g", None) in [(e.op, e.key, e.src) for e in feed_events(s3, mount.bucket)],
              30, "the flusher's journal object")
-    ops = [(e.op, e.key, e.src) for e in journal_events(s3, mount.bucket)]
+    ops = [(e.op, e.key, e.src) for e in feed_events(s3, mount.bucket)]
     assert ("meta", "d/f", None) in ops and ("rename", "d/g", "d/f") in ops
     assert [k for k in (o["Key"] for o in s3.list_objects_v2(Bucket=mount.bucket)["Contents"])
             if k.startswith(feed.FEED_PREFIX)]  # and the feed stays out of listings:
@@ -101,7 +94,7 @@ def test_many_closes_share_journal_objects(mount, s3):
         t.start()
     for t in threads:
         t.join()
-    wait_for(lambda: {f"f{i}" for i in range(40)} <= {e.key for e in journal_events(s3, mount.bucket)}, 30,
+    wait_for(lambda: {f"f{i}" for i in range(40)} <= {e.key for e in feed_events(s3, mount.bucket)}, 30,
              "every close announced")
     journals = metric_value(mount.metrics(), "fsgateway_feed_journal_objects_total")
     assert journals < 40  # group commit
@@ -113,10 +106,10 @@ def test_sequential_closes_cost_one_journal_object_per_flush(mounter, bucket, s3
     path = m.start(bucket, "feed_flush=600")  # no timed flush within the test: only the unmount's
     for i in range(50):
         (path / f"f{i}").write_bytes(b"x")
-    assert journal_events(s3, bucket) == []  # announced in the local log, not yet in the bucket
+    assert feed_events(s3, bucket) == []  # announced in the local log, not yet in the bucket
     assert metric_value(m.metrics(), "fsgateway_feed_wal_bytes") > 0
     assert m.stop() == 0  # the unmount empties the log
-    events = journal_events(s3, bucket)
+    events = feed_events(s3, bucket)
     assert sorted(e.key for e in events) == sorted(f"f{i}" for i in range(50))
     assert len(s3.list_objects_v2(Bucket=bucket, Prefix=feed.FEED_PREFIX)["Contents"]) == 1
     assert all(p.stat().st_size == 0 for p in (m.tmp / "cache" / "feed").glob("*/*.wal"))  # the next run's
@@ -130,7 +123,7 @@ def test_a_killed_mount_replays_its_write_ahead_log_at_the_next_start(mounter, b
     (path / "b").unlink()
     m.proc.send_signal(signal.SIGKILL)  # after close() returned, before any flush
     m.proc.wait(timeout=30)
-    assert journal_events(s3, bucket) == []
+    assert feed_events(s3, bucket) == []
     wal = list((m.tmp / "cache" / "feed").glob("*/*.wal"))
     assert wal and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in wal)
     assert stat.S_IMODE((m.tmp / "cache" / "feed").stat().st_mode) == 0o700
@@ -138,7 +131,7 @@ def test_a_killed_mount_replays_its_write_ahead_log_at_the_next_start(mounter, b
     m.proc = subprocess.Popen(m.command(bucket, path, ["feed_flush=600"]), stdout=open(m.log, "ab"),
                               stderr=subprocess.STDOUT)
     wait_for(lambda: {("put", "a"), ("put", "b"), ("delete", "b")} <=
-             {(e.op, e.key) for e in journal_events(s3, bucket)}, 60, "the replayed announcements")
+             {(e.op, e.key) for e in feed_events(s3, bucket)}, 60, "the replayed announcements")
     wait_for(lambda: not any(p.exists() for p in wal), 30, "the replayed segments to be removed")
 
 

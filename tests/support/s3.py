@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from fsgateway.formats import feed
 
 
 class S3Server:
@@ -78,3 +81,12 @@ def remove_bucket(client, name: str) -> None:
         client.delete_bucket(Bucket=name)
     except Exception as exc:  # a fault test may have left the server down; leave the bucket
         print(f"could not remove bucket {name}: {exc}", file=sys.stderr)
+
+
+def feed_events(s3: Any, bucket: str) -> list[feed.Event]:
+    """Every event of the change feed's journal objects in `bucket`."""
+    out: list[feed.Event] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=feed.FEED_PREFIX):
+        for obj in page.get("Contents", []):
+            out.extend(feed.decode(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()).events)
+    return out
