@@ -134,3 +134,16 @@ def test_an_object_changed_by_another_tool_while_open_fails_later_reads(mounter,
         with pytest.raises(OSError) as e:
             f.read()
     assert e.value.errno == expected
+
+
+@pytest.mark.parametrize("size", [100, 3 << 20])
+def test_a_new_open_reads_all_of_an_object_another_tool_made_longer(mounter, bucket, s3, size):
+    """The kernel's cached size of the old object must not cut the new one short (stat_ttl is long)."""
+    s3.put_object(Bucket=bucket, Key="fw", Body=b"old")
+    m = mounter()
+    m.start(bucket, "stat_ttl=300")
+    assert (m.path / "fw").read_bytes() == b"old"  # size 3 cached by the kernel and the mount
+    new = os.urandom(size)
+    s3.put_object(Bucket=bucket, Key="fw", Body=new)
+    assert (m.path / "fw").read_bytes() == new  # open revalidates with a HEAD: a new object, its size
+    assert os.stat(m.path / "fw").st_size == size
