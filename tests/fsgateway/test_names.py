@@ -25,20 +25,11 @@ from fsgateway.mount.fs.names import (
     same_etag,
 )
 from fsgateway.store import metrics as store_metrics
+from tests.support.clock import Clock
 from tests.support.fs import run_fs
 
 DIR = Attrs(stat.S_IFDIR | 0o755, 0, 0, 0)
 FILE = Attrs(stat.S_IFREG | 0o644, 0, 0, 0)
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # ---------------------------------------------------------------------- pure rules

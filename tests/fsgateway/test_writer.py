@@ -6,6 +6,7 @@ import os
 
 from fsgateway.mount.io.buffers import PartBuffers
 from fsgateway.mount.io.stream import StreamTail
+from tests.support.clock import Clock
 
 
 def test_stream_tail_fills_one_part_buffer_and_gives_it_away_whole():
@@ -23,14 +24,6 @@ def test_stream_tail_fills_one_part_buffer_and_gives_it_away_whole():
     assert parts == [data[:300], data[300:600], data[600:900]]
     assert tail.fill(b"xyz", 100) == 0  # full: nothing more goes in
     assert tail.take() == data[900:] and tail.size == 0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_large_tail_moves_once_into_a_reused_part_buffer_and_a_small_one_stays_its_size():
