@@ -135,8 +135,8 @@ def receive_exactly(response: dict[str, Any], view: memoryview) -> None:
     """Fill `view` with a GetObject answer's body, which must be exactly as long; always closes the body.
 
     The bytes go from the socket into `view` through http.client's `readinto`
-    (botocore's and urllib3's read into a new `bytes` and copy it: a third of
-    the read path's CPU). Read that way, urllib3 does not see the body end, so
+    (botocore's and urllib3's `readinto` read into a new `bytes` and copy it;
+    botocore's is the fallback). Read that way, urllib3 does not see the body end, so
     the connection is handed back to its pool here; after any failure it is
     closed with the body instead. A body shorter or longer than asked, or cut
     off, is a transient `ResponseStreamingError`, as urllib3 reports it.

@@ -13,8 +13,10 @@ import os
 
 import pytest
 import trio
+from botocore.exceptions import ResponseStreamingError
+from botocore.response import StreamingBody
 
-from fsgateway.store.client import StoreError
+from fsgateway.store.client import StoreError, receive_exactly
 from tests.support.uploads import requests, store_for
 
 MIB = 1 << 20
@@ -86,3 +88,25 @@ def test_a_body_always_cut_short_fails_with_eio(server, s3, bucket, proxy):
         trio.run(lambda: store.get_buffer("f", 0, MIB, etag))
     assert e.value.errno == errno.EIO and "short ranged GET" in str(e.value)
     assert requests("getbuf-cut-always", "get", "ok") == 0
+
+
+def test_a_body_without_http_clients_response_below_is_read_through_botocore(server, s3, bucket, caplog):
+    """Should botocore's internals change (no urllib3 response over an http.client one below the body),
+    its public readinto serves: the same bytes, the same checks, the connection still reused."""
+    data = os.urandom(MIB)
+    s3.put_object(Bucket=bucket, Key="f", Body=data)
+    client = store_for(server, bucket).client
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    for start in (0, MIB // 2):
+        response = client.get_object(Bucket=bucket, Key="f", Range=f"bytes={start}-{MIB - 1}")
+        response["Body"] = StreamingBody(response["Body"], response["ContentLength"])  # hides `_fp`
+        buf = bytearray(MIB - start)
+        receive_exactly(response, memoryview(buf))
+        assert buf == data[start:]
+    response = client.get_object(Bucket=bucket, Key="f", Range="bytes=0-99")
+    response["Body"] = StreamingBody(response["Body"], response["ContentLength"])
+    with pytest.raises(ResponseStreamingError, match="answer of 100 bytes to a range of 101"):
+        receive_exactly(response, memoryview(bytearray(101)))
+    assert new_connections(caplog) == 1
+    assert client.get_object(Bucket=bucket, Key="f", Range="bytes=0-9")["Body"].read() == data[:10]
+    assert new_connections(caplog) == 2  # the refused answer was not read: its connection was closed, not reused
