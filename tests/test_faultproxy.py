@@ -7,7 +7,7 @@ import threading
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ResponseStreamingError
 
 from tests.support.faultproxy import s3_kind
 from tests.support.process import wait_for
@@ -48,6 +48,9 @@ def test_each_fault(server, proxy, bucket, s3):
     s3.put_object(Bucket=bucket, Key="big", Body=b"z" * 1_000_000)
     proxy.add("reset", "get", after=50_000, times=1)
     with pytest.raises(Exception):  # noqa: B017 - botocore raises one of several for a reset mid-body
+        c.get_object(Bucket=bucket, Key="big")["Body"].read()
+    proxy.add("cut", "get", after=50_000, times=1)
+    with pytest.raises(ResponseStreamingError):  # the body ends early, without a reset
         c.get_object(Bucket=bucket, Key="big")["Body"].read()
 
     proxy.add("refuse", "head", times=1)

@@ -10,6 +10,7 @@ make it misbehave as a network or a server does:
 * `stall`   - hold the request unanswered until `release()` (or `max_stall`);
 * `status`  - answer with an HTTP error (503 by default) without forwarding;
 * `reset`   - forward, then reset the connection after `after` bytes of the answer;
+* `cut`     - forward, then close the connection cleanly after `after` bytes (a short body);
 * `drop`    - forward, let the server act, then close without the answer;
 * `flip`    - forward with one byte of the request body inverted (the one at `after`), as
               a faulty network card or middlebox would: the server must refuse it;
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 BUF = 64 << 10
-ACTIONS = ("refuse", "stall", "status", "reset", "drop", "flip", "pass")
+ACTIONS = ("refuse", "stall", "status", "reset", "cut", "drop", "flip", "pass")
 
 
 def s3_kind(method: str, target: str, headers: dict[str, str]) -> tuple[str, str]:
@@ -67,7 +68,7 @@ class Rule:
     key: re.Pattern[str] | None = None
     times: int | None = None  # None: until removed
     status: int = 503
-    after: int = 0  # `reset`: bytes of the answer let through first; `flip`: offset of the byte in the body
+    after: int = 0  # `reset`, `cut`: bytes of the answer let through first; `flip`: offset of the byte in the body
     hits: int = 0
 
     def matches(self, kind: str, key: str) -> bool:
@@ -243,7 +244,7 @@ class FaultProxy:
                 to_server.cancel()
                 _reset(writer)
                 return
-            limit = rule.after if action == "reset" else None  # type: ignore[union-attr]
+            limit = rule.after if action in ("reset", "cut") else None  # type: ignore[union-attr]
             await _pump(up_reader, writer, limit, seen)
             to_server.cancel()
             if action == "reset":

@@ -5,10 +5,13 @@ the ETag seen at open (a concurrent overwrite gives ESTALE instead of a mix of
 two versions). While reads move forward, chunks ahead of them are fetched in
 parallel; with the chunk being read and the one before it (kept for reads that
 arrive slightly out of order) a reader holds at most `read_ahead` plus one
-chunk, each fetched straight into its own buffer. Chunks are hashed in order as
-they arrive; when the whole object has gone through and it carries our SHA-256,
-a mismatch fails the read with EIO (and is logged and counted) before the last
-bytes are handed out.
+chunk, each received straight into its buffer. The buffer of a chunk the window
+has left is kept (one spare) for the next fetch: a new one costs a fresh
+mapping, faulted in and zeroed page by page. Chunks are hashed in order as they
+arrive, in a worker thread (the loop serves FUSE requests meanwhile); when the
+object carries our SHA-256, the read that hands out its last bytes waits for
+the whole object to have gone through, and a mismatch fails it with EIO (logged
+and counted).
 
 Every fetch runs under a cancel scope of its reader: `close()` (the handle is
 released, or a commit of this mount starts the reader over) cancels the
@@ -39,9 +42,12 @@ class ReadError(GatewayError):
 @dataclass
 class _Chunk:
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes | bytearray = b""
+    data: bytearray = field(default_factory=bytearray)
     error: StoreError | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)  # its fetch; the reader's close cancels it
+
+    def ok(self) -> bool:
+        return self.done.is_set() and self.error is None
 
 
 class ObjectReader:
@@ -63,7 +69,10 @@ class ObjectReader:
         self.current = 0  # the first chunk of the latest read: the window is around it
         self.chunks: dict[int, _Chunk] = {}
         self.hasher = hashlib.sha256() if sha256 else None
-        self.hash_next = 0
+        self.hash_next = 0  # chunks before it went through the hasher
+        self.hashing: _Chunk | None = None  # the chunk a worker thread is hashing
+        self.hash_moved = trio.Event()  # set (and replaced) whenever hashing advanced or stopped
+        self.spare: bytearray | None = None  # an evicted chunk's buffer, for the next fetch
         self.corrupt = False
         self.closed = False
 
@@ -76,16 +85,20 @@ class ObjectReader:
         chunk = self.chunks.get(index)
         if chunk is None:
             chunk = self.chunks[index] = _Chunk()
-            self.nursery.start_soon(self._fetch, index, chunk)
+            into = None
+            if (index + 1) * self.chunk_size <= self.size:  # a whole chunk: the spare buffer fits
+                into, self.spare = self.spare, None
+            self.nursery.start_soon(self._fetch, index, chunk, into)
         return chunk
 
-    async def _fetch(self, index: int, chunk: _Chunk) -> None:
+    async def _fetch(self, index: int, chunk: _Chunk, into: bytearray | None) -> None:
+        """Fetch a chunk, into `into` if given: lost if this fails or is cancelled (its thread may still fill it)."""
         start = index * self.chunk_size
         end = min(self.size, start + self.chunk_size)
         try:
             # read-ahead outlives the read that started it: a deadline of its own, the reader's cancel scope
             with chunk.scope, deadline.own(self.retry_deadline):
-                chunk.data = await self.store.get_buffer(self.key, start, end, self.etag)
+                chunk.data = await self.store.get_buffer(self.key, start, end, self.etag, into)
                 if len(chunk.data) != end - start:
                     raise ReadError(errno.EIO, f"short ranged GET of {self.key}: {len(chunk.data)} != {end - start}")
             if chunk.scope.cancelled_caught:
@@ -102,19 +115,64 @@ class ObjectReader:
         self._evict(self.current)  # fetched for a window that has moved on: let it go now
 
     def _advance_hash(self) -> None:
-        """Hash chunks in order as they arrive; compare when the whole object went through."""
-        if self.hasher is None:
-            return
-        while (c := self.chunks.get(self.hash_next)) is not None and c.done.is_set() and c.error is None:
-            self.hasher.update(c.data)
-            self.hash_next += 1
-        if self.hash_next == self._n_chunks():
-            if self.hasher.hexdigest() != self.sha256:
-                self.corrupt = True
-                metrics.CHECKSUM_MISMATCHES.inc()
-                log.error("checksum mismatch reading %s: SHA-256 %s, metadata says %s",
-                          self.key, self.hasher.hexdigest(), self.sha256)
-            self.hasher = None
+        """Hash the chunks next in order that have arrived, unless that is under way already."""
+        if self.hasher is not None and self.hashing is None and not self.closed:
+            chunk = self.chunks.get(self.hash_next)
+            if chunk is not None and chunk.ok():
+                self.hashing = chunk
+                self.nursery.start_soon(self._hash_in_order, self.hasher, chunk)
+
+    async def _hash_in_order(self, hasher: hashlib._Hash, chunk: _Chunk) -> None:
+        """Feed chunks to `hasher` in order in a worker thread; compare when the whole object went through.
+
+        Only this task updates the hasher, one chunk at a time. It stops at the
+        first chunk not yet arrived (its fetch starts it again), or once the
+        hasher was dropped (`_evict`, a jump, `close`).
+        """
+        try:
+            while True:
+                await trio.to_thread.run_sync(hasher.update, chunk.data)
+                if self.hasher is not hasher:
+                    return
+                self.hash_next += 1
+                self._wake_hash_waiters()
+                if self.hash_next == self._n_chunks():
+                    self._compare(hasher.hexdigest())
+                    return
+                if self.closed or (nxt := self.chunks.get(self.hash_next)) is None or not nxt.ok():
+                    return
+                self.hashing = chunk = nxt
+        finally:
+            self.hashing = None
+            self._wake_hash_waiters()
+
+    def _compare(self, digest: str) -> None:
+        if digest != self.sha256:
+            self.corrupt = True
+            metrics.CHECKSUM_MISMATCHES.inc()
+            log.error("checksum mismatch reading %s: SHA-256 %s, metadata says %s", self.key, digest, self.sha256)
+        self.hasher = None
+
+    def _wake_hash_waiters(self) -> None:
+        self.hash_moved.set()
+        self.hash_moved = trio.Event()
+
+    async def _hashed_up_to(self, target: int) -> None:
+        """Wait until the chunks before `target` went through the hasher, as long as they are fetched or coming.
+
+        A chunk not fetched (skipped, or failed) leaves nothing to wait for:
+        `_evict` turns the hash off if it stays behind, and the bytes go out
+        unchecked, as for random reads.
+        """
+        while self.hasher is not None and self.hash_next < target:
+            chunk = self.chunks.get(self.hash_next)
+            if chunk is None or (chunk.done.is_set() and chunk.error is not None):
+                return
+            if not chunk.done.is_set():
+                await chunk.done.wait()
+                continue
+            self._advance_hash()  # normally under way already: started when the chunk arrived
+            await self.hash_moved.wait()
 
     async def read(self, off: int, size: int) -> bytes | memoryview:
         """Bytes [off, off+size); a zero-copy view when they lie in one chunk (pyfuse3 takes any buffer)."""
@@ -132,20 +190,43 @@ class ObjectReader:
         self.current = first
         for index in range(first, min(self._n_chunks(), max(last, first + self.ahead) + 1)):
             self._start(index)
+        chunks = await self._ready(first, last)
+        if self.corrupt:
+            raise ReadError(errno.EIO, f"{self.key}: content does not match its stored SHA-256")
         out = []
-        for index in range(first, last + 1):
-            chunk = self._start(index)  # a concurrent read may have evicted it or dropped a failure
-            await chunk.done.wait()
-            if chunk.error is not None:
-                self.chunks.pop(index, None)  # let a later read try again
-                raise ReadError(chunk.error.errno, str(chunk.error))
+        for index, chunk in zip(range(first, last + 1), chunks, strict=True):
             lo = max(off, index * self.chunk_size) - index * self.chunk_size
             hi = min(end, (index + 1) * self.chunk_size) - index * self.chunk_size
             out.append(memoryview(chunk.data)[lo:hi])
-        if self.corrupt:
-            raise ReadError(errno.EIO, f"{self.key}: content does not match its stored SHA-256")
+        reply = b"".join(out) if len(out) > 1 else out[0]
+        # A view of a chunk's buffer: pyfuse3 copies it to /dev/fuse as this returns, before another task runs
+        # (one that could evict the chunk and refill its buffer)
         self._evict(first)
-        return b"".join(out) if len(out) > 1 else out[0]
+        return reply
+
+    async def _ready(self, first: int, last: int) -> list[_Chunk]:
+        """Chunks `first`..`last`, arrived, checked after the last await: none was evicted (its buffer reused).
+
+        With the hash on, the chunks before the previous one have been hashed, and
+        with the object's last chunk among them, the whole object has been
+        compared with its SHA-256.
+        """
+        while True:
+            for index in range(first, last + 1):
+                chunk = self._start(index)  # a concurrent read may have evicted it or dropped a failure
+                if not chunk.done.is_set():
+                    await chunk.done.wait()
+                if chunk.error is not None:
+                    if self.chunks.get(index) is chunk:
+                        del self.chunks[index]  # let a later read try again
+                    raise ReadError(chunk.error.errno, str(chunk.error))
+            if self.hasher is not None:
+                # all of it before the last bytes go out; else hashing keeps up (only the previous chunk
+                # may wait for it), so the chunks kept for it stay within the window
+                await self._hashed_up_to(self._n_chunks() if last == self._n_chunks() - 1 else first - 1)
+            chunks = [c for index in range(first, last + 1) if (c := self.chunks.get(index)) is not None and c.ok()]
+            if len(chunks) == last - first + 1:
+                return chunks
 
     def _evict(self, current: int) -> None:
         if self.hasher is not None and current - self.hash_next > self.max_ahead:
@@ -154,8 +235,11 @@ class ObjectReader:
         for index in [i for i in self.chunks if i not in keep]:
             if index < current and self.hasher is not None and index >= self.hash_next:
                 continue  # still needed for in-order hashing
-            if self.chunks[index].done.is_set():
+            chunk = self.chunks[index]
+            if chunk.done.is_set():
                 del self.chunks[index]
+                if chunk.ok() and chunk is not self.hashing and len(chunk.data) == self.chunk_size:
+                    self.spare = chunk.data
 
     def close(self) -> None:
         """Cancel the fetches under way (their GETs are abandoned at once) and let every chunk go."""
@@ -163,3 +247,4 @@ class ObjectReader:
         for chunk in self.chunks.values():
             chunk.scope.cancel()
         self.chunks.clear()
+        self.spare = None

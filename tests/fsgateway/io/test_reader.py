@@ -42,13 +42,38 @@ def test_a_sequential_read_reads_ahead_fetches_each_chunk_once_and_checks_the_ha
             assert bytes(await reader.read(0, 10)) == data[:10]
             await until(lambda: requests("reader-seq", "get") >= 3, "read-ahead past the first chunk")
             assert await read_all(reader, len(data)) == data
-            assert reader.hasher is None and not reader.corrupt  # the whole object was hashed, and matched
+            assert reader.hash_next == 7 and not reader.corrupt  # the whole object was hashed, and matched
+            assert reader.hasher is None
             reader.close()
 
     before = mismatches()
     trio.run(main)
     assert requests("reader-seq", "get") == 7
     assert mismatches() == before
+
+
+def test_a_sequential_read_reuses_the_buffers_of_chunks_it_left_behind(server, s3, bucket):
+    """Twelve chunks through a window of five: six buffers (the window and one being refilled), the bytes right."""
+    data = os.urandom(12 * CHUNK)
+    sha = hashlib.sha256(data).hexdigest()
+    etag = put(s3, bucket, "f", data, sha)
+    store = store_for(server, bucket)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            reader = ObjectReader(store, nursery, "f", len(data), etag, sha, CHUNK, 4 * CHUNK)
+            buffers = {}  # chunk index -> the buffer it arrived in (held here, so that no id is reused)
+            out = []
+            for off in range(0, len(data), 128 << 10):
+                out.append(bytes(await reader.read(off, 128 << 10)))
+                buffers.update({i: c.data for i, c in reader.chunks.items() if c.ok() and i not in buffers})
+            assert b"".join(out) == data
+            assert reader.hash_next == 12 and not reader.corrupt
+            assert len(buffers) == 12
+            assert len({id(b) for b in buffers.values()}) == reader.max_ahead + 3
+            reader.close()
+
+    trio.run(main)
 
 
 def test_a_corrupted_object_fails_the_read_with_eio(server, s3, bucket):
