@@ -40,6 +40,10 @@ log = logging.getLogger("fsgateway.core")
 
 MISS_LIST_PAGES = 1  # a miss lists a directory of up to 1,000 entries; a larger one is probed name by name
 
+# Labelled once: every lookup counts one of them.
+_ATTR_HIT, _ATTR_MISS, _NEGATIVE_HIT = (metrics.CACHE.labels(cache, result)
+                                        for cache, result in (("attr", "hit"), ("attr", "miss"), ("negative", "hit")))
+
 
 class Namespace:
     def __init__(self, ctx: FsContext, files: OpenFiles, attributes: Attributes, listing: Listing) -> None:
@@ -107,12 +111,12 @@ class Namespace:
         ctx.checked_key(parent, name)
         child = ctx.table.child(parent, name)
         if child is not None and ctx.fresh(child):
-            metrics.CACHE.labels("attr", "hit").inc()
+            _ATTR_HIT.inc()
             return child
         if child is None and ctx.names.known_absent(parent, name):
-            metrics.CACHE.labels("negative", "hit").inc()
+            _NEGATIVE_HIT.inc()
             return None
-        metrics.CACHE.labels("attr", "miss").inc()
+        _ATTR_MISS.inc()
         remote = await self._stat_remote(parent, name)
         child = ctx.table.child(parent, name)  # may have changed while we waited
         if child is not None and (child.dirty is not None or not child.in_bucket):
