@@ -17,7 +17,7 @@ journal objects they already applied (`start_after`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
@@ -66,7 +66,8 @@ class Journal:
 
 
 def iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """`YYYY-MM-DDTHH:MM:SS.ffffffZ`; isoformat is the same text at a third of strftime's cost (one per event)."""
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -92,11 +93,20 @@ def start_after(t: datetime) -> str:
     return FEED_PREFIX + (t - timedelta(microseconds=1)).astimezone(UTC).strftime(_STAMP) + "~"  # '~' > '-'
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(journal: Journal) -> bytes:
+    """The journal as compact JSON, each event's fields in declaration order and the unset ones left out.
+
+    Events are read field by field, not through `asdict` (which deep-copies each one): one
+    journal record is encoded per close() with the local write-ahead log.
+    """
     doc = {"format": FORMAT, "host": journal.host, "run": journal.run, "seq": journal.seq,
            "written": iso(journal.written),
-           "events": [{k: v for k, v in asdict(e).items() if v is not None} for e in journal.events]}
-    return json.dumps(doc, separators=(",", ":")).encode()
+           "events": [{k: v for k in _EVENT_FIELDS if (v := getattr(e, k)) is not None} for e in journal.events]}
+    return _ENCODER.encode(doc).encode()
 
 
 class FeedFormatError(ValueError):

@@ -7,7 +7,7 @@ import signal
 import stat
 import subprocess
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import trio
@@ -48,6 +48,20 @@ def test_encode_decode_round_trip_keeps_every_field():
     back = feed.decode(feed.encode(j))
     assert back == j
     assert back.events[1].touched() == ("old", "new")
+
+
+def test_encoding_is_byte_for_byte_the_feed_format():
+    """The bytes readers already parse (as encoded by `asdict` before): field order, unset fields left out,
+    a size of 0 kept, times in UTC with microseconds and a Z whatever the zone they were taken in."""
+    events = (feed.Event("put", "incoming/a b/ü.bin", feed.iso(T0), 12, "ab" * 32, '"etag"'),
+              feed.Event("rename", "new", feed.iso(T0.astimezone(timezone(timedelta(hours=-5)))), src="old"),
+              feed.Event("delete", "a//b", feed.iso(T0.replace(microsecond=0)), size=0))
+    assert feed.encode(feed.Journal("h", "r", 7, T0, events)) == (
+        b'{"format":"fsgateway-feed/1","host":"h","run":"r","seq":7,"written":"2026-11-27T05:20:00.123456Z",'
+        b'"events":[{"op":"put","key":"incoming/a b/\\u00fc.bin","time":"2026-11-27T05:20:00.123456Z","size":12,'
+        b'"sha256":"' + b"ab" * 32 + b'","etag":"\\"etag\\""},'
+        b'{"op":"rename","key":"new","time":"2026-11-27T05:20:00.123456Z","src":"old"},'
+        b'{"op":"delete","key":"a//b","time":"2026-11-27T05:20:00.000000Z","size":0}]}')
 
 
 @pytest.mark.parametrize("data", [b"not json", b'{"format": "other/9", "events": []}',

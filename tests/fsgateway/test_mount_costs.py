@@ -7,6 +7,7 @@ the counts are what the caches save while they are valid, not a timing.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -112,3 +113,20 @@ def test_names_another_host_creates_in_a_listed_directory_show_after_stat_ttl(mo
     with pytest.raises(FileExistsError):
         os.open(m.path / "shared" / "theirs", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     assert s3.get_object(Bucket=bucket, Key="shared/theirs")["Body"].read() == b"theirs"
+
+
+def test_a_miss_after_the_listing_expired_lists_again_without_probing(mounter, bucket, s3):
+    """The directory keeps getting new files: once its listing expires, the next miss costs one LIST."""
+    m = mounter()
+    m.start(bucket, "stat_ttl=600", "negative_ttl=1", "feed=off")  # a miss's listing is trusted for 1 s
+    wait_for(lambda: requests(m).get("list", 0) >= 1, 60, "the start-up clean-up of the staging area")
+    s3.put_object(Bucket=bucket, Key="up/old", Body=b"x")
+    (m.path / "up" / "first").write_bytes(b"1")  # its miss probed, then listed up/
+    before = requests(m)
+    absent = (m.path / "up" / f"absent{i}" for i in itertools.count())
+    wait_for(lambda: next(absent).exists() or spent(before, requests(m)), 30,
+             "a miss after the listing of up/ expired")  # misses answered by the listing cost nothing
+    assert spent(before, requests(m)) == {"list": 1}
+    s3.put_object(Bucket=bucket, Key="up/theirs", Body=b"theirs")  # another host's name: found, then probed
+    wait_for(lambda: (m.path / "up" / "theirs").exists(), 30, "another host's new name through the mount")
+    assert (m.path / "up" / "theirs").read_bytes() == b"theirs"

@@ -122,13 +122,14 @@ class OpenFiles:
                 await self.drop_dirty(node)
             return
         ctx = self.ctx
+        key = ctx.key(node)  # the feed names the key the object was stored under
         attrs = replace(node.attrs, size=dirty.size)
-        result = await dirty.commit(ctx.key(node), encode_metadata(attrs), content_type_for(attrs.mode))
+        result = await dirty.commit(key, encode_metadata(attrs), content_type_for(attrs.mode))
         node.dirty = None
         node.version += 1
         dirty.discard_now()
         ctx.set_remote(node, Remote(attrs, result.etag, result.sha256))
-        await ctx.announce("put", ctx.key(node), size=result.size, sha256=result.sha256, etag=result.etag)
+        await ctx.announce("put", key, size=result.size, sha256=result.sha256, etag=result.etag)
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         h = self.handle(fh)

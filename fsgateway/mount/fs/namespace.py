@@ -4,8 +4,10 @@ A name is resolved from the inode table and the name caches when they can answer
 Else one round trip to the bucket: HEAD name, HEAD name/, LIST name/ at once. A miss
 in a directory whose names are not known then lists it whole once (when that takes at
 most `MISS_LIST_PAGES` LISTs), so that every later miss there for `stat_ttl` costs no
-request: a new file in an existing directory then costs its PUT alone. A name that is
-there costs no LIST (a cold path walk stays one round trip per name).
+request: a new file in an existing directory then costs its PUT alone. When that listing
+expires, the next miss there lists again at once (one LIST, not the probe and then the LIST).
+A name that is there costs no LIST in a directory never listed (a cold path walk stays one
+round trip per name).
 Every change made here tells the name caches, so the next lookup needs no request.
 """
 
@@ -39,6 +41,10 @@ from fsgateway.store.errors import GatewayError
 log = logging.getLogger("fsgateway.core")
 
 MISS_LIST_PAGES = 1  # a miss lists a directory of up to 1,000 entries; a larger one is probed name by name
+
+# Labelled once: every lookup counts one of them.
+_ATTR_HIT, _ATTR_MISS, _NEGATIVE_HIT = (metrics.CACHE.labels(cache, result)
+                                        for cache, result in (("attr", "hit"), ("attr", "miss"), ("negative", "hit")))
 
 
 class Namespace:
@@ -76,6 +82,17 @@ class Namespace:
             del self._learning[parent.ino]
             done.set()
 
+    def _listed_before(self, parent: Node) -> bool:
+        """`parent`'s names were known from a listing that has expired, and would be listed again now.
+
+        New files keep arriving in such a directory (the listing was made for a miss, or by a
+        readdir): its next miss lists it again first, and the probe follows only if the name is
+        there. A directory never listed keeps its one-round-trip probe: a cold path walk does
+        not list the directories it passes through.
+        """
+        d = self.ctx.names.dir(parent)
+        return d.names is not None and d.worth_listing()
+
     # ------------------------------------------------------------------ resolution
     async def _stat_remote(self, parent: Node, name: str) -> Remote | None:
         """HEAD `name`, HEAD `name/` and LIST `name/` at once: one round trip, any producer's layout."""
@@ -107,12 +124,16 @@ class Namespace:
         ctx.checked_key(parent, name)
         child = ctx.table.child(parent, name)
         if child is not None and ctx.fresh(child):
-            metrics.CACHE.labels("attr", "hit").inc()
+            _ATTR_HIT.inc()
             return child
         if child is None and ctx.names.known_absent(parent, name):
-            metrics.CACHE.labels("negative", "hit").inc()
+            _NEGATIVE_HIT.inc()
             return None
-        metrics.CACHE.labels("attr", "miss").inc()
+        _ATTR_MISS.inc()
+        if child is None and self._listed_before(parent):
+            await self._learn_names(parent)  # one LIST answers this miss too
+            if ctx.table.child(parent, name) is None and ctx.names.known_absent(parent, name):
+                return None
         remote = await self._stat_remote(parent, name)
         child = ctx.table.child(parent, name)  # may have changed while we waited
         if child is not None and (child.dirty is not None or not child.in_bucket):

@@ -106,7 +106,8 @@ class StreamUpload:
         if upload is None:
             data = self.tail.peek(0, self.tail.size)
             check_length(key, len(data), self.size)
-            sha, md5 = await trio.to_thread.run_sync(_digests, data)
+            # Hashed inline up to 32 KiB (12 µs for 4 KiB, 85 µs for 32): a worker thread costs ~100 µs.
+            sha, md5 = _digests(data) if len(data) <= 32 << 10 else await trio.to_thread.run_sync(_digests, data)
             etag = await self.ctx.store.put(key, data, {**metadata, SHA256_META: sha}, content_type)
             check_etag(key, "the object", etag, md5)
             self.tail.clear()
