@@ -267,15 +267,21 @@ class Namespace:
         return node.symlink_target
 
     # ------------------------------------------------------------------ removal
-    async def unlink(self, parent_ino: int, name: str) -> None:
+    async def _existing(self, parent_ino: int, name: str, is_dir: bool) -> tuple[Node, Node]:
+        """Parent and node of an entry to remove: ENOENT if absent, EISDIR/ENOTDIR if of the other kind."""
         ctx = self.ctx
         ctx.check_writable()
         parent = ctx.dir(parent_ino)
         node = await self.resolve(parent, ctx.name(name))
         if node is None:
             raise FsError(errno.ENOENT)
-        if node.is_dir:
-            raise FsError(errno.EISDIR)
+        if node.is_dir != is_dir:
+            raise FsError(errno.ENOTDIR if is_dir else errno.EISDIR)
+        return parent, node
+
+    async def unlink(self, parent_ino: int, name: str) -> None:
+        ctx = self.ctx
+        parent, node = await self._existing(parent_ino, name, is_dir=False)
         async with node.lock:  # waits for a commit in progress, so the file cannot come back
             ctx.names.metadata.discard(ctx.key(node))
             if node.in_bucket:
@@ -289,13 +295,7 @@ class Namespace:
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         ctx = self.ctx
-        ctx.check_writable()
-        parent = ctx.dir(parent_ino)
-        node = await self.resolve(parent, ctx.name(name))
-        if node is None:
-            raise FsError(errno.ENOENT)
-        if not node.is_dir:
-            raise FsError(errno.ENOTDIR)
+        parent, node = await self._existing(parent_ino, name, is_dir=True)
         if not await self.dir_is_empty(node):
             raise FsError(errno.ENOTEMPTY)
         await ctx.store.delete(ctx.dir_prefix(node))
