@@ -360,7 +360,9 @@ class Mount:
             try:
                 self.proc = subprocess.Popen(
                     self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    cwd=REPO, start_new_session=True,
+                    # not the checkout: `python -m fsgateway` would import the checkout's code whatever
+                    # PYTHONPATH a --fsgateway-cmd sets (the cwd comes first on sys.path)
+                    cwd=self.mountpoint.parent, start_new_session=True,
                 )
             except OSError as exc:
                 raise MountError(f"cannot start {self.argv[0]}: {exc.strerror}") from exc
