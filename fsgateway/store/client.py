@@ -488,12 +488,14 @@ class ObjectStore:
 
     # ------------------------------------------------------------------ writes
     async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str,
-                  if_none_match: bool = False, cache_control: str | None = None) -> str:
-        """PutObject with Content-MD5, so the server rejects a body damaged on the way."""
+                  if_none_match: bool = False, cache_control: str | None = None, md5_hex: str | None = None) -> str:
+        """PutObject with Content-MD5, so the server rejects a body damaged on the way.
+
+        `md5_hex`: the body's MD5 when the caller has it already (not computed a second time)."""
 
         def send() -> str:
             data = _materialize(body)
-            md5_b64 = b64encode(hashlib.md5(data).digest()).decode()
+            md5_b64 = b64encode(bytes.fromhex(md5_hex) if md5_hex else hashlib.md5(data).digest()).decode()
             kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": bytes(data), "ContentMD5": md5_b64,
                                   "Metadata": metadata, "ContentType": content_type}
             if if_none_match:

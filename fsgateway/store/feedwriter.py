@@ -152,8 +152,8 @@ class AnnouncingStore(ObjectStore):
             await self.feed.announce(self.feed.event(op, key, **fields))
 
     async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str,
-                  if_none_match: bool = False, cache_control: str | None = None) -> str:
-        etag = await super().put(key, body, metadata, content_type, if_none_match, cache_control)
+                  if_none_match: bool = False, cache_control: str | None = None, md5_hex: str | None = None) -> str:
+        etag = await super().put(key, body, metadata, content_type, if_none_match, cache_control, md5_hex)
         size = body.length if isinstance(body, FileSlice) else len(body)
         await self._announce("put", key, size=size, etag=etag or None, sha256=metadata.get("fsg-sha256"))
         return etag

@@ -140,7 +140,7 @@ class StagedFile:
         meta = {**metadata, SHA256_META: sha}
         store = self.ctx.store
         if self.size < part:
-            etag = await store.put(key, FileSlice(self.path, 0, self.size), meta, content_type)
+            etag = await store.put(key, FileSlice(self.path, 0, self.size), meta, content_type, md5_hex=md5s[0])
             check_etag(key, "the object", etag, md5s[0])
             return Committed(etag, sha, self.size)
         slices = [FileSlice(self.path, start, min(part, self.size - start)) for start in range(0, self.size, part)]
