@@ -30,13 +30,14 @@ import botocore.session
 import botocore.utils
 import trio
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ResponseStreamingError, SSLError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, SSLError
 
 from fsgateway.store import metrics
 from fsgateway.store.concurrency import gather
 from fsgateway.store.credentials import Keys
 from fsgateway.store.deadline import current as caller_deadline
 from fsgateway.store.errors import GatewayError
+from fsgateway.store.quickcalls import QuickCalls, check_length, fill_exactly
 from fsgateway.store.retry import Backoff, errno_for, error_code, http_status, is_transient
 
 log = logging.getLogger("fsgateway.store")
@@ -136,29 +137,19 @@ def write_exactly(fd: int, data: bytes | bytearray | memoryview, offset: int) ->
 def receive_exactly(response: dict[str, Any], view: memoryview) -> None:
     """Fill `view` with a GetObject answer's body, which must be exactly as long; always closes the body.
 
-    The bytes go from the socket into `view` through http.client's `readinto`
-    (botocore's and urllib3's `readinto` read into a new `bytes` and copy it;
-    botocore's is the fallback). Read that way, urllib3 does not see the body end, so
-    the connection is handed back to its pool here; after any failure it is
-    closed with the body instead. A body shorter or longer than asked, or cut
-    off, is a transient `ResponseStreamingError`, as urllib3 reports it.
+    For clients `QuickCalls` cannot serve. The bytes go from the socket into `view`
+    through http.client's `readinto` (botocore's and urllib3's `readinto` read into
+    a new `bytes` and copy it; botocore's is the fallback). Read that way, urllib3
+    does not see the body end, so the connection is handed back to its pool here;
+    after any failure it is closed with the body instead.
     """
     body = response["Body"]
     raw: Any = getattr(body, "_raw_stream", None)  # urllib3's response; its `_fp` is http.client's
     fp = getattr(raw, "_fp", None)
     readinto = fp.readinto if isinstance(fp, http.client.HTTPResponse) else body.readinto
     try:
-        if response.get("ContentLength") != len(view):
-            raise ResponseStreamingError(error=f"answer of {response.get('ContentLength')} bytes to a range of "
-                                               f"{len(view)}")
-        got = 0
-        try:
-            while got < len(view) and (n := readinto(view[got:])):
-                got += n
-        except (OSError, http.client.HTTPException) as exc:
-            raise ResponseStreamingError(error=exc) from exc
-        if got != len(view):
-            raise ResponseStreamingError(error=f"short ranged GET: {got} of {len(view)} bytes")
+        check_length(response.get("ContentLength"), view)
+        fill_exactly(readinto, view)
         if isinstance(fp, http.client.HTTPResponse) and fp.isclosed():
             raw.release_conn()  # the whole body was read: the connection serves the next request
     finally:
@@ -326,6 +317,7 @@ class ObjectStore:
         self.role = role
         self.bucket = settings.bucket
         self.client = client or make_client(settings)
+        self.quick = QuickCalls.for_client(self.client, self.bucket)
         self.limiter = trio.CapacityLimiter(settings.max_connections)
         self.backoff = Backoff()
 
@@ -463,12 +455,14 @@ class ObjectStore:
             raise ValueError(f"a buffer of {len(into)} bytes for a range of {end - start}")
 
         def fetch() -> bytearray:
+            buf = into if into is not None else bytearray(end - start)
+            if self.quick is not None:
+                self.quick.get_into(key, start, memoryview(buf), if_match)
+                return buf
             kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
             if if_match:
                 kw["IfMatch"] = if_match
-            response = self.client.get_object(**kw)
-            buf = into if into is not None else bytearray(end - start)
-            receive_exactly(response, memoryview(buf))
+            receive_exactly(self.client.get_object(**kw), memoryview(buf))
             return buf
 
         data = await self._call("get", key, fetch)
@@ -494,9 +488,19 @@ class ObjectStore:
         `md5_hex`: the body's MD5 when the caller has it already (not computed a second time)."""
 
         def send() -> str:
-            data = _materialize(body)
+            data = bytes(_materialize(body))
             md5_b64 = b64encode(bytes.fromhex(md5_hex) if md5_hex else hashlib.md5(data).digest()).decode()
-            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": bytes(data), "ContentMD5": md5_b64,
+            if self.quick is not None:
+                headers = {"Content-MD5": md5_b64, "Content-Type": content_type,
+                           **{f"x-amz-meta-{k}": v for k, v in metadata.items()}}
+                if if_none_match:
+                    headers["If-None-Match"] = "*"
+                if cache_control:
+                    headers["Cache-Control"] = cache_control
+                if if_none_match or len(data) > NO_CONTINUE_MAX:
+                    headers["Expect"] = "100-continue"
+                return self.quick.put(key, data, headers)
+            kw: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data, "ContentMD5": md5_b64,
                                   "Metadata": metadata, "ContentType": content_type}
             if if_none_match:
                 kw["IfNoneMatch"] = "*"

@@ -1,4 +1,4 @@
-"""Ranged GETs into a buffer (`ObjectStore.get_buffer`, store/client.py) against the real server.
+"""Ranged GETs into a buffer (`ObjectStore.get_buffer`: store/quickcalls.py, store/client.py) against the real server.
 
 The body goes from the socket straight into the buffer (http.client's readinto, below botocore and
 urllib3), so what urllib3 did on its own is checked here: exact sizes, a short body is an error, the

@@ -82,6 +82,7 @@ class Seen:
     key: str
     action: str
     status: int | None = None  # the server's status line, when forwarded and read
+    expect: str | None = None  # the request's `Expect` header, as sent
 
 
 @dataclass
@@ -217,7 +218,7 @@ class FaultProxy:
         kind, key = s3_kind(method, target, headers)
         rule = self._choose(kind, key)
         action = rule.action if rule else "pass"
-        seen = Seen(kind, key, action)
+        seen = Seen(kind, key, action, expect=headers.get("expect"))
         self._record(seen)
         if action == "refuse":
             _reset(writer)
