@@ -3,15 +3,16 @@
 `announce()` returns once its events are durable. With a local write-ahead
 log (`use_local`, the mount's `fsgateway.mount.feedwal`) that is an fsync'd
 record on the mount's disk, and the log's flusher stores journal objects in
-batches. A change whose events are known before it is made (a single PUT:
-key, size, SHA-256 and the ETag, the body's MD5) records them while it is
-under way (`record_during`); a `Hold` keeps that record from the flusher
-until the change is settled, so no journal names an object before the
-object is stored. Without one (the checker, `feed_flush=0`, or a log that is full or
+batches. Without one (the checker, `feed_flush=0`, or a log that is full or
 failing) it is the journal object itself: events arriving while a journal PUT
 is under way wait for the next one, so many concurrent closes cost one PUT. A
 journal object that cannot be stored is logged and counted, never a failed
 close: the object itself is committed, and syncd's reconcile finds it.
+
+A change whose events are known before it is made (a single PUT: key, size,
+SHA-256 and the ETag, the body's MD5) records them in the local log while it is
+under way (`record_during`); a `Hold` keeps that record from the flusher until
+the change is settled, so no journal names an object before it is stored.
 
 The checker announces its own writes through `AnnouncingStore`. This module
 imports no mount code (its metrics are defined here), so the checker may use it.

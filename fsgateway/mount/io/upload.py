@@ -63,8 +63,8 @@ class AnnouncePut(Protocol):
     """How a single PUT reaches the change feed (the mount's feed; io/ knows none)."""
 
     async def __call__(self, key: str, expected: Committed, put: Callable[[], Awaitable[Committed]]) -> Committed:
-        """Run `put`, which stores `expected` at `key`, while its announcement becomes durable; its result,
-        `announced`."""
+        """Run `put`, which stores `expected` at `key`, while its announcement becomes durable; returns
+        what `put` stored, marked `announced`."""
         ...
 
 
@@ -75,7 +75,7 @@ class UploadContext:
                  write_buffer_size: int, nursery: trio.Nursery, host_id: str, run_id: str,
                  announce_put: AnnouncePut | None = None) -> None:
         self.store = store
-        self.announce_put = announce_put
+        self.announce_put = announce_put  # None: no feed to tell
         self.retry_deadline = store.settings.retry_deadline
         self.staging = staging
         self.part_size = part_size
