@@ -9,6 +9,13 @@ once all its events are stored. Segments left by a crashed run of this mount
 are adopted at start and flushed before the mount reports ready, or later by
 the flusher if the bucket cannot be reached then.
 
+A record appended with a `Hold` (a single PUT's, written while the PUT is
+under way) pins its segment: a closed segment is flushed only once every hold
+on it is settled, so no journal names an object before its PUT has landed.
+Other segments go meanwhile. Holds live in memory only: after a crash, every
+replayed record is flushed at start (its PUT either landed or not; both are
+fine as hints).
+
 A record is `<crc32 of the document, 8 hex> <journal document>\\n`: the feed's
 own encoding (`formats.feed`), so events are stored exactly as they were
 announced. A record with a bad CRC or no newline was torn by a crash before
@@ -30,13 +37,14 @@ import logging
 import os
 import zlib
 from datetime import UTC, datetime
+from functools import partial
 
 import trio
 
 from fsgateway.daemon.private import private_dir, private_file
 from fsgateway.formats import feed
 from fsgateway.mount import metrics
-from fsgateway.store.feedwriter import MAX_EVENTS, FeedWriter
+from fsgateway.store.feedwriter import MAX_EVENTS, FeedWriter, Hold
 
 log = logging.getLogger("fsgateway.feed")
 
@@ -87,6 +95,7 @@ class FeedWal:
         self._lost: list[tuple[int, int]] = []  # (start, end] of records whose fdatasync failed
         self._dead: int | None = None  # a failed segment's descriptor, closed at the next switch
         self._lock_fd: int | None = None
+        self._holds: dict[str, int] = {}  # segment path -> its records whose change is not settled yet
         self._sync = trio.Lock()  # one fdatasync or segment switch at a time
         self._flush = trio.Lock()  # one flush of closed segments at a time
         self._wake = trio.Event()  # a record waits in the open segment
@@ -137,7 +146,7 @@ class FeedWal:
     def _gauge(self) -> None:
         metrics.FEED_WAL_BYTES.set(self._bytes())
 
-    async def append(self, events: tuple[feed.Event, ...]) -> bool:
+    async def append(self, events: tuple[feed.Event, ...], hold: Hold | None = None) -> bool:
         record = encode_record(events)
         if self._fd is None:
             return self._refused()
@@ -149,6 +158,9 @@ class FeedWal:
                 raise OSError("short write")
         except OSError as exc:
             return self._broken(exc)
+        if hold is not None:
+            self._holds[self._path] = self._holds.get(self._path, 0) + 1
+            hold.pin(partial(self._release, self._path))
         self._written += len(record)
         mine = self._written
         self._size += len(record)
@@ -171,6 +183,14 @@ class FeedWal:
                 return self._broken(exc)
             self._synced = target
         return True
+
+    def _release(self, path: str) -> None:
+        """A held record's change is settled: its segment may go once no other hold pins it."""
+        left = self._holds.pop(path) - 1
+        if left:
+            self._holds[path] = left
+        else:
+            self._wake.set()
 
     def _refused(self) -> bool:
         metrics.FEED_WAL_FALLBACKS.labels("error").inc()
@@ -221,14 +241,20 @@ class FeedWal:
                     self._broken(exc)
 
     async def drain(self) -> bool:
-        """Store every record written so far in journal objects; True when none is left."""
+        """Store every record written so far in journal objects; True when none is left (none failed or held)."""
         await self._switch()
-        return await self._flush_closed()
+        return await self._flush_closed() and not self._segments
+
+    def _flushable(self) -> bool:
+        return any(path not in self._holds for path, _ in self._segments)
 
     async def _flush_closed(self) -> bool:
+        """Store the closed segments no hold pins, oldest first; False if a journal PUT failed."""
         async with self._flush:
-            while self._segments:
-                path = self._segments[0][0]
+            for segment in list(self._segments):
+                path = segment[0]
+                if path in self._holds:
+                    continue  # a record whose PUT is not settled: the segment waits, the others go
                 with open(path, "rb") as f:
                     events, bad = decode_records(f.read())
                 if bad:
@@ -237,7 +263,7 @@ class FeedWal:
                 if events and not await self.writer.write_journal(events, kept=True):
                     return False
                 os.unlink(path)
-                self._segments.pop(0)
+                self._segments.remove(segment)
                 self._gauge()
         return True
 
@@ -245,12 +271,14 @@ class FeedWal:
         """The flusher: batches of records become journal objects; retried with backoff while refused."""
         failures = 0
         while True:
-            if not self._segments:
-                await self._wake.wait()
-                with trio.move_on_after(self.interval):
-                    await self._full.wait()
+            if not self._flushable():
+                await self._wake.wait()  # a record was appended, or a held segment was let go
+                if self._events:  # records wait in the open segment: others may join them meanwhile
+                    with trio.move_on_after(self.interval):
+                        await self._full.wait()
             self._wake = trio.Event()
-            if await self.drain():
+            await self._switch()
+            if await self._flush_closed():
                 failures = 0
             else:  # back off, but close a full segment meanwhile: each one is read whole when flushed
                 failures = min(failures + 1, 16)

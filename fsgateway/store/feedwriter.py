@@ -9,6 +9,11 @@ is under way wait for the next one, so many concurrent closes cost one PUT. A
 journal object that cannot be stored is logged and counted, never a failed
 close: the object itself is committed, and syncd's reconcile finds it.
 
+A change whose events are known before it is made (a single PUT: key, size,
+SHA-256 and the ETag, the body's MD5) records them in the local log while it is
+under way (`record_during`); a `Hold` keeps that record from the flusher until
+the change is settled, so no journal names an object before it is stored.
+
 The checker announces its own writes through `AnnouncingStore`. This module
 imports no mount code (its metrics are defined here), so the checker may use it.
 """
@@ -16,15 +21,17 @@ imports no mount code (its metrics are defined here), so the checker may use it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, Unpack
+from typing import Protocol, TypeVar, Unpack
 
 import trio
 from prometheus_client import CollectorRegistry, Counter
 
 from fsgateway.formats import feed, reserved
 from fsgateway.formats.feed import EventFields
+from fsgateway.store import deadline
 from fsgateway.store.client import Body, FileSlice, ObjectStore, StoreError
 
 log = logging.getLogger("fsgateway.feed")
@@ -47,12 +54,45 @@ FEED_FLUSH_FAILURES = Counter(
 
 MAX_EVENTS = 1000  # per journal object, so a reader's GET stays small
 
+T = TypeVar("T")
+
+
+class Hold:
+    """Keeps a record in the local log from the flusher until the change it announces is settled.
+
+    A record written while its PUT is under way must not reach a journal before the PUT
+    has landed: syncd would copy the old state, and nothing would announce the new one.
+    The log pins the hold to the record's segment when it writes the record; `settle()`
+    (in a `finally`: the change answered, failed or was given up) lets the segment go.
+    A failed change's record is flushed too: events are hints, syncd copies the primary's state.
+    """
+
+    def __init__(self) -> None:
+        self.settled = False
+        self._release: Callable[[], None] | None = None
+
+    def pin(self, release: Callable[[], None]) -> None:
+        """The log wrote the record: `release` is called once, when the change is settled."""
+        if self.settled:
+            release()
+        else:
+            self._release = release
+
+    def settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
 
 class LocalLog(Protocol):
     """Where announcements become durable before their journal object is stored (the mount's WAL)."""
 
-    async def append(self, events: tuple[feed.Event, ...]) -> bool:
-        """True once `events` are durable in the log; False when the log cannot take them."""
+    async def append(self, events: tuple[feed.Event, ...], hold: Hold | None = None) -> bool:
+        """True once `events` are durable in the log; False when the log cannot take them.
+
+        With `hold`, the record is not flushed before `hold.settle()`."""
         ...
 
 
@@ -88,6 +128,43 @@ class FeedWriter:
         """
         if self._local is not None and await self._local.append(events):
             return
+        await self._journal(events)
+
+    async def record_during(self, change: Callable[[], Awaitable[T]], *events: feed.Event) -> tuple[T, bool]:
+        """Make `change` while `events` become durable in the local log; (its result, whether they did).
+
+        Returns once both are done. False (no local log, or it refused the record): the caller
+        announces after the change, as any other (`announce`), so a journal PUT never comes
+        before the change it names. A failed change raises its own error; the record, if
+        written, goes to a journal as a hint.
+        """
+        local = self._local
+        if local is None:
+            return await change(), False
+        hold = Hold()
+        durable = False
+        failure: Exception | None = None
+
+        async def record() -> None:
+            nonlocal durable
+            with trio.move_on_at(deadline.current(self.store.settings.retry_deadline)):  # as `change` is
+                durable = await local.append(events, hold)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(record)
+                try:
+                    result = await change()
+                except Exception as exc:  # raised as itself below, not in the nursery's ExceptionGroup
+                    failure = exc
+        finally:
+            hold.settle()
+        if failure is not None:
+            raise failure
+        return result, durable
+
+    async def _journal(self, events: tuple[feed.Event, ...]) -> None:
+        """Wait until `events` are in a stored journal object (or its PUT failed for good, counted)."""
         batch = self._batch
         batch.events.extend(events)
         self._wake.set()

@@ -13,21 +13,28 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
+from fsgateway.formats.feed import EventFields
 from fsgateway.formats.s3format import content_type_for, encode_metadata
 from fsgateway.mount.fs.context import FsContext, FsError
 from fsgateway.mount.fs.inodes import Node
 from fsgateway.mount.fs.names import Remote, same_etag
 from fsgateway.mount.io.reader import ObjectReader
-from fsgateway.mount.io.writer import DirtyFile, StagingArea, UploadContext
+from fsgateway.mount.io.writer import Committed, DirtyFile, StagingArea, UploadContext
 from fsgateway.store.concurrency import gather
 from fsgateway.store.errors import GatewayError
 
 log = logging.getLogger("fsgateway.core")
 
 READ_CHUNK = 4 << 20  # one ranged GET; the default read_ahead is a few of these (options.py)
+
+
+def _event(result: Committed) -> EventFields:
+    """The feed event's fields for a stored file."""
+    return {"size": result.size, "sha256": result.sha256, "etag": result.etag}
 
 
 @dataclass
@@ -45,7 +52,7 @@ class OpenFiles:
         cfg = ctx.cfg
         staging = StagingArea(os.path.join(cfg.cache_dir, "staging", host_id), cfg.cache_size)
         self.uploads = UploadContext(ctx.store, staging, cfg.multipart_size, cfg.parallel, cfg.write_buffer_size,
-                                     ctx.nursery, host_id, run_id)
+                                     ctx.nursery, host_id, run_id, self._announce_put)
         self.handles: dict[int, Handle] = {}
         self.closing = False  # set at unmount: no new writes are accepted
 
@@ -129,7 +136,20 @@ class OpenFiles:
         node.version += 1
         dirty.discard_now()
         ctx.set_remote(node, Remote(attrs, result.etag, result.sha256))
-        await ctx.announce("put", key, size=result.size, sha256=result.sha256, etag=result.etag)
+        if not result.announced:  # a single PUT's was made durable while the PUT was under way
+            await ctx.announce("put", key, **_event(result))
+
+    async def _announce_put(self, key: str, expected: Committed, put: Callable[[], Awaitable[Committed]]) -> Committed:
+        """A single PUT: what it stores is known before it is sent, so its feed record is written and
+        fsync'd meanwhile (the feed holds the record back until the PUT is settled). close() returns
+        when both are done: the object complete in the bucket and its announcement durable."""
+        feed = self.ctx.feed
+        if feed is None:
+            return await put()
+        result, recorded = await feed.record_during(put, feed.event("put", key, **_event(expected)))
+        if not recorded or result.etag != expected.etag:  # the log refused it; an ETag not the MD5 (SSE-KMS)
+            await self.ctx.announce("put", key, **_event(result))
+        return replace(result, announced=True)
 
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         h = self.handle(fh)

@@ -137,12 +137,11 @@ class StagedFile:
         part = self.ctx.part_size
         with local_io("staging file"):
             sha, md5s = await trio.to_thread.run_sync(partial(hash_file, self.path, self.size, part))
+        if self.size < part:
+            return await self.ctx.put(key, FileSlice(self.path, 0, self.size), metadata, content_type, sha, md5s[0],
+                                      self.size)
         meta = {**metadata, SHA256_META: sha}
         store = self.ctx.store
-        if self.size < part:
-            etag = await store.put(key, FileSlice(self.path, 0, self.size), meta, content_type, md5_hex=md5s[0])
-            check_etag(key, "the object", etag, md5s[0])
-            return Committed(etag, sha, self.size)
         slices = [FileSlice(self.path, start, min(part, self.size - start)) for start in range(0, self.size, part)]
         check_length(key, sum(s.length for s in slices), self.size)
         upload_id = await store.create_multipart(key, meta, content_type)

@@ -15,18 +15,19 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from fsgateway.formats.keys import STAGING_PREFIX
+from fsgateway.formats.s3format import SHA256_META
 from fsgateway.mount import metrics
 from fsgateway.mount.housekeeping import Janitor
 from fsgateway.mount.io.buffers import PartBuffers, expire_idle
 from fsgateway.store import deadline
-from fsgateway.store.client import ObjectInfo, ObjectStore, StoreError, multipart_etag
+from fsgateway.store.client import Body, ObjectInfo, ObjectStore, StoreError, multipart_etag
 from fsgateway.store.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -55,14 +56,26 @@ class Committed:
     etag: str
     sha256: str
     size: int
+    announced: bool = False  # in the change feed already (a single PUT's, see `UploadContext.put`)
+
+
+class AnnouncePut(Protocol):
+    """How a single PUT reaches the change feed (the mount's feed; io/ knows none)."""
+
+    async def __call__(self, key: str, expected: Committed, put: Callable[[], Awaitable[Committed]]) -> Committed:
+        """Run `put`, which stores `expected` at `key`, while its announcement becomes durable; returns
+        what `put` stored, marked `announced`."""
+        ...
 
 
 class UploadContext:
     """What every dirty file shares: the store, the limits, the background nursery."""
 
     def __init__(self, store: ObjectStore, staging: StagingArea, part_size: int, parallel: int,
-                 write_buffer_size: int, nursery: trio.Nursery, host_id: str, run_id: str) -> None:
+                 write_buffer_size: int, nursery: trio.Nursery, host_id: str, run_id: str,
+                 announce_put: AnnouncePut | None = None) -> None:
         self.store = store
+        self.announce_put = announce_put  # None: no feed to tell
         self.retry_deadline = store.settings.retry_deadline
         self.staging = staging
         self.part_size = part_size
@@ -75,6 +88,23 @@ class UploadContext:
         self.run_id = run_id
         self.janitor = Janitor(store, self.retry_deadline)
         nursery.start_soon(self.janitor.run)
+
+    async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str, sha: str, md5: str,
+                  size: int) -> Committed:
+        """A whole file in one PUT with Content-MD5 and its SHA-256 in the metadata; the answer's ETag checked.
+
+        What it stores is known before it is sent (a plain PUT's ETag is the body's MD5), so
+        `announce_put` makes the feed's announcement durable while the PUT is under way.
+        """
+
+        async def send() -> Committed:
+            etag = await self.store.put(key, body, {**metadata, SHA256_META: sha}, content_type, md5_hex=md5)
+            check_etag(key, "the object", etag, md5)
+            return Committed(etag, sha, size)
+
+        if self.announce_put is None:
+            return await send()
+        return await self.announce_put(key, Committed(f'"{md5}"', sha, size), send)
 
     def staging_key(self) -> str:
         """`<host>/<run>-<uuid>`: start-up clean-up removes this host's keys of other runs only."""
