@@ -126,12 +126,13 @@ Body = bytes | bytearray | memoryview | FileSlice
 class SliceReader:
     """A `FileSlice` as a request body streamed from the page cache, never held whole in memory.
 
-    urllib3 sends a file-like body as it reads it, `read(16384)` at a time. A read here
-    returns up to `BLOCK` bytes whatever was asked (urllib3 sends what it gets), so an 8 MiB
-    part costs 32 preads and sends instead of 512, with at most `BLOCK` bytes of it in memory.
-    `__len__` gives botocore the Content-Length; `seek`/`tell` let it hash a signed payload and
-    rewind. Each attempt of a request opens a reader of its own, so a retry sends the slice
-    again from its start.
+    urllib3 sends a file-like body as it reads it, `read(16384)` at a time, each block sent
+    before the next is read. A read here fills one buffer of `BLOCK` bytes, whatever was
+    asked, and returns a view of it (urllib3 sends what it gets): an 8 MiB part costs 32
+    preads and sends instead of 512, and no new memory per block. The view is valid until the
+    next read, which is how urllib3 and botocore (hashing a signed payload) consume it.
+    `__len__` gives botocore the Content-Length; `seek`/`tell` let it rewind. Each attempt of
+    a request opens a reader of its own, so a retry sends the slice again from its start.
     """
 
     BLOCK = 256 << 10
@@ -139,6 +140,7 @@ class SliceReader:
     def __init__(self, part: FileSlice) -> None:
         self.part = part
         self.pos = 0
+        self.buf = memoryview(bytearray(min(self.BLOCK, part.length)))
         self.fd = os.open(part.path, os.O_RDONLY)
 
     def __enter__(self) -> SliceReader:
@@ -150,16 +152,19 @@ class SliceReader:
     def __len__(self) -> int:
         return self.part.length
 
-    def read(self, size: int | None = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes | memoryview:
         left = self.part.length - self.pos
-        n = left if size is None or size < 0 else min(left, max(size, self.BLOCK))
-        if n <= 0:
-            return b""
-        data = os.pread(self.fd, n, self.part.offset + self.pos)
-        if not data:  # the file is shorter than the slice: never send fewer bytes than announced
+        if size is None or size < 0:
+            data = os.pread(self.fd, left, self.part.offset + self.pos)
+            got: bytes | memoryview = data
+            n = len(data)
+        else:
+            n = os.preadv(self.fd, [self.buf[:min(left, len(self.buf))]], self.part.offset + self.pos) if left else 0
+            got = self.buf[:n]
+        if n == 0 and left:  # the file is shorter than the slice: never send fewer bytes than announced
             raise OSError(errno.EIO, f"short read from {self.part.path}")
-        self.pos += len(data)
-        return data
+        self.pos += n
+        return got if n else b""
 
     def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
         self.pos = pos + (self.pos if whence == os.SEEK_CUR else self.part.length if whence == os.SEEK_END else 0)
