@@ -48,12 +48,16 @@ def leftovers(s3, bucket: str) -> list[str]:
     return objs + [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
 
 
-def write_in_thread(path: Path, data: bytes, outcome: list[BaseException | None]) -> threading.Thread:
+def write_in_thread(path: Path, data: bytes, outcome: list[BaseException | None],
+                    written: list[int] | None = None) -> threading.Thread:
+    """Write `data` in 1 MiB writes and close, in a thread; `written[0]` counts the bytes whose write returned."""
     def write() -> None:
         try:
             with open(path, "wb") as f:
                 for off in range(0, len(data), MiB):
                     assert f.write(data[off:off + MiB]) == len(data[off:off + MiB])
+                    if written is not None:
+                        written[0] = off + len(data[off:off + MiB])
             outcome.append(None)
         except OSError as exc:
             outcome.append(exc)
@@ -64,7 +68,8 @@ def write_in_thread(path: Path, data: bytes, outcome: list[BaseException | None]
 
 
 def test_more_parts_are_in_flight_than_memory_holds_and_the_file_lands_exact(mounter, bucket, proxy, s3):
-    """Two part tokens of memory, yet six parts of one file under way at once: they wait on disk.
+    """Two part tokens of memory, yet all eight parts of one file under way at once (`parallel`):
+    every write returns while no upload has answered, the parts wait on disk.
 
     Before the spool, the writer blocked with two parts in flight (the tokens) and this timed out."""
     m = mounter()
@@ -72,8 +77,10 @@ def test_more_parts_are_in_flight_than_memory_holds_and_the_file_lands_exact(mou
     data = os.urandom(8 * PART + 12345)
     proxy.add("stall", "upload_part")
     outcome: list[BaseException | None] = []
-    t = write_in_thread(path / "big.bin", data, outcome)
-    wait_for(lambda: len(proxy.seen("upload_part", "stall")) >= 6, 60, "six parts under way at once")
+    written = [0]
+    t = write_in_thread(path / "big.bin", data, outcome, written)
+    wait_for(lambda: written[0] == len(data), 15, "every write to return while the uploads stall")
+    assert not outcome  # close() waits for the parts
     assert len(spool_files(m)) == 1
     proxy.clear()
     proxy.release()
