@@ -41,7 +41,7 @@ from fsgateway.mount.io.upload import (
     md5_hex,
 )
 from fsgateway.store import deadline
-from fsgateway.store.client import Body, ObjectInfo
+from fsgateway.store.client import FileSlice, ObjectInfo
 
 
 @dataclass
@@ -224,23 +224,22 @@ class StreamUpload:
         may still be reading the buffer, which is then never reused).
         """
         slot = spool.take()
-        body: Body = data
         in_memory = True
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._hash_in_order, data, previous, hashed)
                 if slot is not None:
                     md5, spooled = await spool.write(slot, data)
-                    body = spooled or data
                 else:
-                    md5 = await trio.to_thread.run_sync(md5_hex, data)
-                metrics.STREAM_PARTS.labels("memory" if body is data else "spool").inc()
-                if body is data:
+                    md5, spooled = await trio.to_thread.run_sync(md5_hex, data), None
+                metrics.STREAM_PARTS.labels("memory" if spooled is None else "spool").inc()
+                if spooled is None:
                     await self._send(upload, number, data, md5)
-            if body is not data:
-                in_memory = False
+            if spooled is not None:
                 self._free(data, True)
-                await self._send(upload, number, body, md5)
+                in_memory = False
+                del data  # a buffer the pool did not keep is unmapped now, not when the upload ends
+                await self._send(upload, number, spooled, md5)
             if number in self.parts:
                 check_etag(upload.key, f"part {number}", self.parts[number], md5)
         except Exception as exc:  # recorded and reported to the writer; never crashes the mount
@@ -248,7 +247,7 @@ class StreamUpload:
         finally:
             if in_memory:
                 self._free(data, number in self.parts)
-            del data
+                del data
             if slot is not None:
                 spool.give(slot, number in self.parts)
             self.in_flight -= 1
@@ -268,7 +267,7 @@ class StreamUpload:
         finally:
             hashed.set()
 
-    async def _send(self, upload: _Multipart, number: int, body: Body, md5: str) -> None:
+    async def _send(self, upload: _Multipart, number: int, body: bytearray | FileSlice, md5: str) -> None:
         try:
             with deadline.own(self.ctx.retry_deadline):
                 self.parts[number] = await self.ctx.store.upload_part(upload.key, upload.upload_id, number, body,
