@@ -37,7 +37,7 @@ and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
   ca_bundle=FILE | no_verify_ssl    TLS trust
   allow_other  default_permissions  ro  uid=N  gid=N  umask=OCTAL
   nonempty                 mount over a directory that has files (they are hidden while mounted)
-  cache_dir=DIR (/var/cache/fsgateway)  cache_size=SIZE (10G)  staging for random writes
+  cache_dir=DIR (/var/cache/fsgateway)  cache_size=SIZE (10G)  staging for random writes, spool of parts
   stat_ttl=SECONDS (5)     how long attributes and listings are trusted
   multipart_size=SIZE (8M)  parallel=N (8)  write_buffer_size=SIZE (16M)  read_ahead=SIZE (12M)
   kernel_read_ahead=SIZE (1M)  the kernel's read-ahead for the mount (needs root; 0 keeps 128K)

@@ -38,7 +38,16 @@ UNMAPPABLE = Counter(
 CHECKSUM_MISMATCHES = Counter(
     "fsgateway_checksum_mismatches_total", "Whole-object SHA-256 or part ETag mismatches detected", registry=REGISTRY
 )
-STAGING_BYTES = Gauge("fsgateway_staging_bytes", "Bytes held in local staging files (random writes)", registry=REGISTRY)
+STAGING_BYTES = Gauge(
+    "fsgateway_staging_bytes", "Bytes of cache_size held by local staging files (random writes) and part spools",
+    registry=REGISTRY,
+)
+STREAM_PARTS = Counter(
+    "fsgateway_stream_parts_total",
+    "Parts of streamed files handed to their upload, by where the request body comes from (spool: the spool "
+    "file on disk; memory: no room in the spool)",
+    ["source"], registry=REGISTRY,
+)
 STALE_UPLOADS_ABORTED = Counter(
     "fsgateway_stale_uploads_aborted_total",
     "Multipart uploads and staging objects left by a crash, removed",

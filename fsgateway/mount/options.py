@@ -49,14 +49,14 @@ class Config(S3Options):
     ro: bool = False
     nonempty: bool = False  # allow mounting over a directory with files (s3fs's option; they are hidden)
     cache_dir: str = "/var/cache/fsgateway"
-    cache_size: int = field(default=10 << 30, metadata=SIZE)  # staging files for random writes, bytes
+    cache_size: int = field(default=10 << 30, metadata=SIZE)  # staging files (random writes) and part spools, bytes
     stat_ttl: float = 5.0  # seconds an attribute or listing is trusted
     negative_ttl: float = 2.0
     negative_cache_entries: int = 10_000
     metadata_cache_entries: int = 100_000
     multipart_size: int = field(default=8 << 20, metadata=SIZE)  # part size; smaller files are one PUT
     parallel: int = 8  # concurrent requests per file (parts, ranged reads)
-    # memory for parts in flight, whole mount: 2 parts of 8M keep loopback Ceph busy within the 100 MiB goal
+    # memory for full parts until they are in the spool (or, without room there, uploaded), whole mount
     write_buffer_size: int = field(default=16 << 20, metadata=SIZE)
     read_ahead: int = field(default=12 << 20, metadata=SIZE)  # per sequential reader: 2 chunks of 4M fetched ahead
     # the kernel's read-ahead for this mount (FUSE default 128K); 0 keeps it

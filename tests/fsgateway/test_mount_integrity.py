@@ -67,8 +67,8 @@ def test_failed_create_multipart_poisons_the_file(faulty, proxy, s3):
 def test_failed_part_poisons_the_file_until_close(faulty, proxy, s3):
     proxy.add("status", "upload_part")
     f = open(faulty.path / "g", "wb", buffering=0)
-    with pytest.raises(OSError) as e:  # a later write sees the failed part
-        for _ in range(20):
+    with pytest.raises(OSError) as e:  # a later write sees the failed part (past `parallel` parts, 8 x 5 MiB,
+        for _ in range(40):             # in flight, the writer waits for the first to end)
             f.write(os.urandom(2 * MiB))
     assert e.value.errno == errno.EIO
     with pytest.raises(OSError) as e:

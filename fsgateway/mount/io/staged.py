@@ -5,7 +5,7 @@ existing object work here (as rclone's write cache does), in `cache_dir`,
 bounded by `cache_size`. Commit reads the file once to hash it (the SHA-256
 stored with the object, and the MD5 of each part to check each part's ETag),
 then uploads it: one PUT with Content-MD5 below one part, else a multipart
-upload straight to the real key, its parts read from the file in worker threads.
+upload straight to the real key, its parts streamed from the file in worker threads.
 """
 
 from __future__ import annotations
@@ -147,8 +147,7 @@ class StagedFile:
         upload_id = await store.create_multipart(key, meta, content_type)
 
         async def send(number: int, body: FileSlice) -> str:
-            async with self.ctx.part_tokens:  # a part read into memory counts against write_buffer_size
-                etag = await store.upload_part(key, upload_id, number, body, md5s[number - 1])
+            etag = await store.upload_part(key, upload_id, number, body, md5s[number - 1])  # streamed from the file
             check_etag(key, f"part {number}", etag, md5s[number - 1])
             return etag
 

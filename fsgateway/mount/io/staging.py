@@ -1,4 +1,8 @@
-"""The mount's local staging directory and its space budget (`cache_size`)."""
+"""The mount's local staging directory and its space budget (`cache_size`).
+
+It holds staging files (`staging-*`, staged.py) and the spool files of streamed
+parts (`spool-*`, spool.py); both count against the same `cache_size`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import uuid
 
 from fsgateway.mount import metrics
 from fsgateway.mount.io.upload import WriteError, local_io
+
+PREFIXES = ("staging-", "spool-")  # the files of this directory; anything with them at start was left by a crash
 
 
 class StagingArea:
@@ -23,12 +29,12 @@ class StagingArea:
         self.used = 0
         os.makedirs(directory, mode=0o700, exist_ok=True)
         for stale in os.listdir(directory):  # left by a crash: their data was never acknowledged
-            if stale.startswith("staging-"):
+            if stale.startswith(PREFIXES):
                 os.unlink(os.path.join(directory, stale))
 
-    def create(self) -> tuple[str, int]:
-        """A new empty staging file: its path and a descriptor open for reading and writing."""
-        path = os.path.join(self.directory, f"staging-{uuid.uuid4().hex}")
+    def create(self, prefix: str = "staging-") -> tuple[str, int]:
+        """A new empty file (`prefix`: one of PREFIXES): its path and a descriptor open for reading and writing."""
+        path = os.path.join(self.directory, f"{prefix}{uuid.uuid4().hex}")
         with local_io("staging file"):
             return path, os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
 

@@ -2,14 +2,17 @@
 
 As in mountpoint-s3's streaming upload: appended bytes collect in memory
 (`StreamTail`); every full part goes to a background multipart upload to a
-hidden staging key while the application keeps writing, memory bounded by
-`write_buffer_size` for the whole mount. Each part's MD5 is computed in a worker
-thread and sent as its Content-MD5 (the server checks it; the mount's bodies are
-not hashed again for the signature), its SHA-256 in file order meanwhile; its
-ETag must be that MD5. On commit the last part is sent, the upload is completed and checked (size,
-part count, multipart ETag), then copied server-side to the real key with its
-metadata, including the SHA-256 of the whole file; a HEAD checks the copy's size
-and that SHA-256 in its metadata. The real key never shows a partial file.
+hidden staging key while the application keeps writing. A full part is written
+to the file's spool on disk (`spool.py`) and uploads from there, its memory free
+at once; without room in the spool it uploads from memory. Memory is bounded by
+`write_buffer_size` for the whole mount, parts in flight by `parallel` per file.
+Each part's MD5 is computed in a worker thread and sent as its Content-MD5 (the
+server checks it; the mount's bodies are not hashed again for the signature),
+its SHA-256 in file order meanwhile; its ETag must be that MD5. On commit the
+last part is sent, the upload is completed and checked (size, part count,
+multipart ETag), then copied server-side to the real key with its metadata,
+including the SHA-256 of the whole file; a HEAD checks the copy's size and that
+SHA-256 in its metadata. The real key never shows a partial file.
 A file that never reached one part is a single PUT with Content-MD5.
 """
 
@@ -25,6 +28,7 @@ import trio
 from fsgateway.formats.s3format import FILE_CONTENT_TYPE, SHA256_META
 from fsgateway.mount import metrics
 from fsgateway.mount.io.buffers import PartBuffers
+from fsgateway.mount.io.spool import PartSpool
 from fsgateway.mount.io.staged import StagedFile
 from fsgateway.mount.io.upload import (
     Committed,
@@ -37,7 +41,7 @@ from fsgateway.mount.io.upload import (
     md5_hex,
 )
 from fsgateway.store import deadline
-from fsgateway.store.client import ObjectInfo
+from fsgateway.store.client import FileSlice, ObjectInfo
 
 
 @dataclass
@@ -70,6 +74,7 @@ class StreamUpload:
         self.hashed = trio.Event()  # set when the latest submitted part is in the hasher
         self.hashed.set()
         self.upload: _Multipart | None = None
+        self.spool: PartSpool | None = None  # made with the first part
         self.parts: dict[int, str] = {}
         self.next_part = 1
         self.in_flight = 0
@@ -112,6 +117,7 @@ class StreamUpload:
             self.tail.clear()
             return result
         await self._finish(upload)
+        self._remove_spool()
         sha = self.hasher.hexdigest()
         meta = {**metadata, SHA256_META: sha}
         try:
@@ -150,6 +156,7 @@ class StreamUpload:
             staged.discard_now()
             raise
         self.tail.clear()
+        self._remove_spool()
         return staged
 
     async def abort(self) -> None:
@@ -161,19 +168,29 @@ class StreamUpload:
                 await self._wait_parts()
             await self.ctx.abort(upload.key, upload.upload_id)
             upload.ended = True
+        self._remove_spool()
 
     def discard_now(self) -> None:
-        """Drop the bytes held in memory."""
+        """Drop the bytes held in memory and the spool."""
         self.tail.clear()
+        self._remove_spool()
+
+    def _remove_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.remove()
 
     # ------------------------------------------------------------ parts
     async def _submit(self, data: bytearray) -> None:
-        """Hand one full part to a background task; blocks while the memory budget is used.
+        """Hand one full part to a background task; blocks while the file has `parallel` parts in flight
+        or the mount's memory budget is used.
 
         The part has left the buffer: if it cannot be sent, `error` is set and the file can
         never be committed without it.
         """
         try:
+            async with self.parts_done:
+                while self.in_flight >= self.ctx.parallel:
+                    await self.parts_done.wait()
             await self.ctx.part_tokens.acquire()
         except BaseException as exc:
             self.error = self.error or exc
@@ -184,44 +201,63 @@ class StreamUpload:
                 key = self.ctx.staging_key()
                 upload_id = await self.ctx.store.create_multipart(key, {}, FILE_CONTENT_TYPE)
                 upload = self.upload = _Multipart(key, upload_id)
+                self.spool = PartSpool(self.ctx)
         except BaseException as exc:
             self.error = self.error or exc
             self.ctx.part_tokens.release()
             raise
+        assert self.spool is not None
         number = self.next_part
         self.next_part += 1
         self.in_flight += 1
         previous, self.hashed = self.hashed, trio.Event()
-        self.ctx.nursery.start_soon(self._part, upload, number, data, previous, self.hashed)
+        self.ctx.nursery.start_soon(self._part, upload, self.spool, number, data, previous, self.hashed)
 
-    async def _part(self, upload: _Multipart, number: int, data: bytearray, previous: trio.Event,
+    async def _part(self, upload: _Multipart, spool: PartSpool, number: int, data: bytearray, previous: trio.Event,
                     hashed: trio.Event) -> None:
         """One part: its MD5, then its upload with that Content-MD5; meanwhile its SHA-256, in part order.
 
-        The hashes run in worker threads. The part's memory token is returned when all three
-        are done with its bytes: until then they are in memory, and the budget must say so. Its
-        buffer is reused only when the upload answered: a request abandoned at its deadline may
-        still be reading it.
+        The hashes and the spool write run in worker threads. The part's memory token and
+        buffer are given back when its bytes are no longer needed in memory: once hashed and
+        in the spool, or else once its upload answered (a request abandoned at its deadline
+        may still be reading the buffer, which is then never reused).
         """
-        reusable = False
+        slot = spool.take()
+        in_memory = True
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._hash_in_order, data, previous, hashed)
-                md5 = await trio.to_thread.run_sync(md5_hex, data)
-                await self._send(upload, number, data, md5)
+                if slot is not None:
+                    md5, spooled = await spool.write(slot, data)
+                else:
+                    md5, spooled = await trio.to_thread.run_sync(md5_hex, data), None
+                metrics.STREAM_PARTS.labels("memory" if spooled is None else "spool").inc()
+                if spooled is None:
+                    await self._send(upload, number, data, md5)
+            if spooled is not None:
+                self._free(data, True)
+                in_memory = False
+                del data  # a buffer the pool did not keep is unmapped now, not when the upload ends
+                await self._send(upload, number, spooled, md5)
             if number in self.parts:
-                reusable = True
                 check_etag(upload.key, f"part {number}", self.parts[number], md5)
         except Exception as exc:  # recorded and reported to the writer; never crashes the mount
             self.error = self.error or exc
         finally:
-            if reusable:
-                self.ctx.buffers.give(data)
-            del data
-            self.ctx.part_tokens.release()
+            if in_memory:
+                self._free(data, number in self.parts)
+                del data
+            if slot is not None:
+                spool.give(slot, number in self.parts)
             self.in_flight -= 1
             async with self.parts_done:
                 self.parts_done.notify_all()
+
+    def _free(self, data: bytearray, reusable: bool) -> None:
+        """A part's bytes leave memory: its token back, its buffer to the pool if nothing may still read it."""
+        if reusable:
+            self.ctx.buffers.give(data)
+        self.ctx.part_tokens.release()
 
     async def _hash_in_order(self, data: bytearray, previous: trio.Event, hashed: trio.Event) -> None:
         try:
@@ -230,10 +266,10 @@ class StreamUpload:
         finally:
             hashed.set()
 
-    async def _send(self, upload: _Multipart, number: int, data: bytearray, md5: str) -> None:
+    async def _send(self, upload: _Multipart, number: int, body: bytearray | FileSlice, md5: str) -> None:
         try:
             with deadline.own(self.ctx.retry_deadline):
-                self.parts[number] = await self.ctx.store.upload_part(upload.key, upload.upload_id, number, data,
+                self.parts[number] = await self.ctx.store.upload_part(upload.key, upload.upload_id, number, body,
                                                                       md5)
         except Exception as exc:  # recorded and reported to the writer; never crashes the mount
             self.error = self.error or exc
