@@ -39,8 +39,8 @@ and FSGATEWAY_<NAME> environment variables; -o wins over environment over file):
   nonempty                 mount over a directory that has files (they are hidden while mounted)
   cache_dir=DIR (/var/cache/fsgateway)  cache_size=SIZE (10G)  staging for random writes, spool of parts
   stat_ttl=SECONDS (5)     how long attributes and listings are trusted
-  multipart_size=SIZE (8M)  parallel=N (8)  write_buffer_size=SIZE (16M)  read_ahead=SIZE (12M)
-  kernel_read_ahead=SIZE (1M)  the kernel's read-ahead for the mount (needs root; 0 keeps 128K)
+  multipart_size=SIZE (8M)  parallel=N (8)  write_buffer_size=SIZE (8M)  read_ahead=SIZE (12M)
+  kernel_read_ahead=SIZE (4M)  the kernel's read-ahead for the mount (needs root; 0 keeps 128K)
   retry_deadline=SECONDS (60)  after this an operation fails with EIO
   feed=on|off (on)         announce every change in the change feed (.fsgateway/feed/), read by syncd
   feed_flush=SECONDS (1)   announcements wait in an fsync'd log in cache_dir, stored in batches (0: one PUT each)

@@ -57,10 +57,10 @@ class Config(S3Options):
     multipart_size: int = field(default=8 << 20, metadata=SIZE)  # part size; smaller files are one PUT
     parallel: int = 8  # concurrent requests per file (parts, ranged reads)
     # memory for full parts until they are in the spool (or, without room there, uploaded), whole mount
-    write_buffer_size: int = field(default=16 << 20, metadata=SIZE)
+    write_buffer_size: int = field(default=8 << 20, metadata=SIZE)  # one part: spooled within ~20 ms
     read_ahead: int = field(default=12 << 20, metadata=SIZE)  # per sequential reader: 2 chunks of 4M fetched ahead
-    # the kernel's read-ahead for this mount (FUSE default 128K); 0 keeps it
-    kernel_read_ahead: int = field(default=1 << 20, metadata=SIZE)
+    # the kernel's read-ahead for this mount (FUSE default 128K); 0 keeps it. 4M keeps four 1 MiB reads in flight
+    kernel_read_ahead: int = field(default=4 << 20, metadata=SIZE)
     stale_upload_age: float = 24 * 3600.0  # abort other hosts' staging uploads older than this
     feed: bool = True  # announce every change in the change feed (.fsgateway/feed/), which syncd reads
     feed_flush: float = 1.0  # seconds announcements wait in the local write-ahead log; 0: a journal PUT per close
@@ -81,8 +81,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("parallel must be >= 1 and <= max_connections")
     if cfg.stat_ttl < 0 or cfg.negative_ttl < 0:
         raise ConfigError("stat_ttl and negative_ttl must be >= 0")
-    if cfg.write_buffer_size < cfg.multipart_size * 2:
-        raise ConfigError("write_buffer_size must hold at least two parts (2 * multipart_size)")
+    if cfg.write_buffer_size < cfg.multipart_size:
+        raise ConfigError("write_buffer_size must hold at least one part (multipart_size)")
     if cfg.feed_flush < 0 or cfg.feed_wal_size < 1 << 20:
         raise ConfigError("feed_flush must be >= 0 seconds and feed_wal_size at least 1M")
     return cfg

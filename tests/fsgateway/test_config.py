@@ -42,6 +42,12 @@ def test_feed_log_options():
     assert (load([]).feed_flush, load([]).feed_wal_size) == (1.0, 64 << 20)
 
 
+def test_write_buffer_of_one_part_is_enough_since_parts_are_spooled():
+    cfg = load(["multipart_size=16M", "write_buffer_size=16M"])
+    assert (cfg.multipart_size, cfg.write_buffer_size) == (16 << 20, 16 << 20)
+    assert load([]).write_buffer_size == load([]).multipart_size
+
+
 @pytest.mark.parametrize(("opts", "message"), [
     (["nosuch=1"], "unknown option 'nosuch'"),
     (["multipart_size=1M"], "at least 5M"),
@@ -53,6 +59,7 @@ def test_feed_log_options():
     (["feed_flush=-1"], "feed_flush must be >= 0"),
     (["feed_wal_size=64K"], "feed_wal_size at least 1M"),
     (["feed_flush=soon"], "feed_flush"),
+    (["multipart_size=16M", "write_buffer_size=8M"], "write_buffer_size must hold at least one part"),
 ])
 def test_bad_values_give_one_line_reasons(opts, message):
     with pytest.raises(ConfigError, match=message):

@@ -24,7 +24,7 @@ from tests.support.uploads import small_tmpfs
 
 MiB = 1 << 20
 PART = 5 * MiB
-OPTS = (f"multipart_size={PART}", f"write_buffer_size={2 * PART}")  # two part tokens, as at the defaults
+OPTS = (f"multipart_size={PART}", f"write_buffer_size={2 * PART}")  # two part tokens
 
 
 def spool_files(m: Mount) -> list[Path]:

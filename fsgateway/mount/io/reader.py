@@ -7,7 +7,9 @@ parallel; with the chunk being read and the one before it (kept for reads that
 arrive slightly out of order) a reader holds at most `read_ahead` plus one
 chunk, each received straight into its buffer. The buffer of a chunk the window
 has left is kept (one spare) for the next fetch: a new one costs a fresh
-mapping, faulted in and zeroed page by page. Chunks are hashed in order as they
+mapping, faulted in and zeroed page by page. A chunk a read waits for is never
+evicted under it, even when a concurrent read (the kernel sends several at once)
+has moved the window away: evicted on arrival, it was fetched again, forever. Chunks are hashed in order as they
 arrive, in a worker thread (the loop serves FUSE requests meanwhile); when the
 object carries our SHA-256, the read that hands out its last bytes waits for
 the whole object to have gone through, and a mismatch fails it with EIO (logged
@@ -68,6 +70,7 @@ class ObjectReader:
         self.last_index = -1
         self.current = 0  # the first chunk of the latest read: the window is around it
         self.chunks: dict[int, _Chunk] = {}
+        self.waited: dict[int, int] = {}  # chunk -> reads waiting for it: never evicted under them
         self.hasher = hashlib.sha256() if sha256 else None
         self.hash_next = 0  # chunks before it went through the hasher
         self.hashing: _Chunk | None = None  # the chunk a worker thread is hashing
@@ -190,7 +193,17 @@ class ObjectReader:
         self.current = first
         for index in range(first, min(self._n_chunks(), max(last, first + self.ahead) + 1)):
             self._start(index)
-        chunks = await self._ready(first, last)
+        span = range(first, last + 1)
+        for index in span:
+            self.waited[index] = self.waited.get(index, 0) + 1
+        try:
+            chunks = await self._ready(first, last)
+        finally:
+            for index in span:
+                if self.waited[index] == 1:
+                    del self.waited[index]
+                else:
+                    self.waited[index] -= 1
         if self.corrupt:
             raise ReadError(errno.EIO, f"{self.key}: content does not match its stored SHA-256")
         out = []
@@ -235,6 +248,8 @@ class ObjectReader:
         for index in [i for i in self.chunks if i not in keep]:
             if index < current and self.hasher is not None and index >= self.hash_next:
                 continue  # still needed for in-order hashing
+            if index in self.waited:
+                continue  # a concurrent read waits for it: evicted, it would be fetched again, and again
             chunk = self.chunks[index]
             if chunk.done.is_set():
                 del self.chunks[index]

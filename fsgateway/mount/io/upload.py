@@ -80,8 +80,8 @@ class UploadContext:
         self.staging = staging
         self.part_size = part_size
         self.parallel = parallel
-        self.part_tokens = trio.Semaphore(max(2, write_buffer_size // part_size))
-        self.buffers = PartBuffers(part_size, keep=max(2, write_buffer_size // part_size))
+        self.part_tokens = trio.Semaphore(max(1, write_buffer_size // part_size))
+        self.buffers = PartBuffers(part_size, keep=max(1, write_buffer_size // part_size))
         # Spooled parts in flight, all files together (spool.py): more would wait for a connection anyway.
         self.spool_slots = trio.Semaphore(store.settings.max_connections)
         nursery.start_soon(expire_idle, self.buffers)

@@ -129,3 +129,32 @@ def test_closing_a_reader_cancels_its_read_ahead_at_once(server, s3, bucket, pro
     trio.run(main)
     assert len(proxy.seen("get")) == 3  # no request started after close
     assert requests("reader-close", "get") == 0  # and none counted
+
+
+def test_a_read_waiting_for_its_chunk_gets_it_while_another_read_moves_the_window_away(server, s3, bucket):
+    """Concurrent reads (the kernel sends several at once) at both ends of a file: the first one's
+    chunk arrives after the second moved the window; it must not be evicted under the read waiting
+    for it (which then fetched it again, forever)."""
+    data = os.urandom(8 * CHUNK)
+    etag = put(s3, bucket, "f", data, hashlib.sha256(data).hexdigest())
+    store = store_for(server, bucket, role="reader-pin")
+    got: dict[str, bytes] = {}
+
+    async def read(name: str, off: int) -> None:
+        got[name] = bytes(await reader.read(off, 4096))
+
+    async def main() -> None:
+        nonlocal reader
+        async with trio.open_nursery() as nursery:
+            reader = ObjectReader(store, nursery, "f", len(data), etag, None, CHUNK, 3 * CHUNK)
+            with trio.fail_after(30):
+                async with trio.open_nursery() as reads:
+                    reads.start_soon(read, "start", 0)
+                    await trio.sleep(0)  # the first read has started its fetch and waits for it
+                    reads.start_soon(read, "end", 7 * CHUNK)
+            reader.close()
+
+    reader: ObjectReader
+    trio.run(main)
+    assert got == {"start": data[:4096], "end": data[7 * CHUNK:7 * CHUNK + 4096]}
+    assert requests("reader-pin", "get") <= 8  # each chunk at most once
