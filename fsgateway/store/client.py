@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
-import http.client
 import logging
 import os
 import time
@@ -37,7 +36,7 @@ from fsgateway.store.concurrency import gather
 from fsgateway.store.credentials import Keys
 from fsgateway.store.deadline import current as caller_deadline
 from fsgateway.store.errors import GatewayError
-from fsgateway.store.quickcalls import QuickCalls, check_length, fill_exactly
+from fsgateway.store.quickcalls import QuickCalls, receive
 from fsgateway.store.retry import Backoff, errno_for, error_code, http_status, is_transient
 
 log = logging.getLogger("fsgateway.store")
@@ -186,25 +185,9 @@ def write_exactly(fd: int, data: bytes | bytearray | memoryview, offset: int) ->
 
 
 def receive_exactly(response: dict[str, Any], view: memoryview) -> None:
-    """Fill `view` with a GetObject answer's body, which must be exactly as long; always closes the body.
-
-    For clients `QuickCalls` cannot serve. The bytes go from the socket into `view`
-    through http.client's `readinto` (botocore's and urllib3's `readinto` read into
-    a new `bytes` and copy it; botocore's is the fallback). Read that way, urllib3
-    does not see the body end, so the connection is handed back to its pool here;
-    after any failure it is closed with the body instead.
-    """
+    """Fill `view` with a GetObject answer's body (`quickcalls.receive`), for clients `QuickCalls` cannot serve."""
     body = response["Body"]
-    raw: Any = getattr(body, "_raw_stream", None)  # urllib3's response; its `_fp` is http.client's
-    fp = getattr(raw, "_fp", None)
-    readinto = fp.readinto if isinstance(fp, http.client.HTTPResponse) else body.readinto
-    try:
-        check_length(response.get("ContentLength"), view)
-        fill_exactly(readinto, view)
-        if isinstance(fp, http.client.HTTPResponse) and fp.isclosed():
-            raw.release_conn()  # the whole body was read: the connection serves the next request
-    finally:
-        body.close()
+    receive(getattr(body, "_raw_stream", body), response.get("ContentLength"), view)
 
 
 def _materialize(body: Body) -> bytes | bytearray | memoryview:

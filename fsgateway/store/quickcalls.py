@@ -26,7 +26,7 @@ store makes botocore's calls as before.
 from __future__ import annotations
 
 import http.client
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -36,22 +36,38 @@ from botocore.exceptions import ClientError, ResponseStreamingError
 from botocore.parsers import create_parser
 
 
-def fill_exactly(readinto: Callable[[memoryview], int | None], view: memoryview) -> None:
-    """Fill `view` from a body; a body cut short or failing on the way is a transient `ResponseStreamingError`."""
-    got = 0
+def receive(stream: Any, length: object, view: memoryview) -> None:
+    """Fill `view` with an answer's body, which must be exactly `length` bytes long.
+
+    `stream` is urllib3's response: its `_fp`, http.client's, is read straight into
+    `view` (urllib3's and botocore's `readinto` read into a new `bytes` and copy it).
+    Read that way, urllib3 does not see the body end, so the connection is handed back
+    to its pool here, and only after a whole body; after any failure it is closed, so a
+    half-read answer never meets the next request. Any other readable body (botocore's,
+    should its internals change) is read through its own `readinto`, then closed. A body
+    shorter or longer than asked, or cut off, is a transient `ResponseStreamingError`.
+    """
+    raw_fp = getattr(stream, "_fp", None)
+    fp = raw_fp if isinstance(raw_fp, http.client.HTTPResponse) else None
+    released = False
     try:
-        while got < len(view) and (n := readinto(view[got:])):
-            got += n
-    except (OSError, http.client.HTTPException) as exc:
-        raise ResponseStreamingError(error=exc) from exc
-    if got != len(view):
-        raise ResponseStreamingError(error=f"short ranged GET: {got} of {len(view)} bytes")
-
-
-def check_length(length: object, view: memoryview) -> None:
-    """An answer to a range must be exactly that long (a server that ignored Range sends the whole object)."""
-    if length is None or int(str(length)) != len(view):
-        raise ResponseStreamingError(error=f"answer of {length} bytes to a range of {len(view)}")
+        if length is None or int(str(length)) != len(view):  # a server that ignored Range sends it all
+            raise ResponseStreamingError(error=f"answer of {length} bytes to a range of {len(view)}")
+        readinto = fp.readinto if fp is not None else stream.readinto
+        got = 0
+        try:
+            while got < len(view) and (n := readinto(view[got:])):
+                got += n
+        except (OSError, http.client.HTTPException) as exc:
+            raise ResponseStreamingError(error=exc) from exc
+        if got != len(view):
+            raise ResponseStreamingError(error=f"short ranged GET: {got} of {len(view)} bytes")
+        if fp is not None and fp.isclosed():
+            stream.release_conn()  # the whole body was read: the connection serves the next request
+            released = True
+    finally:
+        if not released:
+            stream.close()
 
 
 class QuickCalls:
@@ -124,16 +140,4 @@ class QuickCalls:
         response = self._send("GET", key, headers, stream=True)
         if response.status_code not in (200, 206):
             raise self._refusal(response, "GetObject")
-        raw = response.raw
-        fp = getattr(raw, "_fp", None)  # http.client's response: urllib3's readinto reads into a new bytes
-        readinto = fp.readinto if isinstance(fp, http.client.HTTPResponse) else raw.readinto
-        try:
-            check_length(response.headers.get("Content-Length"), view)
-            fill_exactly(readinto, view)
-        except BaseException:
-            raw.close()
-            raise
-        if isinstance(fp, http.client.HTTPResponse) and not fp.isclosed():
-            raw.close()  # http.client still expects bytes: this connection cannot serve another request
-        else:
-            raw.release_conn()  # the whole body was read: the connection serves the next request
+        receive(response.raw, response.headers.get("Content-Length"), view)

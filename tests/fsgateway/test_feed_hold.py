@@ -11,7 +11,6 @@ import errno
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Callable
 
 import pytest
@@ -20,6 +19,7 @@ import trio
 from fsgateway.mount import feedwal
 from fsgateway.store.feedwriter import FeedWriter, Hold
 from tests.support.faultproxy import FaultProxy
+from tests.support.mount import write_in_thread
 from tests.support.process import wait_for
 from tests.support.s3 import feed_events
 from tests.support.uploads import store_for, until
@@ -143,16 +143,7 @@ def test_a_put_held_back_longer_than_feed_flush_is_announced_only_once_it_landed
     data = os.urandom(4096)
     rule = proxy.add("stall", "put", key="^stalled$")
     outcome: list[BaseException | None] = []
-
-    def write() -> None:
-        try:
-            (path / "stalled").write_bytes(data)
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(exc)
-
-    t = threading.Thread(target=write)
-    t.start()
+    t = write_in_thread(path / "stalled", data, outcome)
     try:
         wait_for(lambda: proxy.seen("put", "stall"), 30, "the data PUT held back")
         # The record is in the log, and the flusher has closed its segment (one feed_flush later).
@@ -184,16 +175,7 @@ def test_killed_between_the_durable_record_and_the_puts_answer_the_next_start_an
         path = m.start(bucket, "feed_flush=600", endpoint=proxy.endpoint)
         proxy.add("stall", "put", key="^crashed$")
         outcome: list[BaseException | None] = []
-
-        def write() -> None:
-            try:
-                (path / "crashed").write_bytes(b"never answered")
-                outcome.append(None)
-            except OSError as exc:
-                outcome.append(exc)
-
-        t = threading.Thread(target=write)
-        t.start()
+        t = write_in_thread(path / "crashed", b"never answered", outcome)
         wait_for(lambda: proxy.seen("put", "stall"), 30, "the data PUT held back")
         wait_for(lambda: any(b'"crashed"' in p.read_bytes() for p in (m.tmp / "cache" / "feed").glob("*/*.wal")),
                  30, "the record in the log")

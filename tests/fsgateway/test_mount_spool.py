@@ -12,13 +12,12 @@ import hashlib
 import os
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from fsgateway.formats.s3format import SHA256_META
-from tests.support.mount import Mount
+from tests.support.mount import Mount, write_in_thread
 from tests.support.process import metric_value, wait_for
 from tests.support.uploads import small_tmpfs
 
@@ -46,25 +45,6 @@ def assert_exact(s3, bucket: str, key: str, data: bytes) -> None:
 def leftovers(s3, bucket: str) -> list[str]:
     objs = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=".fsgateway/staging/").get("Contents", [])]
     return objs + [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
-
-
-def write_in_thread(path: Path, data: bytes, outcome: list[BaseException | None],
-                    written: list[int] | None = None) -> threading.Thread:
-    """Write `data` in 1 MiB writes and close, in a thread; `written[0]` counts the bytes whose write returned."""
-    def write() -> None:
-        try:
-            with open(path, "wb") as f:
-                for off in range(0, len(data), MiB):
-                    assert f.write(data[off:off + MiB]) == len(data[off:off + MiB])
-                    if written is not None:
-                        written[0] = off + len(data[off:off + MiB])
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(exc)
-
-    t = threading.Thread(target=write)
-    t.start()
-    return t
 
 
 def test_more_parts_are_in_flight_than_memory_holds_and_the_file_lands_exact(mounter, bucket, proxy, s3):

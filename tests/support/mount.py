@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,25 @@ class Mount:
 
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
             return r.read().decode()
+
+
+WRITE_BLOCK = 1 << 20  # write_in_thread writes 1 MiB at a time, as cp and dd bs=1M do
+
+
+def write_in_thread(path: Path, data: bytes, outcome: list[BaseException | None],
+                    written: list[int] | None = None) -> threading.Thread:
+    """Write `data` WRITE_BLOCK at a time and close, in a thread; `written[0]` counts the bytes whose write returned."""
+    def write() -> None:
+        try:
+            with open(path, "wb") as f:
+                for off in range(0, len(data), WRITE_BLOCK):
+                    assert f.write(data[off:off + WRITE_BLOCK]) == len(data[off:off + WRITE_BLOCK])
+                    if written is not None:
+                        written[0] = off + len(data[off:off + WRITE_BLOCK])
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=write)
+    t.start()
+    return t
