@@ -9,11 +9,15 @@ chunk, each received straight into its buffer. The buffer of a chunk the window
 has left is kept (one spare) for the next fetch: a new one costs a fresh
 mapping, faulted in and zeroed page by page. A chunk a read waits for is never
 evicted under it, even when a concurrent read (the kernel sends several at once)
-has moved the window away: evicted on arrival, it was fetched again, forever. Chunks are hashed in order as they
-arrive, in a worker thread (the loop serves FUSE requests meanwhile); when the
-object carries our SHA-256, the read that hands out its last bytes waits for
-the whole object to have gone through, and a mismatch fails it with EIO (logged
-and counted).
+has moved the window away: evicted on arrival, it was fetched again, forever.
+Chunks are hashed in order as they arrive, in a worker thread (the loop serves
+FUSE requests meanwhile); when the object carries our SHA-256, the read that
+hands out its last bytes waits for the whole object to have gone through, and a
+mismatch fails it with EIO (logged and counted). A read waits until the chunks
+before its own went through the hash before it moves the window: the kernel
+sends a sequential reader's reads several at once, and under CPU load they ran
+ahead of the hash, which then switched itself off to bound memory, so large
+files were handed out unchecked. Only a skipped or failed chunk turns it off.
 
 Every fetch runs under a cancel scope of its reader: `close()` (the handle is
 released, or a commit of this mount starts the reader over) cancels the
@@ -70,11 +74,11 @@ class ObjectReader:
         self.last_index = -1
         self.current = 0  # the first chunk of the latest read: the window is around it
         self.chunks: dict[int, _Chunk] = {}
-        self.waited: dict[int, int] = {}  # chunk -> reads waiting for it: never evicted under them
+        self.waited: dict[int, int] = {}  # chunk -> reads that want it: never evicted under them; coming for the hash
         self.hasher = hashlib.sha256() if sha256 else None
         self.hash_next = 0  # chunks before it went through the hasher
         self.hashing: _Chunk | None = None  # the chunk a worker thread is hashing
-        self.hash_moved = trio.Event()  # set (and replaced) whenever hashing advanced or stopped
+        self.hash_moved = trio.Event()  # set (and replaced) when hashing advanced or stopped, or its next chunk started
         self.spare: bytearray | None = None  # an evicted chunk's buffer, for the next fetch
         self.corrupt = False
         self.closed = False
@@ -88,6 +92,8 @@ class ObjectReader:
         chunk = self.chunks.get(index)
         if chunk is None:
             chunk = self.chunks[index] = _Chunk()
+            if index == self.hash_next:
+                self._wake_hash_waiters()  # a read held back for the hash may wait for this chunk to start
             into = None
             if (index + 1) * self.chunk_size <= self.size:  # a whole chunk: the spare buffer fits
                 into, self.spare = self.spare, None
@@ -160,22 +166,46 @@ class ObjectReader:
         self.hash_moved.set()
         self.hash_moved = trio.Event()
 
+    def _skipped(self, index: int) -> bool:
+        """Chunk `index` failed, or is neither fetched nor coming (no read waits for it): the hash cannot pass it."""
+        chunk = self.chunks.get(index)
+        if chunk is None:
+            return index not in self.waited
+        return chunk.done.is_set() and chunk.error is not None
+
     async def _hashed_up_to(self, target: int) -> None:
         """Wait until the chunks before `target` went through the hasher, as long as they are fetched or coming.
 
-        A chunk not fetched (skipped, or failed) leaves nothing to wait for:
-        `_evict` turns the hash off if it stays behind, and the bytes go out
-        unchecked, as for random reads.
+        A skipped chunk leaves nothing to wait for: the bytes go out unchecked,
+        as for random reads (and `_hash_within_reach` turns the hash off).
         """
         while self.hasher is not None and self.hash_next < target:
-            chunk = self.chunks.get(self.hash_next)
-            if chunk is None or (chunk.done.is_set() and chunk.error is not None):
+            if self._skipped(self.hash_next):
                 return
-            if not chunk.done.is_set():
+            chunk = self.chunks.get(self.hash_next)
+            if chunk is None:
+                await self.hash_moved.wait()  # the read waiting for it starts it, or gives up
+            elif not chunk.done.is_set():
                 await chunk.done.wait()
-                continue
-            self._advance_hash()  # normally under way already: started when the chunk arrived
-            await self.hash_moved.wait()
+            else:
+                self._advance_hash()  # normally under way already: started when the chunk arrived
+                await self.hash_moved.wait()
+
+    async def _hash_within_reach(self, first: int) -> None:
+        """Hold a read back until the hash has reached the chunk before `first`, or switch the hash off.
+
+        The hash goes in order, so every chunk from the next one to hash on stays
+        in memory: a read that moved the window further (the kernel sends a
+        sequential reader's reads several at once) would hold more than the
+        window. It waits while every chunk in between is fetched or coming; a
+        skipped one means in-order verification is no longer possible, and the
+        hash is off.
+        """
+        while self.hasher is not None and self.hash_next < first:
+            if any(self._skipped(i) for i in range(self.hash_next, first)):
+                self.hasher = None
+                return
+            await self._hashed_up_to(first)
 
     async def read(self, off: int, size: int) -> bytes | memoryview:
         """Bytes [off, off+size); a zero-copy view when they lie in one chunk (pyfuse3 takes any buffer)."""
@@ -183,20 +213,19 @@ class ObjectReader:
         if off >= end:
             return b""
         first, last = off // self.chunk_size, (end - 1) // self.chunk_size
-        if first in (self.last_index, self.last_index + 1) or first == 0:
-            self.ahead = min(self.max_ahead, self.ahead * 2)
-        else:
-            self.ahead = 1  # a jump: random access, stop reading ahead
-            if self.hasher is not None and first > self.hash_next + self.max_ahead:
-                self.hasher = None  # in-order verification is no longer possible
-        self.last_index = last
-        self.current = first
-        for index in range(first, min(self._n_chunks(), max(last, first + self.ahead) + 1)):
-            self._start(index)
         span = range(first, last + 1)
         for index in span:
             self.waited[index] = self.waited.get(index, 0) + 1
         try:
+            await self._hash_within_reach(first)
+            if first in (self.last_index, self.last_index + 1) or first == 0:
+                self.ahead = min(self.max_ahead, self.ahead * 2)
+            else:
+                self.ahead = 1  # a jump: random access, stop reading ahead
+            self.last_index = last
+            self.current = first
+            for index in range(first, min(self._n_chunks(), max(last, first + self.ahead) + 1)):
+                self._start(index)
             chunks = await self._ready(first, last)
         finally:
             for index in span:
@@ -204,6 +233,8 @@ class ObjectReader:
                     del self.waited[index]
                 else:
                     self.waited[index] -= 1
+            if self.hash_next in span:
+                self._wake_hash_waiters()  # a wait for this chunk to start must not outlive the read that would
         if self.corrupt:
             raise ReadError(errno.EIO, f"{self.key}: content does not match its stored SHA-256")
         out = []
@@ -242,8 +273,6 @@ class ObjectReader:
                 return chunks
 
     def _evict(self, current: int) -> None:
-        if self.hasher is not None and current - self.hash_next > self.max_ahead:
-            self.hasher = None  # a chunk was skipped: in-order verification is off, memory stays bounded
         keep = range(current - 1, current + self.max_ahead + 1)  # the previous, the current, the window
         for index in [i for i in self.chunks if i not in keep]:
             if index < current and self.hasher is not None and index >= self.hash_next:

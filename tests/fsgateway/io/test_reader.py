@@ -158,3 +158,49 @@ def test_a_read_waiting_for_its_chunk_gets_it_while_another_read_moves_the_windo
     trio.run(main)
     assert got == {"start": data[:4096], "end": data[7 * CHUNK:7 * CHUNK + 4096]}
     assert requests("reader-pin", "get") <= 8  # each chunk at most once
+
+
+@pytest.mark.parametrize("window", [2, 4])
+@pytest.mark.parametrize("intact", [True, False], ids=["intact", "corrupted"])
+def test_concurrent_sequential_reads_far_ahead_of_the_hash_still_check_the_whole_object(server, s3, bucket, intact,
+                                                                                         window):
+    """The kernel sends a sequential reader's reads several at once, ahead of the chunks hashed so far.
+    The hash must hold them back, not switch itself off: a reader that goes through the whole object
+    gets EIO on a mismatch whatever the order its reads arrive in (the check was lost under CPU load)."""
+    n = 12
+    data = os.urandom(n * CHUNK)
+    sha = hashlib.sha256(data if intact else data[:-1] + b"?").hexdigest()
+    etag = put(s3, bucket, "f", data, sha)
+    store = store_for(server, bucket)
+    got: dict[int, bytes | int] = {}
+    held: list[int] = []  # chunks the reader held as each read returned
+
+    async def read(index: int) -> None:
+        try:
+            got[index] = bytes(await reader.read(index * CHUNK, CHUNK))
+        except ReadError as exc:
+            got[index] = exc.errno
+        held.append(len(reader.chunks))
+
+    async def main() -> None:
+        nonlocal reader
+        async with trio.open_nursery() as nursery:
+            reader = ObjectReader(store, nursery, "f", len(data), etag, sha, CHUNK, window * CHUNK)
+            with trio.fail_after(60):
+                async with trio.open_nursery() as reads:
+                    for index in range(n):  # all in flight at once, in order, as the kernel's read-ahead sends them
+                        reads.start_soon(read, index)
+                        await trio.sleep(0)
+            assert reader.hash_next == n  # every chunk went through the hash
+            assert max(held) <= reader.max_ahead + 2  # and meanwhile the reader held no more than its window
+            reader.close()
+
+    reader: ObjectReader
+    before = mismatches()
+    trio.run(main)
+    if intact:
+        assert got == {i: data[i * CHUNK:(i + 1) * CHUNK] for i in range(n)}
+        assert mismatches() == before
+    else:
+        assert got[n - 1] == errno.EIO  # the read that hands out the last bytes never succeeds
+        assert mismatches() == before + 1
