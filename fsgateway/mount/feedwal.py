@@ -20,7 +20,10 @@ A record is `<crc32 of the document, 8 hex> <journal document>\\n`: the feed's
 own encoding (`formats.feed`), so events are stored exactly as they were
 announced. A record with a bad CRC or no newline was torn by a crash before
 its fsync returned, so it was never acknowledged: it is skipped. A segment
-whose write or fsync failed takes no more records. Flushing again after a
+whose write or fsync failed takes no more records: the flusher opens another.
+When that fails too (a full disk, no inode left), announcements go by journal
+PUT, and the next one after a backoff (1 s, doubling up to 30 s) has the
+flusher try again. Flushing again after a
 crash between a journal PUT and the segment's deletion announces those events
 twice, which is harmless: syncd treats events as hints and copies the
 primary's state.
@@ -50,6 +53,7 @@ log = logging.getLogger("fsgateway.feed")
 
 SUFFIX = ".wal"
 MAX_BACKOFF = 30.0  # seconds between flush attempts while the bucket refuses journal objects
+REOPEN_BACKOFF = 1.0  # seconds before the first new attempt at a segment that could not be opened (doubles)
 
 
 def encode_record(events: tuple[feed.Event, ...]) -> bytes:
@@ -85,6 +89,8 @@ class FeedWal:
         self.interval = flush_interval
         self._segments: list[tuple[str, int]] = []  # closed segments (path, size), oldest first
         self._fd: int | None = None  # the open segment; None while it is broken
+        self._reopen_at = 0.0  # trio time from which a new segment may be tried, after a failed open
+        self._reopen_wait = REOPEN_BACKOFF
         self._path = ""
         self._events = 0  # in the open segment
         self._size = 0  # bytes of the open segment
@@ -149,6 +155,8 @@ class FeedWal:
     async def append(self, events: tuple[feed.Event, ...], hold: Hold | None = None) -> bool:
         record = encode_record(events)
         if self._fd is None:
+            if trio.current_time() >= self._reopen_at:
+                self._wake.set()  # the flusher opens a new segment: no segment must leave the log off for good
             return self._refused()
         if self._bytes() + len(record) > self.max_bytes:
             metrics.FEED_WAL_FALLBACKS.labels("full").inc()
@@ -208,10 +216,12 @@ class FeedWal:
         return self._refused()
 
     async def _switch(self) -> None:
-        """Close the open segment (made durable first) and open a new one."""
+        """Close the open segment (made durable first) and open a new one (after a failed open: from `_reopen_at`)."""
         async with self._sync:
             if self._fd is not None and not self._events:
                 return  # nothing to close
+            if self._fd is None and not self._path and self._dead is None and trio.current_time() < self._reopen_at:
+                return  # the last open failed: announcements go by journal PUT until the next attempt
             old_fd, old_path, old_end, dead = self._fd, self._path, self._written, self._dead
             self._dead = None
             if old_path:
@@ -219,10 +229,14 @@ class FeedWal:
             self._start = old_end
             try:
                 self._open_segment()
+                self._reopen_wait = REOPEN_BACKOFF
             except OSError as exc:
-                log.error("change feed: cannot open a write-ahead log segment in %s: %s", self.dir, exc)
+                log.error("change feed: cannot open a write-ahead log segment in %s: %s; announcing by journal "
+                          "PUT, next attempt in %.0f s", self.dir, exc, self._reopen_wait)
                 self._fd, self._path, self._size, self._events = None, "", 0, 0
                 self._full = trio.Event()
+                self._reopen_at = trio.current_time() + self._reopen_wait
+                self._reopen_wait = min(self._reopen_wait * 2, MAX_BACKOFF)
             if dead is not None:
                 os.close(dead)
             if old_fd is not None:

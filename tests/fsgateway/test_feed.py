@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
 import subprocess
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import trio
 
 from fsgateway.formats import feed
-from fsgateway.mount import feedwal
+from fsgateway.mount import feedwal, metrics
 from fsgateway.mount.options import Config
 from fsgateway.store import feedwriter
 from fsgateway.store.client import ObjectStore
@@ -21,6 +23,7 @@ from fsgateway.store.credentials import Keys
 from fsgateway.store.feedwriter import FeedWriter
 from tests.support.process import metric_value, wait_for
 from tests.support.s3 import feed_events
+from tests.support.uploads import small_tmpfs
 
 T0 = datetime(2026, 11, 27, 5, 20, 0, 123456, tzinfo=UTC)
 
@@ -226,6 +229,57 @@ def test_while_the_bucket_refuses_journals_segments_stay_small_and_are_kept(serv
     counts = [len(feedwal.decode_records(p.read_bytes())[0]) for p in sorted((tmp_path / "wal").glob("*.wal"))]
     assert sum(counts) == total and len(counts) >= 3
     assert max(counts) <= feedwriter.MAX_EVENTS + 10
+
+
+def test_after_a_segment_cannot_be_opened_the_log_opens_one_once_the_disk_has_room(server, bucket, s3, tmp_path):
+    """No inode left for the next segment: announcements go by journal PUT meanwhile (counted), and the
+    log takes records again once there is room, instead of staying off for the rest of the run."""
+    cfg = Config(bucket=bucket, endpoint=server.endpoint, path_style=True, ca_bundle=server.ca_bundle,
+                 retry_deadline=10)
+    store = ObjectStore(cfg.store_settings(Keys(server.access_key, server.secret_key)))
+
+    def refusals() -> float:
+        return metrics.REGISTRY.get_sample_value("fsgateway_feed_wal_fallbacks_total", {"reason": "error"}) or 0.0
+
+    with small_tmpfs(tmp_path / "disk", "1m", inodes=16) as disk:
+        keys: list[str] = []
+
+        async def main() -> bool:
+            async with trio.open_nursery() as nursery:
+                writer = FeedWriter(store, "h", "r")
+                nursery.start_soon(writer.run)
+                wal = feedwal.FeedWal(str(disk / "wal"), writer, 1 << 20, 0.05)
+                wal.open()
+                writer.use_local(wal)
+                nursery.start_soon(wal.run)
+
+                async def announce() -> bool:
+                    """One more announcement; True if the log took it."""
+                    keys.append(f"k{len(keys)}")
+                    before = refusals()
+                    await writer.announce(writer.event("put", keys[-1]))
+                    return refusals() == before
+
+                filler: list[Path] = []
+                with contextlib.suppress(OSError):  # every inode taken: no next segment can be created
+                    while True:
+                        filler.append(disk / f"fill{len(filler)}")
+                        filler[-1].touch()
+                with trio.fail_after(30):  # the flusher closes the open segment and cannot open another
+                    while await announce():
+                        await trio.sleep(0.01)
+                for path in filler:
+                    path.unlink(missing_ok=True)
+                with trio.fail_after(30):  # room again: the log takes records again, within its backoff
+                    while not await announce():
+                        await trio.sleep(0.1)
+                drained = await wal.drain()
+                nursery.cancel_scope.cancel()
+                return drained
+
+        assert trio.run(main)
+    assert len(keys) >= 2
+    assert sorted(e.key for e in feed_events(s3, bucket)) == sorted(keys)  # none lost, whichever way it went
 
 
 def test_feed_off_writes_no_journal(mounter, bucket, s3):

@@ -66,10 +66,11 @@ def staging_leftovers(s3, bucket: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` at `path` (needs root): a staging disk to fill up."""
+def small_tmpfs(path: Path, size: str, inodes: int | None = None) -> Iterator[Path]:
+    """A tmpfs of `size` (and at most `inodes` files) at `path` (needs root): a disk to fill up."""
     path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
+    limit = f",nr_inodes={inodes}" if inodes else ""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700{limit}", "tmpfs", str(path)], check=True)
     try:
         yield path
     finally:
