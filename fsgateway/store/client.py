@@ -41,6 +41,8 @@ from fsgateway.store.retry import Backoff, errno_for, error_code, http_status, i
 
 log = logging.getLogger("fsgateway.store")
 
+# answers that are not failures of the store, by HTTP status: their outcome label in REQUESTS
+ANSWERS = {404: "not_found", 412: "precondition_failed"}
 MAX_SINGLE_COPY = 5 << 30  # CopyObject limit; larger objects are copied part by part
 COPY_PART_SIZE = 512 << 20
 
@@ -374,7 +376,7 @@ class ObjectStore:
             except (ClientError, BotoCoreError, OSError) as exc:
                 metrics.REQUEST_SECONDS.labels(self.role, kind).observe(time.monotonic() - t0)
                 status = http_status(exc)
-                outcome = "not_found" if status == 404 else ("error" if not is_transient(exc) else "transient")
+                outcome = ANSWERS.get(status or 0) or ("transient" if is_transient(exc) else "error")
                 metrics.REQUESTS.labels(self.role, kind, outcome).inc()
                 if is_transient(exc):
                     delay = self.backoff.delay(attempt)
@@ -385,6 +387,8 @@ class ObjectStore:
                         await trio.sleep(delay)
                         continue
                     log.error("giving up on %s %s after %d attempts: %s", kind, key, attempt + 1, describe(exc))
+                elif status == 412:  # a condition the caller set (If-None-Match, If-Match) did not hold: its call
+                    log.info("%s %s: precondition failed: %s", kind, key, describe(exc))
                 elif status != 404:
                     log.error("%s %s failed: %s", kind, key, describe(exc))
                 raise StoreError(kind, key, exc, errno_for(exc)) from exc

@@ -12,7 +12,7 @@ REGISTRY = CollectorRegistry()  # this module's series only; see fsgateway.metri
 
 REQUESTS = Counter(
     "fsgateway_s3_requests_total",
-    "S3 requests by bucket role, kind and outcome (ok, not_found, error, ...)",
+    "S3 requests by bucket role, kind and outcome (ok, not_found, precondition_failed, transient, error)",
     ["role", "kind", "outcome"],
     registry=REGISTRY,
 )

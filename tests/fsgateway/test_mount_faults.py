@@ -103,6 +103,8 @@ def test_stale_uploads_of_this_gateway_are_aborted_at_start(mounter, bucket, s3)
         return ups | objs
 
     wait_for(lambda: remaining() == {other}, 30, "this host's stale uploads to be removed")
+    # counted once the sweep is over, which may be just after the listing above saw its effect
+    wait_for(lambda: metric_value(m.metrics(), "fsgateway_stale_uploads_aborted_total") >= 2, 30, "the count")
     assert metric_value(m.metrics(), "fsgateway_stale_uploads_aborted_total") == 2
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 
 import pytest
 import trio
 
 from fsgateway.store.client import NO_CONTINUE_MAX, StoreError
+from fsgateway.store.metrics import REGISTRY
 from fsgateway.store.quickcalls import QuickCalls
 from tests.support.faultproxy import FaultProxy
 
@@ -79,14 +81,25 @@ def test_puts_store_exactly_what_they_say_for_any_key(server, bucket, s3):
         assert got["ContentType"] == "application/x-test" and got["CacheControl"] == "no-cache"
 
 
-def test_a_conditional_put_on_an_existing_key_is_refused_with_the_servers_answer(server, bucket, s3):
+def test_a_conditional_put_on_an_existing_key_is_refused_with_the_servers_answer(server, bucket, s3, caplog):
+    """The refusal is the caller's answer (a publisher lost a race), not a failure of the store: no ERROR
+    line, and its own outcome in the request counter."""
     store = server.store(bucket)
     s3.put_object(Bucket=bucket, Key="taken", Body=b"first")
-    with pytest.raises(StoreError) as e:
+
+    def refused() -> float:
+        return REGISTRY.get_sample_value("fsgateway_s3_requests_total",
+                                         {"role": store.role, "kind": "put", "outcome": "precondition_failed"}) or 0.0
+
+    before = refused()
+    with caplog.at_level(logging.INFO, logger="fsgateway.store"), pytest.raises(StoreError) as e:
         trio.run(lambda: store.put("taken", b"second", {}, "text/plain", if_none_match=True))
     assert e.value.cause.response["ResponseMetadata"]["HTTPStatusCode"] == 412
     assert e.value.cause.response["Error"]["Code"] == "PreconditionFailed"
+    assert e.value.errno == errno.ESTALE
     assert s3.get_object(Bucket=bucket, Key="taken")["Body"].read() == b"first"
+    assert refused() == before + 1
+    assert [r.levelname for r in caplog.records if "taken" in r.getMessage()] == ["INFO"]
 
 
 def test_a_put_refused_for_a_while_is_sent_again_and_lands(server, bucket, s3, proxy):
