@@ -292,3 +292,5 @@ class ObjectReader:
             chunk.scope.cancel()
         self.chunks.clear()
         self.spare = None
+        self.hasher = None
+        self._wake_hash_waiters()  # a read held back for the hash gets EBADF now, like one waiting for a chunk

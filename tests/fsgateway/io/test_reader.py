@@ -96,30 +96,34 @@ def test_a_corrupted_object_fails_the_read_with_eio(server, s3, bucket):
 
 
 def test_closing_a_reader_cancels_its_read_ahead_at_once(server, s3, bucket, proxy):
-    """Read-ahead in flight when the handle is released: its tasks end, and no GET of it is counted after."""
+    """Read-ahead in flight when the handle is released: its tasks end, and no GET of it is counted after.
+    The reads waiting, for their chunk or for the hash to reach it, get EBADF at once."""
     data = os.urandom(4 * CHUNK)
-    etag = put(s3, bucket, "f", data, hashlib.sha256(data).hexdigest())
+    sha = hashlib.sha256(data).hexdigest()
+    etag = put(s3, bucket, "f", data, sha)
     store = store_for(server, bucket, endpoint=proxy.endpoint, role="reader-close")
     proxy.add("stall", "get")
 
     async def main():
         async with trio.open_nursery() as nursery:
-            reader = ObjectReader(store, nursery, "f", len(data), etag, None, CHUNK, 4 * CHUNK)
+            reader = ObjectReader(store, nursery, "f", len(data), etag, sha, CHUNK, 4 * CHUNK)
             failed = []
 
-            async def read_first() -> None:
+            async def read(off: int) -> None:
                 try:
-                    await reader.read(0, 4096)
+                    await reader.read(off, 4096)
                 except ReadError as exc:
                     failed.append(exc.errno)
 
-            with trio.fail_after(10):  # the waiting read must end when its reader closes
+            with trio.fail_after(10):  # the waiting reads must end when their reader closes
                 async with trio.open_nursery() as readers:
-                    readers.start_soon(read_first)
+                    readers.start_soon(read, 0)
                     await until(lambda: len(proxy.seen("get")) == 3, "the chunk read and two ahead requested")
+                    readers.start_soon(read, 2 * CHUNK)  # held back: chunks 0 and 1 are not hashed yet
+                    await trio.sleep(0)
                     assert len(nursery.child_tasks) == 3
                     reader.close()
-            assert failed == [errno.EBADF]  # the read waiting for its chunk gets an error, not empty bytes
+            assert failed == [errno.EBADF, errno.EBADF]  # not empty bytes
             await until(lambda: not nursery.child_tasks, "the reader's fetch tasks to end", timeout=10)
             proxy.clear()  # the stalled requests go on to the server, their answers to abandoned threads
             await until(lambda: all(s.status is not None for s in proxy.seen("get")), "the stalled GETs answered")
