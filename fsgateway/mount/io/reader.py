@@ -192,7 +192,7 @@ class ObjectReader:
                 await self.hash_moved.wait()
 
     async def _hash_within_reach(self, first: int) -> None:
-        """Hold a read back until the hash has reached the chunk before `first`, or switch the hash off.
+        """Hold a read back until the chunks before `first` went through the hash, or switch the hash off.
 
         The hash goes in order, so every chunk from the next one to hash on stays
         in memory: a read that moved the window further (the kernel sends a
