@@ -9,10 +9,11 @@ from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
+import trio
 
 from fsgateway.formats.s3format import Attrs
 from fsgateway.mount import metrics
-from fsgateway.mount.fs.context import FsError
+from fsgateway.mount.fs.context import FsError, SpoiledPages
 from fsgateway.mount.fs.core import Filesystem
 from fsgateway.mount.fs.inodes import Node
 from fsgateway.store import deadline
@@ -61,6 +62,17 @@ def translate(
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper
+
+
+async def drop_cached_pages(ino: int) -> None:
+    """Have the kernel forget the pages it cached of `ino` (bytes that failed their checksum among them).
+
+    From a worker thread, once the failed read has been answered: the kernel may wait for reads
+    of the same file, which this loop must be free to answer."""
+    try:
+        await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, False)
+    except OSError as exc:  # ENOENT: the kernel has forgotten the inode already, and its pages with it
+        log.debug("invalidating the pages of inode %d: %s", ino, exc)
 
 
 class FuseOperations(pyfuse3.Operations):
@@ -192,7 +204,11 @@ class FuseOperations(pyfuse3.Operations):
 
     @translate  # pyfuse3 replies with any contiguous buffer (PyObject_GetBuffer); its stub says bytes
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
-        return await self.fs.read(fh, off, size)
+        try:
+            return await self.fs.read(fh, off, size)
+        except SpoiledPages as exc:
+            self.fs.ctx.nursery.start_soon(drop_cached_pages, exc.ino)
+            raise
 
     @translate
     async def write(self, fh: int, off: int, buf: bytes) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.process import wait_for
+from tests.support.process import drop_caches, metric_value, wait_for
 from tests.support.s3 import user_keys
 
 MiB = 1 << 20
@@ -184,6 +184,29 @@ def test_a_body_damaged_on_the_way_is_refused_by_the_server_and_sent_again(fault
     assert [s.status for s in proxy.seen(kind, "flip")] == [400]  # BadDigest, then retried
     assert body(s3, faulty.bucket, "f") == data
     assert leftovers(s3, faulty.bucket) == []
+
+
+def test_a_read_answer_damaged_on_the_way_fails_the_whole_file_read_and_is_never_served_again(faulty, proxy, s3):
+    """Nothing on the way checks a GET's body: the whole-file SHA-256 does. The reader gets EIO, and
+    neither a new open nor the same one is ever served the damaged bytes the kernel cached meanwhile."""
+    data = os.urandom(40 * MiB + 7)  # ten read chunks
+    (faulty.path / "fw").write_bytes(data)
+    drop_caches()
+    proxy.add("flip_answer", "get", times=1, after=300_000)  # in the body of the first chunk
+    with open(faulty.path / "fw", "rb") as f:
+        with pytest.raises(OSError) as e:
+            f.read()
+        assert e.value.errno == errno.EIO
+        assert proxy.seen("get", "flip_answer")
+        f.seek(0)
+        try:
+            again = f.read(1 << 20)  # the same handle, from the start: the bytes it was refused
+        except OSError as exc:
+            assert exc.errno == errno.EIO
+        else:
+            assert again == data[:1 << 20]
+    assert metric_value(faulty.metrics(), "fsgateway_checksum_mismatches_total") >= 1
+    assert (faulty.path / "fw").read_bytes() == data  # a new open reads it again, intact
 
 
 @pytest.mark.parametrize("fault", ["refuse", "reset", "status"])

@@ -14,6 +14,8 @@ make it misbehave as a network or a server does:
 * `drop`    - forward, let the server act, then close without the answer;
 * `flip`    - forward with one byte of the request body inverted (the one at `after`), as
               a faulty network card or middlebox would: the server must refuse it;
+* `flip_answer` - forward, inverting one byte of the answer (the one at `after`, counted from
+              its status line): nothing on the way tells, the client's own checksum must;
 * `pass`    - forward untouched (an exception to later rules).
 
 `refuse_all()` closes the listening socket (connect() gets ECONNREFUSED) until
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 BUF = 64 << 10
-ACTIONS = ("refuse", "stall", "status", "reset", "cut", "drop", "flip", "pass")
+ACTIONS = ("refuse", "stall", "status", "reset", "cut", "drop", "flip", "flip_answer", "pass")
 
 
 def s3_kind(method: str, target: str, headers: dict[str, str]) -> tuple[str, str]:
@@ -68,7 +70,7 @@ class Rule:
     key: re.Pattern[str] | None = None
     times: int | None = None  # None: until removed
     status: int = 503
-    after: int = 0  # `reset`, `cut`: bytes of the answer let through first; `flip`: offset of the byte in the body
+    after: int = 0  # `reset`, `cut`: answer bytes let through first; `flip`, `flip_answer`: offset of the byte
     hits: int = 0
 
     def matches(self, kind: str, key: str) -> bool:
@@ -246,7 +248,8 @@ class FaultProxy:
                 _reset(writer)
                 return
             limit = rule.after if action in ("reset", "cut") else None  # type: ignore[union-attr]
-            await _pump(up_reader, writer, limit, seen)
+            spoil_at = rule.after if action == "flip_answer" else None  # type: ignore[union-attr]
+            await _pump(up_reader, writer, limit, seen, flip_at=spoil_at)
             to_server.cancel()
             if action == "reset":
                 _reset(writer)

@@ -41,6 +41,15 @@ class FsError(GatewayError):
     """A POSIX answer decided by the filesystem itself (ENOENT, EEXIST, ENOTEMPTY, ...)."""
 
 
+class SpoiledPages(GatewayError):
+    """EIO for a read that failed the file's checksum: the kernel may cache bytes of inode `ino` handed
+    out before the mismatch showed, which must go (the FUSE layer drops them; no open keeps them)."""
+
+    def __init__(self, ino: int, message: str) -> None:
+        super().__init__(errno.EIO, message)
+        self.ino = ino
+
+
 class FsContext:
     def __init__(self, cfg: Config, store: ObjectStore, nursery: trio.Nursery, host_id: str, run_id: str) -> None:
         self.cfg = cfg

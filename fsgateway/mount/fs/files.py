@@ -19,10 +19,10 @@ from functools import partial
 
 from fsgateway.formats.feed import EventFields
 from fsgateway.formats.s3format import content_type_for, encode_metadata
-from fsgateway.mount.fs.context import FsContext, FsError
+from fsgateway.mount.fs.context import FsContext, FsError, SpoiledPages
 from fsgateway.mount.fs.inodes import Node
 from fsgateway.mount.fs.names import Remote, same_etag
-from fsgateway.mount.io.reader import ObjectReader
+from fsgateway.mount.io.reader import ContentMismatch, ObjectReader
 from fsgateway.mount.io.writer import Committed, DirtyFile, StagingArea, UploadContext
 from fsgateway.store.concurrency import gather
 from fsgateway.store.errors import GatewayError
@@ -89,7 +89,8 @@ class OpenFiles:
                 if info is None:
                     ctx.table.detach(node)
                     raise FsError(errno.ENOENT)
-                keep_cache = same_etag(info.etag, node.etag)
+                keep_cache = same_etag(info.etag, node.etag) and not node.pages_spoiled
+                node.pages_spoiled = False  # this open drops the kernel's pages of it
                 ctx.set_remote(node, ctx.remote_from_info(info, False))
                 if stat.S_ISLNK(node.attrs.mode):
                     raise FsError(errno.ELOOP)
@@ -168,7 +169,11 @@ class OpenFiles:
                                     node.sha256, READ_CHUNK, ctx.cfg.read_ahead)
             h.reader_version = node.version
         h.reader.key = ctx.key(node)  # follows renames of the file or its directories
-        return await h.reader.read(off, size)
+        try:
+            return await h.reader.read(off, size)
+        except ContentMismatch as exc:
+            node.pages_spoiled = True
+            raise SpoiledPages(node.ino, str(exc)) from exc
 
     async def write(self, fh: int, off: int, data: bytes) -> int:
         h = self.handle(fh)

@@ -51,6 +51,7 @@ class Node:
     dirty: DirtyFile | None = None
     _lock: trio.Lock | None = field(default=None, repr=False)  # made by `lock` on first use
     version: int = 0  # bumped when this mount commits new content (open readers start over)
+    pages_spoiled: bool = False  # a read failed the checksum: the next open must not keep the kernel's cache
     symlink_target: bytes | None = None
 
     @property

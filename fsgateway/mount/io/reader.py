@@ -45,6 +45,10 @@ class ReadError(GatewayError):
     """A read-path failure (short read, checksum mismatch) with its errno."""
 
 
+class ContentMismatch(ReadError):
+    """The object's bytes do not match its stored SHA-256 (EIO): what was handed out before is suspect."""
+
+
 @dataclass
 class _Chunk:
     done: trio.Event = field(default_factory=trio.Event)
@@ -236,7 +240,7 @@ class ObjectReader:
             if self.hash_next in span:
                 self._wake_hash_waiters()  # a wait for this chunk to start must not outlive the read that would
         if self.corrupt:
-            raise ReadError(errno.EIO, f"{self.key}: content does not match its stored SHA-256")
+            raise ContentMismatch(errno.EIO, f"{self.key}: content does not match its stored SHA-256")
         out = []
         for index, chunk in zip(range(first, last + 1), chunks, strict=True):
             lo = max(off, index * self.chunk_size) - index * self.chunk_size
