@@ -507,16 +507,26 @@ class ObjectStore:
         metrics.BYTES_DOWN.labels(self.role).inc(len(data))
         return data
 
-    async def download_to(self, key: str, size: int, path: str, if_match: str | None, chunk: int) -> None:
-        """Copy object bytes into a local file, chunk by chunk (bounded memory); a full disk is ENOSPC."""
+    async def download_to(self, key: str, size: int, path: str, if_match: str | None, chunk: int) -> str:
+        """Copy object bytes into a local file, chunk by chunk (bounded memory); a full disk is ENOSPC.
+
+        Returns the SHA-256 of the bytes written (hashed on the way, in the worker thread that
+        writes them): nothing checks a GET's body on its way, the caller compares."""
         fd = os.open(path, os.O_WRONLY)
+        hasher = hashlib.sha256()
+
+        def write(data: bytearray, start: int) -> None:
+            hasher.update(data)
+            write_exactly(fd, data, start)
+
         try:
             for start in range(0, size, chunk):
                 data = await self.get_buffer(key, start, min(size, start + chunk), if_match)
-                await trio.to_thread.run_sync(write_exactly, fd, data, start)
+                await trio.to_thread.run_sync(write, data, start)
                 del data
         finally:
             os.close(fd)
+        return hasher.hexdigest()
 
     # ------------------------------------------------------------------ writes
     async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str,

@@ -8,6 +8,7 @@ The faults come from tests/support/faultproxy.py between the mount and the real 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import signal
 import subprocess
@@ -207,6 +208,33 @@ def test_a_read_answer_damaged_on_the_way_fails_the_whole_file_read_and_is_never
             assert again == data[:1 << 20]
     assert metric_value(faulty.metrics(), "fsgateway_checksum_mismatches_total") >= 1
     assert (faulty.path / "fw").read_bytes() == data  # a new open reads it again, intact
+
+
+@pytest.mark.parametrize("how", ["patch", "stream then seek back"])
+def test_a_copy_damaged_on_the_way_is_fetched_again_never_committed(faulty, proxy, s3, how):
+    """A file changed in place is first copied to a staging file, which the commit hashes anew: a GET
+    body damaged on the way must not become the file under a fresh, matching SHA-256. The same for a
+    streamed file fetched back when a write goes backwards."""
+    data = bytearray(os.urandom(12 * MiB + 11))
+    if how == "patch":
+        (faulty.path / "fw").write_bytes(data)
+        proxy.add("flip_answer", "get", times=1, after=300_000)
+        with open(faulty.path / "fw", "r+b") as f:
+            f.seek(7 * MiB)
+            f.write(b"patched")
+    else:
+        proxy.add("flip_answer", "get", times=1, after=300_000)
+        with open(faulty.path / "fw", "wb") as f:
+            f.write(data[:11 * MiB])  # two 5 MiB parts are in the bucket by now
+            f.seek(7 * MiB)  # backwards: the parts come back into a staging file
+            f.write(b"patched")
+            f.seek(11 * MiB)
+            f.write(data[11 * MiB:])
+    data[7 * MiB:7 * MiB + 7] = b"patched"
+    assert proxy.seen("get", "flip_answer")
+    assert body(s3, faulty.bucket, "fw") == data
+    assert s3.head_object(Bucket=faulty.bucket, Key="fw")["Metadata"]["fsg-sha256"] == hashlib.sha256(data).hexdigest()
+    assert metric_value(faulty.metrics(), "fsgateway_checksum_mismatches_total") >= 1
 
 
 @pytest.mark.parametrize("fault", ["refuse", "reset", "status"])

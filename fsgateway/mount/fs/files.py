@@ -111,7 +111,7 @@ class OpenFiles:
                 node.dirty = DirtyFile(self.uploads)
             else:
                 node.dirty = await DirtyFile.from_object(self.uploads, self.ctx.key(node), node.attrs.size,
-                                                         node.etag)
+                                                         node.etag, node.sha256)
         return node.dirty
 
     async def drop_dirty(self, node: Node) -> None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 from functools import partial
 
 import trio
 
 from fsgateway.formats.s3format import SHA256_META
+from fsgateway.mount import metrics
 from fsgateway.mount.io.upload import (
     Committed,
     UploadContext,
@@ -30,6 +32,8 @@ from fsgateway.mount.io.upload import (
 )
 from fsgateway.store.client import FileSlice, write_exactly
 from fsgateway.store.concurrency import gather
+
+log = logging.getLogger("fsgateway.writer")
 
 HASH_CHUNK = 8 << 20
 BLOCK_SLACK = 64 << 10  # a write may allocate up to this much beyond its bytes at either end (file system blocks)
@@ -64,12 +68,11 @@ class StagedFile:
         return staged
 
     @classmethod
-    async def from_object(cls, ctx: UploadContext, key: str, size: int, etag: str) -> StagedFile:
-        """A staged copy of an existing object, for modifying it in place."""
+    async def from_object(cls, ctx: UploadContext, key: str, size: int, etag: str, sha256: str | None) -> StagedFile:
+        """A staged copy of an existing object (checked against `sha256`, ours), for modifying it in place."""
         staged = cls.create(ctx, size)
         try:
-            with local_io("staging file"):
-                await ctx.store.download_to(key, size, staged.path, etag or None, ctx.part_size)
+            await download_checked(ctx, key, size, staged.path, etag, sha256)
         except BaseException:
             staged.discard_now()
             raise
@@ -171,6 +174,25 @@ class StagedFile:
             os.unlink(self.path)
         self.ctx.staging.reserve(-self.reserved)
         self.reserved = 0
+
+
+async def download_checked(ctx: UploadContext, key: str, size: int, path: str, etag: str,
+                           sha256: str | None) -> None:
+    """Copy the object into the staging file at `path`, checked against its SHA-256 (if known).
+
+    Nothing checks a GET's body on its way, and the staging file is what the next commit
+    hashes: unchecked, a damaged copy would be stored under a new, matching checksum. A
+    mismatch is downloaded once more (damage on the way), then EIO (damage at rest).
+    """
+    for attempt in (1, 2):
+        with local_io("staging file"):
+            got = await ctx.store.download_to(key, size, path, etag or None, ctx.part_size)
+        if sha256 is None or got == sha256:
+            return
+        metrics.CHECKSUM_MISMATCHES.inc()
+        log.error("checksum mismatch copying %s to a staging file (attempt %d): SHA-256 %s, expected %s",
+                  key, attempt, got, sha256)
+    raise WriteError(errno.EIO, f"{key}: content does not match its SHA-256; not modified")
 
 
 def hash_file(path: str, size: int, part_size: int) -> tuple[str, list[str]]:

@@ -29,7 +29,7 @@ from fsgateway.formats.s3format import FILE_CONTENT_TYPE, SHA256_META
 from fsgateway.mount import metrics
 from fsgateway.mount.io.buffers import PartBuffers
 from fsgateway.mount.io.spool import PartSpool
-from fsgateway.mount.io.staged import StagedFile
+from fsgateway.mount.io.staged import StagedFile, download_checked
 from fsgateway.mount.io.upload import (
     Committed,
     UploadContext,
@@ -37,7 +37,6 @@ from fsgateway.mount.io.upload import (
     check_complete,
     check_etag,
     check_length,
-    local_io,
     md5_hex,
 )
 from fsgateway.store import deadline
@@ -145,10 +144,9 @@ class StreamUpload:
                 staged.fill(0, self.tail.peek(0, self.tail.size))
             else:
                 info = await self._finish(upload)
-                try:
-                    with local_io("staging file"):
-                        await self.ctx.store.download_to(upload.key, self.size, staged.path, info.etag or None,
-                                                         self.ctx.part_size)
+                try:  # checked against the SHA-256 of all that was sent
+                    await download_checked(self.ctx, upload.key, self.size, staged.path, info.etag,
+                                           self.hasher.hexdigest())
                 finally:
                     await self.ctx.remove(upload.key)
         except BaseException as exc:

@@ -56,9 +56,9 @@ class DirtyFile:
         metrics.UPLOADS_IN_FLIGHT.inc()
 
     @classmethod
-    async def from_object(cls, ctx: UploadContext, key: str, size: int, etag: str) -> DirtyFile:
-        """A staged copy of an existing object, for modifying it in place."""
-        return cls(ctx, await StagedFile.from_object(ctx, key, size, etag))
+    async def from_object(cls, ctx: UploadContext, key: str, size: int, etag: str, sha256: str | None) -> DirtyFile:
+        """A staged copy of an existing object (checked against `sha256`, ours), for modifying it in place."""
+        return cls(ctx, await StagedFile.from_object(ctx, key, size, etag, sha256))
 
     @property
     def size(self) -> int:

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from fsgateway.formats.s3format import FILE_CONTENT_TYPE, SHA256_META
+from fsgateway.mount import metrics
 from fsgateway.mount.io.staged import StagedFile
 from fsgateway.mount.io.stream import StreamUpload
 from fsgateway.mount.io.upload import WriteError
@@ -22,10 +23,11 @@ def test_an_object_modified_in_place_is_uploaded_in_checked_parts(server, s3, bu
     data = bytearray(os.urandom(2 * PART + 777))
     s3.put_object(Bucket=bucket, Key="f.bin", Body=bytes(data))
     etag = s3.head_object(Bucket=bucket, Key="f.bin")["ETag"]
+    stored_sha = hashlib.sha256(data).hexdigest()
     store = store_for(server, bucket)
 
     async def body(ctx):
-        dirty = await DirtyFile.from_object(ctx, "f.bin", len(data), etag)
+        dirty = await DirtyFile.from_object(ctx, "f.bin", len(data), etag, stored_sha)
         assert isinstance(dirty.state, StagedFile)
         await dirty.write(PART - 3, b"across a part boundary")
         data[PART - 3:PART - 3 + 22] = b"across a part boundary"
@@ -44,6 +46,27 @@ def test_an_object_modified_in_place_is_uploaded_in_checked_parts(server, s3, bu
     assert staging_leftovers(s3, bucket) == []
 
 
+def test_a_copy_that_does_not_match_the_stored_sha256_is_never_staged(server, s3, bucket, tmp_path):
+    """Bytes damaged at rest: the copy is fetched twice, then EIO; nothing is staged, nothing changes."""
+    data = os.urandom(PART + 99)
+    wrong = hashlib.sha256(data[:-1] + b"?").hexdigest()
+    s3.put_object(Bucket=bucket, Key="f.bin", Body=data, Metadata={SHA256_META: wrong})
+    etag = s3.head_object(Bucket=bucket, Key="f.bin")["ETag"]
+    store = store_for(server, bucket, role="staged-sha")
+    before = metrics.REGISTRY.get_sample_value("fsgateway_checksum_mismatches_total") or 0.0
+
+    async def body(ctx):
+        with pytest.raises(WriteError) as e:
+            await DirtyFile.from_object(ctx, "f.bin", len(data), etag, wrong)
+        assert e.value.errno == errno.EIO
+        assert ctx.staging.used == 0 and os.listdir(ctx.staging.directory) == []
+
+    run_uploads(store, tmp_path / "staging", body)
+    assert metrics.REGISTRY.get_sample_value("fsgateway_checksum_mismatches_total") == before + 2
+    assert requests("staged-sha", "get") == 2 * 2  # two chunks, fetched twice
+    assert s3.get_object(Bucket=bucket, Key="f.bin")["Body"].read() == data
+
+
 def test_staging_space_is_bounded_by_cache_size(server, s3, bucket, tmp_path):
     """A write past cache_size is ENOSPC; what was written stays, and commits."""
     store = store_for(server, bucket)
@@ -51,7 +74,7 @@ def test_staging_space_is_bounded_by_cache_size(server, s3, bucket, tmp_path):
 
     async def body(ctx):
         with pytest.raises(WriteError) as e:  # a copy of a 3 MiB object does not fit in 2 MiB
-            await DirtyFile.from_object(ctx, "big", 3 << 20, "")
+            await DirtyFile.from_object(ctx, "big", 3 << 20, "", None)
         assert e.value.errno == errno.ENOSPC
         assert ctx.staging.used == 0 and os.listdir(ctx.staging.directory) == []
 
