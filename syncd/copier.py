@@ -12,13 +12,14 @@ always re-created with a PUT: SeaweedFS cannot CopyObject them.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 from dataclasses import dataclass
-from functools import partial
 
 import trio
 
-from fsgateway.store.client import MAX_SINGLE_COPY, ObjectInfo, ObjectStore
-from fsgateway.store.concurrency import gather
+from fsgateway.formats.s3format import SHA256_META
+from fsgateway.store.client import MAX_SINGLE_COPY, ObjectInfo, ObjectStore, StoreError
 from fsgateway.store.hashing import sha256_of
 
 from . import metrics
@@ -35,6 +36,14 @@ class Written:
     size: int
     etag: str
     method: str
+
+
+def _check(key: str, hasher: hashlib._Hash, expected: str | None) -> None:
+    """The bytes read from the primary against its `fsg-sha256` (objects without it: nothing to compare)."""
+    if expected is not None and hasher.hexdigest() != expected:
+        metrics.DAMAGED.inc()
+        raise StoreError("get", key, ValueError(f"bytes read have SHA-256 {hasher.hexdigest()}, the object's "
+                                                f"{SHA256_META} says {expected}"), errno.EIO)
 
 
 class Copier:
@@ -88,6 +97,14 @@ class Copier:
         return info.etag if info else ""
 
     async def _streamed(self, key: str, size: int) -> Written:
+        """GET from the primary, PUT (or a multipart upload) to the backup, hashed on the way.
+
+        Nothing checks a GET's body on its way, and the backup's object gets the primary's
+        `fsg-sha256`, which would then vouch for damaged bytes (the planner trusts equal
+        checksums). So the bytes are hashed in order as they pass and compared with it before
+        the object exists in the backup: a mismatch aborts the copy (EIO), to be tried again.
+        """
+        hasher = hashlib.sha256()
         async with self.buffers:
             first = min(size, self.part_size)
             await self.throttle.take(first)
@@ -96,7 +113,10 @@ class Copier:
             else:
                 data, info = await self.primary.get_with_info(key, 0, first)
             ctype = info.content_type or DEFAULT_CONTENT_TYPE
+            expected = info.metadata.get(SHA256_META)
+            await trio.to_thread.run_sync(hasher.update, data)
             if info.size <= len(data):
+                _check(key, hasher, expected)
                 etag = await self.backup.put(key, data, info.metadata, ctype)
                 return Written(info.size, etag, "streamed")
             upload_id = await self.backup.create_multipart(key, info.metadata, ctype)
@@ -108,10 +128,8 @@ class Copier:
                 raise
         del data
         try:
-            ranges = [(n, s, min(info.size, s + self.part_size))
-                      for n, s in enumerate(range(self.part_size, info.size, self.part_size), 2)]
-            etags += await gather([partial(self._part, key, upload_id, info.etag, n, s, e) for n, s, e in ranges],
-                                  limit=self.copy_buffers)
+            etags += await self._parts(key, upload_id, info.etag, info.size, hasher)
+            _check(key, hasher, expected)  # before the parts become an object
             await self.backup.complete_multipart(key, upload_id, etags)
         except BaseException:
             await self._abort(key, upload_id)
@@ -119,12 +137,45 @@ class Copier:
         self.state.upload_ended(upload_id)
         return Written(info.size, await self._etag(key), "streamed")
 
-    async def _part(self, key: str, upload_id: str, etag: str, number: int, start: int, end: int) -> str:
-        async with self.buffers:
-            await self.throttle.take(end - start)
-            data = await self.primary.get(key, start, end, if_match=etag or None)  # an overwrite: ESTALE, retried
-            return await self.backup.upload_part(key, upload_id, number, data)
+    async def _parts(self, key: str, upload_id: str, etag: str, size: int, hasher: hashlib._Hash) -> list[str]:
+        """Parts 2.. of a streamed copy, `copy_buffers` at once process-wide; their ETags, in order.
 
+        Each part is fed to `hasher` after the one before it, so the buffers are taken here,
+        in part order: a part waiting for its predecessor's hash then never holds the buffer
+        that predecessor needs. The first failure cancels the rest and is raised as itself.
+        """
+        ranges = list(enumerate(range(self.part_size, size, self.part_size), 2))
+        etags = [""] * len(ranges)
+        failure: list[BaseException] = []
+        hashed = trio.Event()
+        hashed.set()
+
+        async def part(i: int, number: int, start: int, token: object, previous: trio.Event,
+                       done: trio.Event) -> None:
+            try:
+                end = min(size, start + self.part_size)
+                await self.throttle.take(end - start)
+                data = await self.primary.get(key, start, end, if_match=etag or None)  # overwritten: ESTALE
+                await previous.wait()
+                await trio.to_thread.run_sync(hasher.update, data)
+                done.set()
+                etags[i] = await self.backup.upload_part(key, upload_id, number, data)
+            except Exception as exc:
+                if not failure:
+                    failure.append(exc)
+                nursery.cancel_scope.cancel()
+            finally:
+                self.buffers.release_on_behalf_of(token)
+
+        async with trio.open_nursery() as nursery:
+            for i, (number, start) in enumerate(ranges):
+                token = object()
+                await self.buffers.acquire_on_behalf_of(token)
+                previous, hashed = hashed, trio.Event()
+                nursery.start_soon(part, i, number, start, token, previous, hashed)
+        if failure:
+            raise failure[0]
+        return etags
     async def _abort(self, key: str, upload_id: str) -> None:
         with trio.CancelScope(shield=True):
             try:

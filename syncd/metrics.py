@@ -34,6 +34,12 @@ COPIED_BYTES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+DAMAGED = Counter(
+    "fsgateway_syncd_damaged_reads_total",
+    "Streamed copies abandoned before the backup had them: the bytes read did not match the primary's "
+    "fsg-sha256 (damaged on the way or at rest; tried again)",
+    registry=REGISTRY,
+)
 UNCHANGED = Counter(
     "fsgateway_syncd_unchanged_total",
     "Changed keys found already equal in the backup, by how (compare: size+checksum+metadata, hash)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 
@@ -9,6 +10,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from fsgateway.formats.s3format import SHA256_META
 from tests.support.process import metric_value, succeeds, wait_for
 from tests.support.syncd import Backup, backup_keys, make_passwd
 from tests.support.weed import Weed
@@ -88,3 +90,29 @@ def test_no_deletes_after_an_error_in_the_same_run(bucket, s3, weed_backup, sync
     s3.delete_object(Bucket=bucket, Key="x" * 300)
     r = syncd.once(delete="mirror")
     assert r.returncode == 0 and "1 deleted" in r.stdout and set(backup_keys(backup)) == {"k1"}
+
+
+@pytest.mark.parametrize("size", [3 * MiB, 14 * MiB], ids=["put", "multipart"])
+def test_a_streamed_copy_damaged_on_the_way_never_reaches_the_backup(bucket, s3, same_backup, syncd_factory, proxy,
+                                                                     server, passwd_file, size):
+    """The backup object carries the primary's fsg-sha256, which the planner trusts: bytes damaged on
+    the way must never get there under it. The copy is abandoned (counted), and the next run copies."""
+    data = os.urandom(size)
+    s3.put_object(Bucket=bucket, Key="fw", Body=data, Metadata={SHA256_META: hashlib.sha256(data).hexdigest()})
+    if size > 5 * MiB:
+        proxy.add("pass", "get", times=1)  # the first part goes through: a later one is damaged
+    proxy.add("flip_answer", "get", times=1, after=300_000)
+    syncd = syncd_factory(bucket, same_backup)
+    streamed = {"endpoint": proxy.endpoint, "backup_endpoint": server.endpoint, "backup_passwd_file": passwd_file,
+                "part_size": "5M", "retry_deadline": 5}  # another endpoint: a streamed copy
+    first = syncd.once(**streamed)
+    assert proxy.seen("get", "flip_answer")
+    assert first.returncode == 1, first.stderr[-2000:]
+    assert "fw" not in backup_keys(same_backup)
+    assert not same_backup.client.list_multipart_uploads(Bucket=same_backup.name).get("Uploads")
+    assert "bytes read have SHA-256" in first.stderr
+    second = syncd.once(**streamed)
+    assert second.returncode == 0, second.stderr[-2000:]
+    got = same_backup.client.get_object(Bucket=same_backup.name, Key="fw")
+    assert got["Body"].read() == data
+    assert got["Metadata"][SHA256_META] == hashlib.sha256(data).hexdigest()
