@@ -120,6 +120,13 @@ class Judge:
             raise
         try:
             digest, _ = await sha256_of(self.store, staged, payload.size, copied or None, hashed=metrics.HASHED.inc)
+            if digest != m.payload_sha256:
+                # Nothing checks a GET's body on its way: hashed again before a good package is refused for
+                # bytes damaged in transit (the published bytes are the staged copy's, never these)
+                log.warning("payload of %s hashed to %s, manifest says %s; hashing it once more",
+                            pkg.prefix, digest, m.payload_sha256)
+                digest, _ = await sha256_of(self.store, staged, payload.size, copied or None,
+                                            hashed=metrics.HASHED.inc)
         except StoreError as exc:
             if not _changed(exc):
                 raise

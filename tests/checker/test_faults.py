@@ -222,3 +222,25 @@ def test_kill_before_a_stray_key_is_cleared_closes_its_one_verdict_later(pipelin
     finally:
         db.close()
     assert [k for k in pipeline.keys("quarantine/") if k.endswith("/stray.bin")]
+
+
+@pytest.mark.parametrize("damaged", [1, 2], ids=["once", "twice"])
+def test_a_payload_damaged_on_the_way_is_hashed_again_before_a_verdict(pipeline, server, damaged):
+    """Nothing checks a GET's body on its way: one damaged read of a good payload must not refuse it (it
+    is hashed once more); a payload whose every read disagrees with its manifest is refused."""
+    if server.ca_bundle:
+        pytest.skip("the fault proxy judges plain HTTP only")
+    proxy = FaultProxy.to(server.endpoint).start()
+    try:
+        pipeline.start(endpoint=proxy.endpoint)
+        proxy.add("flip_answer", "get", key=r"\.fsgateway/checker/", times=damaged, after=300_000)  # the staged copy
+        pipeline.put(pipeline.package("1.0.0", 1, os.urandom(1 << 20)), "1.0.0")
+        outcome, reason, _ = pipeline.verdict("1.0.0")
+        assert len(proxy.seen("get", "flip_answer")) == damaged
+        if damaged == 1:
+            assert (outcome, reason) == ("accepted", "ok")
+            wait_for(lambda: "sensor-x/1.0.0/fw.bin" in pipeline.targets(), 60, "the release in the signed targets")
+        else:
+            assert (outcome, reason) == ("rejected", "sha256_mismatch")
+    finally:
+        proxy.stop()
