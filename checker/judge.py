@@ -21,7 +21,7 @@ from fsgateway.store.hashing import sha256_of
 from . import manifest as manifest_mod
 from . import metrics, rules, signing
 from .db import Database
-from .landing import Package
+from .landing import Package, Part
 from .manifest import Manifest, ManifestError
 from .tufrepo import release_key
 
@@ -77,12 +77,32 @@ class Judge:
             return self._waiting(pkg, now, "incomplete", "manifest.json has not arrived")
         if part.size > manifest_mod.MAX_MANIFEST_BYTES:
             return rejected("manifest_too_large", f"{part.size} bytes > {manifest_mod.MAX_MANIFEST_BYTES}")
+        data = await self._read(part)
+        if data is None:
+            return pending("changed", "manifest.json changed while being read")
+        decision = await self._judge(pkg, now, data)
+        if decision.outcome == "rejected":
+            # Nothing checks a GET's body on its way: a refusal stands only if the manifest reads the same again
+            again = await self._read(part)
+            if again is None:
+                return pending("changed", "manifest.json changed while being read")
+            if again != data:
+                log.warning("manifest of %s read differently twice (damaged on the way?); judging it again",
+                            pkg.prefix)
+                decision = await self._judge(pkg, now, again)
+        return decision
+
+    async def _read(self, part: Part) -> bytes | None:
+        """The manifest's bytes, pinned to the listed ETag; None if it changed since."""
         try:
-            data = await self.store.get(part.key, if_match=part.etag)
+            return await self.store.get(part.key, if_match=part.etag)
         except StoreError as exc:
             if _changed(exc):
-                return pending("changed", "manifest.json changed while being read")
+                return None
             raise
+
+    async def _judge(self, pkg: Package, now: float, data: bytes) -> Decision:
+        """The verdict on `pkg` with this manifest text."""
         try:
             m = manifest_mod.parse(data)
         except ManifestError as exc:

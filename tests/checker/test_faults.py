@@ -224,17 +224,23 @@ def test_kill_before_a_stray_key_is_cleared_closes_its_one_verdict_later(pipelin
     assert [k for k in pipeline.keys("quarantine/") if k.endswith("/stray.bin")]
 
 
-@pytest.mark.parametrize("damaged", [1, 2], ids=["once", "twice"])
-def test_a_payload_damaged_on_the_way_is_hashed_again_before_a_verdict(pipeline, server, damaged):
-    """Nothing checks a GET's body on its way: one damaged read of a good payload must not refuse it (it
-    is hashed once more); a payload whose every read disagrees with its manifest is refused."""
+@pytest.mark.parametrize(("what", "damaged"), [("payload", 1), ("payload", 2), ("manifest", 1)])
+def test_a_package_read_damaged_on_the_way_is_read_again_before_a_verdict(pipeline, server, what, damaged):
+    """Nothing checks a GET's body on its way: one damaged read of a good package must not refuse it (the
+    payload is hashed once more, the manifest read again); a payload whose every read disagrees with its
+    manifest is refused."""
     if server.ca_bundle:
         pytest.skip("the fault proxy judges plain HTTP only")
     proxy = FaultProxy.to(server.endpoint).start()
     try:
         pipeline.start(endpoint=proxy.endpoint)
-        proxy.add("flip_answer", "get", key=r"\.fsgateway/checker/", times=damaged, after=300_000)  # the staged copy
-        pipeline.put(pipeline.package("1.0.0", 1, os.urandom(1 << 20)), "1.0.0")
+        package = pipeline.package("1.0.0", 1, os.urandom(1 << 20))
+        if what == "payload":  # the checker's staged copy of it
+            proxy.add("flip_answer", "get", key=r"\.fsgateway/checker/", times=damaged, after=300_000)
+        else:  # a byte in the middle of its body
+            proxy.add("flip_answer", "get", key=r"manifest\.json$", times=damaged,
+                      after=-len(package["manifest.json"]) // 2)
+        pipeline.put(package, "1.0.0")
         outcome, reason, _ = pipeline.verdict("1.0.0")
         assert len(proxy.seen("get", "flip_answer")) == damaged
         if damaged == 1:

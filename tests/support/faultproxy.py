@@ -15,7 +15,8 @@ make it misbehave as a network or a server does:
 * `flip`    - forward with one byte of the request body inverted (the one at `after`), as
               a faulty network card or middlebox would: the server must refuse it;
 * `flip_answer` - forward, inverting one byte of the answer (the one at `after`, counted from
-              its status line): nothing on the way tells, the client's own checksum must;
+              its status line; a negative `after` counts back from the end of its body):
+              nothing on the way tells, the client's own checksum must;
 * `pass`    - forward untouched (an exception to later rules).
 
 `refuse_all()` closes the listening socket (connect() gets ECONNREFUSED) until
@@ -283,6 +284,8 @@ async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int
             break
         if seen is not None and seen.status is None and sent == 0:
             seen.status = _status_of(data)
+        if flip_at is not None and flip_at < 0 and sent == 0:  # from the end: the head says where that is
+            flip_at += _answer_length(data)
         if flip_at is not None and sent <= flip_at < sent + len(data):
             i = flip_at - sent
             data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
@@ -296,6 +299,13 @@ async def _drain_answer(src: asyncio.StreamReader, seen: Seen) -> None:
     while data := await src.read(BUF):
         if first:
             seen.status, first = _status_of(data), False
+
+
+def _answer_length(first: bytes) -> int:
+    """Head plus body length of an answer, from its first bytes (which hold its whole head)."""
+    head, _, _ = first.partition(b"\r\n\r\n")
+    found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return len(head) + 4 + (int(found.group(1)) if found else 0)
 
 
 def _status_of(data: bytes) -> int | None:
