@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
 from fsgateway.formats.s3format import SHA256_META
 from fsgateway.store.client import MAX_SINGLE_COPY, ObjectInfo, ObjectStore, StoreError
+from fsgateway.store.concurrency import gather
 from fsgateway.store.hashing import sha256_of
 
 from . import metrics
@@ -138,44 +141,31 @@ class Copier:
         return Written(info.size, await self._etag(key), "streamed")
 
     async def _parts(self, key: str, upload_id: str, etag: str, size: int, hasher: hashlib._Hash) -> list[str]:
-        """Parts 2.. of a streamed copy, `copy_buffers` at once process-wide; their ETags, in order.
+        """Parts 2.. of a streamed copy, within the process's copy buffers; their ETags, in order.
 
-        Each part is fed to `hasher` after the one before it, so the buffers are taken here,
-        in part order: a part waiting for its predecessor's hash then never holds the buffer
-        that predecessor needs. The first failure cancels the rest and is raised as itself.
+        Each part is fed to `hasher` after the one before it; `gather` takes the buffers in
+        part order, so a part waiting for its predecessor's hash never holds the buffer that
+        predecessor needs.
         """
-        ranges = list(enumerate(range(self.part_size, size, self.part_size), 2))
-        etags = [""] * len(ranges)
-        failure: list[BaseException] = []
+        thunks: list[Callable[[], Awaitable[str]]] = []
         hashed = trio.Event()
         hashed.set()
+        for number, start in enumerate(range(self.part_size, size, self.part_size), 2):
+            previous, hashed = hashed, trio.Event()
+            thunks.append(partial(self._part, key, upload_id, etag, number, start, min(size, start + self.part_size),
+                                  hasher, previous, hashed))
+        return await gather(thunks, limiter=self.buffers)
 
-        async def part(i: int, number: int, start: int, token: object, previous: trio.Event,
-                       done: trio.Event) -> None:
-            try:
-                end = min(size, start + self.part_size)
-                await self.throttle.take(end - start)
-                data = await self.primary.get(key, start, end, if_match=etag or None)  # overwritten: ESTALE
-                await previous.wait()
-                await trio.to_thread.run_sync(hasher.update, data)
-                done.set()
-                etags[i] = await self.backup.upload_part(key, upload_id, number, data)
-            except Exception as exc:
-                if not failure:
-                    failure.append(exc)
-                nursery.cancel_scope.cancel()
-            finally:
-                self.buffers.release_on_behalf_of(token)
+    async def _part(self, key: str, upload_id: str, etag: str, number: int, start: int, end: int,
+                    hasher: hashlib._Hash, previous: trio.Event, hashed: trio.Event) -> str:
+        """One part: read (pinned to `etag`: an overwrite is ESTALE, retried), hashed after `previous`, written."""
+        await self.throttle.take(end - start)
+        data = await self.primary.get(key, start, end, if_match=etag or None)
+        await previous.wait()
+        await trio.to_thread.run_sync(hasher.update, data)
+        hashed.set()
+        return await self.backup.upload_part(key, upload_id, number, data)
 
-        async with trio.open_nursery() as nursery:
-            for i, (number, start) in enumerate(ranges):
-                token = object()
-                await self.buffers.acquire_on_behalf_of(token)
-                previous, hashed = hashed, trio.Event()
-                nursery.start_soon(part, i, number, start, token, previous, hashed)
-        if failure:
-            raise failure[0]
-        return etags
     async def _abort(self, key: str, upload_id: str) -> None:
         with trio.CancelScope(shield=True):
             try:

@@ -220,8 +220,8 @@ class FeedWal:
         async with self._sync:
             if self._fd is not None and not self._events:
                 return  # nothing to close
-            if self._fd is None and not self._path and self._dead is None and trio.current_time() < self._reopen_at:
-                return  # the last open failed: announcements go by journal PUT until the next attempt
+            if not self._path and trio.current_time() < self._reopen_at:
+                return  # no segment since an open failed: announcements go by journal PUT until the next attempt
             old_fd, old_path, old_end, dead = self._fd, self._path, self._written, self._dead
             self._dead = None
             if old_path:

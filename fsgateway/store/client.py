@@ -507,16 +507,18 @@ class ObjectStore:
         metrics.BYTES_DOWN.labels(self.role).inc(len(data))
         return data
 
-    async def download_to(self, key: str, size: int, path: str, if_match: str | None, chunk: int) -> str:
+    async def download_to(self, key: str, size: int, path: str, if_match: str | None, chunk: int,
+                          digest: bool = True) -> str | None:
         """Copy object bytes into a local file, chunk by chunk (bounded memory); a full disk is ENOSPC.
 
-        Returns the SHA-256 of the bytes written (hashed on the way, in the worker thread that
-        writes them): nothing checks a GET's body on its way, the caller compares."""
+        With `digest`, returns the SHA-256 of the bytes written (hashed on the way, in the worker
+        thread that writes them): nothing checks a GET's body on its way, the caller compares."""
         fd = os.open(path, os.O_WRONLY)
-        hasher = hashlib.sha256()
+        hasher = hashlib.sha256() if digest else None
 
         def write(data: bytearray, start: int) -> None:
-            hasher.update(data)
+            if hasher is not None:
+                hasher.update(data)
             write_exactly(fd, data, start)
 
         try:
@@ -526,7 +528,7 @@ class ObjectStore:
                 del data
         finally:
             os.close(fd)
-        return hasher.hexdigest()
+        return hasher.hexdigest() if hasher is not None else None
 
     # ------------------------------------------------------------------ writes
     async def put(self, key: str, body: Body, metadata: dict[str, str], content_type: str,

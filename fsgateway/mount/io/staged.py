@@ -186,7 +186,7 @@ async def download_checked(ctx: UploadContext, key: str, size: int, path: str, e
     """
     for attempt in (1, 2):
         with local_io("staging file"):
-            got = await ctx.store.download_to(key, size, path, etag or None, ctx.part_size)
+            got = await ctx.store.download_to(key, size, path, etag or None, ctx.part_size, digest=sha256 is not None)
         if sha256 is None or got == sha256:
             return
         metrics.CHECKSUM_MISMATCHES.inc()
