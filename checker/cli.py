@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     serve(cfg.metrics_address, *REGISTRIES)
     try:
         trio.run(_serve, cfg, settings, db, key)
+    except Exception as exc:  # the traceback for the report, the reason in one line
+        log.error("stopped", exc_info=True)
+        return fail(f"stopped: {lifecycle.one_line(exc)}")
     finally:
         db.close()
     return 0

@@ -8,6 +8,7 @@ taken metrics port or a state_dir in use are each a one-line reason and exit 1.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -26,6 +27,7 @@ from .service import Service
 from .state import State, StateError
 
 PROG = "fsgateway-syncd"
+log = logging.getLogger("syncd")
 
 #: What /metrics serves: syncd's series and its S3 requests (both buckets, by role).
 REGISTRIES = (metrics.REGISTRY, store_metrics.REGISTRY)
@@ -125,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         serve(opts.metrics_address, *REGISTRIES)
         trio.run(service.run)
         return 0
+    except Exception as exc:  # the traceback for the report, the reason in one line
+        log.error("stopped", exc_info=True)
+        return fail(f"stopped: {lifecycle.one_line(exc)}")
     finally:
         state.close()
 

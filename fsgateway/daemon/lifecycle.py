@@ -53,6 +53,16 @@ def check_metrics_port(address: str) -> str | None:
         return f"metrics_address {address}: {exc.strerror} (set metrics_address=HOST:PORT or off)"
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception in one line: the first of a trio nursery's exceptions, its type if it says nothing."""
+    more = 0
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        more += len(exc.exceptions) - 1
+        exc = exc.exceptions[0]
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__) + (f" (and {more} more)" if more else "")
+
+
 def fail(program: str, message: str) -> int:
     """The one-line reason on stderr; the exit status of a daemon that cannot start."""
     print(f"{program}: {message}", file=sys.stderr)

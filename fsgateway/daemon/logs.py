@@ -6,6 +6,7 @@ its own. When daemonized without a terminal, logs go to syslog.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import logging.handlers
@@ -68,6 +69,15 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+class LogFile(logging.handlers.WatchedFileHandler):
+    """A log file opened again when it was moved or removed (logrotate, an operator emptying cache_dir),
+    its directory made again if need be (the daemons' umask keeps both private)."""
+
+    def _open(self) -> io.TextIOWrapper:
+        private_dir(os.path.dirname(self.baseFilename))
+        return super()._open()
+
+
 def setup(level: str, fmt: str, daemon_log_file: str | None = None, syslog_socket: str = "/dev/log") -> None:
     """Log to stderr; a daemon (no terminal) logs to syslog, or to `daemon_log_file` (0600) without one."""
     root = logging.getLogger()
@@ -80,7 +90,7 @@ def setup(level: str, fmt: str, daemon_log_file: str | None = None, syslog_socke
     elif daemon_log_file:
         private_dir(os.path.dirname(daemon_log_file))
         private_file(daemon_log_file)  # object names are no one else's business, whatever cache_dir's mode
-        handler = logging.handlers.WatchedFileHandler(daemon_log_file)
+        handler = LogFile(daemon_log_file)
         handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(timestamps=True))
     else:
         handler = logging.StreamHandler(sys.stderr)

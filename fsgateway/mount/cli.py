@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         logs.setup(cfg.log_level, cfg.log_format, daemon_log_file=os.path.join(cfg.cache_dir, "fsgateway.log"))
 
     pending = [ready_fd] if ready_fd is not None else []  # emptied once the parent has its answer
+    served: list[bool] = []  # not empty once the mount reported ready
 
     def on_ready() -> None:
+        served.append(True)
         if pending:
             fd = pending.pop()
             os.write(fd, b"ok")
@@ -146,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         serve(cfg.metrics_address, *REGISTRIES)
         session.run(cfg, settings, on_ready)
     except Exception as exc:  # whatever it is, the terminal that started a background mount must hear it
-        log.debug("mount failed", exc_info=True)  # -d: the traceback; the reason is the one line below
-        reason = f"cannot mount at {cfg.mountpoint}: {exc}"
+        if not served:  # -d: the traceback; the reason is the one line below
+            log.debug("mount failed", exc_info=True)
+            reason = f"cannot mount at {cfg.mountpoint}: {lifecycle.one_line(exc)}"
+        else:  # it served, then failed: a bug or the machine's, the traceback is for the report
+            log.error("the mount at %s stopped", cfg.mountpoint, exc_info=True)
+            reason = f"the mount at {cfg.mountpoint} stopped: {lifecycle.one_line(exc)}"
         if pending:
             with contextlib.suppress(OSError):
                 os.write(pending.pop(), reason.encode())

@@ -28,6 +28,13 @@ crash between a journal PUT and the segment's deletion announces those events
 twice, which is harmless: syncd treats events as hints and copies the
 primary's state.
 
+The directory may be removed under a running mount (an operator emptying
+`cache_dir`, a tmp cleaner): the next segment makes it again, locked as at
+start. The records of a closed segment that vanished before its flush are
+lost from the log, said in the log and counted; syncd's reconcile finds those
+changes. Nothing the flusher meets stops the mount: a round that fails is
+logged and tried again after a backoff.
+
 Bounded: segments hold at most `max_bytes`. When full (the bucket has been
 unreachable for long), or when the disk fails, `append` returns False and
 the announcement waits for its own journal PUT, as it did without a log.
@@ -35,6 +42,7 @@ the announcement waits for its own journal PUT, as it did without a log.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -47,6 +55,7 @@ import trio
 from fsgateway.daemon.private import private_dir, private_file
 from fsgateway.formats import feed
 from fsgateway.mount import metrics
+from fsgateway.store.client import write_exactly
 from fsgateway.store.feedwriter import MAX_EVENTS, FeedWriter, Hold
 
 log = logging.getLogger("fsgateway.feed")
@@ -109,16 +118,7 @@ class FeedWal:
 
     def open(self) -> None:
         """Lock the directory for this run, adopt what a crashed run left, open a new segment."""
-        private_dir(self.dir)
-        lock = os.path.join(self.dir, "lock")
-        private_file(lock)
-        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: another run holds it
-        except OSError:
-            os.close(fd)
-            raise
-        self._lock_fd = fd  # held until the process exits
+        self._lock()
         names = sorted(n for n in os.listdir(self.dir) if n.endswith(SUFFIX) and n[:-len(SUFFIX)].isdigit())
         for name in names:
             path = os.path.join(self.dir, name)
@@ -130,11 +130,29 @@ class FeedWal:
         self._sync_dir()
         self._gauge()
 
+    def _lock(self) -> None:
+        """Make the directory if missing and lock it for this run (BlockingIOError: another run holds it)."""
+        private_dir(self.dir)
+        lock = os.path.join(self.dir, "lock")
+        private_file(lock)
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the lock of a directory that was removed
+        self._lock_fd = fd  # held until the process exits
+
     def _open_segment(self) -> None:
         self._path = os.path.join(self.dir, f"{self._next:016d}{SUFFIX}")
         self._next += 1
+        if not os.path.isdir(self.dir):
+            log.warning("change feed: write-ahead log directory %s was removed; made again", self.dir)
+            self._lock()
         private_file(self._path)  # created 0600 whatever the umask
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)  # read back by _restore
         self._events = self._size = 0
         self._full = trio.Event()
 
@@ -243,6 +261,8 @@ class FeedWal:
                 try:
                     await trio.to_thread.run_sync(os.fdatasync, old_fd)
                     self._synced = max(self._synced, old_end)
+                    if os.fstat(old_fd).st_nlink == 0:  # removed with the directory while it was open
+                        await trio.to_thread.run_sync(self._restore, old_fd, old_path)
                 except OSError as exc:
                     log.error("change feed: write-ahead log %s: %s", old_path, exc)
                     self._lost.append((self._synced, old_end))
@@ -254,6 +274,19 @@ class FeedWal:
                 except OSError as exc:
                     self._broken(exc)
 
+    def _restore(self, fd: int, path: str) -> None:
+        """Write a segment that was removed while open back under its name, from its descriptor."""
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        private_file(path)
+        out = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            write_exactly(out, data, 0)
+            os.fdatasync(out)
+        finally:
+            os.close(out)
+        self._sync_dir()
+        log.warning("change feed: write-ahead log segment %s was removed while open; written again", path)
+
     async def drain(self) -> bool:
         """Store every record written so far in journal objects; True when none is left (none failed or held)."""
         await self._switch()
@@ -263,23 +296,36 @@ class FeedWal:
         return any(path not in self._holds for path, _ in self._segments)
 
     async def _flush_closed(self) -> bool:
-        """Store the closed segments no hold pins, oldest first; False if a journal PUT failed."""
+        """Store the closed segments no hold pins, oldest first; False if one could not be read or a journal
+        PUT failed."""
+        unreadable = False
         async with self._flush:
             for segment in list(self._segments):
                 path = segment[0]
                 if path in self._holds:
                     continue  # a record whose PUT is not settled: the segment waits, the others go
-                with open(path, "rb") as f:
-                    events, bad = decode_records(f.read())
+                try:
+                    with open(path, "rb") as f:
+                        events, bad = decode_records(f.read())
+                except FileNotFoundError:
+                    metrics.FEED_WAL_LOST.inc()
+                    log.error("change feed: write-ahead log segment %s was removed before its flush; the changes "
+                              "it announced reach the backup at syncd's next reconcile", path)
+                    events, bad = [], 0
+                except OSError as exc:  # tried again at the next round; the later segments go meanwhile
+                    log.error("change feed: cannot read write-ahead log segment %s: %s", path, exc)
+                    unreadable = True
+                    continue
                 if bad:
                     metrics.FEED_WAL_TORN.inc(bad)
                     log.warning("change feed: %d torn records in %s skipped (never acknowledged)", bad, path)
                 if events and not await self.writer.write_journal(events, kept=True):
                     return False
-                os.unlink(path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
                 self._segments.remove(segment)
                 self._gauge()
-        return True
+        return not unreadable
 
     async def run(self) -> None:
         """The flusher: batches of records become journal objects; retried with backoff while refused."""
@@ -291,10 +337,18 @@ class FeedWal:
                     with trio.move_on_after(self.interval):
                         await self._full.wait()
             self._wake = trio.Event()
-            await self._switch()
-            if await self._flush_closed():
+            if await self._round():
                 failures = 0
             else:  # back off, but close a full segment meanwhile: each one is read whole when flushed
                 failures = min(failures + 1, 16)
                 with trio.move_on_after(min(self.interval * 2 ** failures, MAX_BACKOFF)):
                     await self._full.wait()
+
+    async def _round(self) -> bool:
+        """Close the open segment and flush; False if something failed (the flusher backs off and tries again)."""
+        try:
+            await self._switch()
+            return await self._flush_closed()
+        except Exception:  # the mount serves on without its log rather than stop: said, and tried again
+            log.exception("change feed: write-ahead log flush failed")
+            return False

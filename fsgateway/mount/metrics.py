@@ -71,3 +71,8 @@ FEED_WAL_TORN = Counter(
     "Write-ahead log records skipped at flush: torn by a crash before their fsync returned, or corrupt",
     registry=REGISTRY,
 )
+FEED_WAL_LOST = Counter(
+    "fsgateway_feed_wal_lost_segments_total",
+    "Write-ahead log segments removed by someone else before they were flushed (their changes wait for a reconcile)",
+    registry=REGISTRY,
+)

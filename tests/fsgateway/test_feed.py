@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -309,3 +310,41 @@ def test_a_journal_that_cannot_be_stored_is_counted_and_does_not_fail_the_caller
 
     trio.run(main)
     assert failures() == before + 2
+
+
+def test_a_removed_log_directory_is_made_again_and_a_vanished_segment_is_counted(server, bucket, s3, tmp_path):
+    """cache_dir emptied under a running mount: the open segment is written back under its name, the
+    directory is made again (locked, owner-only) for the next one, and a closed segment that vanished
+    before its flush is counted as lost (its changes wait for syncd's reconcile); the log goes on."""
+    cfg = Config(bucket=bucket, endpoint=server.endpoint, path_style=True, ca_bundle=server.ca_bundle,
+                 retry_deadline=10)
+    store = ObjectStore(cfg.store_settings(Keys(server.access_key, server.secret_key)))
+    directory = tmp_path / "wal"
+
+    def lost() -> float:
+        return metrics.REGISTRY.get_sample_value("fsgateway_feed_wal_lost_segments_total") or 0.0
+
+    async def main() -> tuple[bool, bool, float]:
+        async with trio.open_nursery() as nursery:
+            writer = FeedWriter(store, "h", "r")
+            nursery.start_soon(writer.run)
+            wal = feedwal.FeedWal(str(directory), writer, 1 << 20, 600)
+            wal.open()
+            hold = feedwriter.Hold()
+            assert await wal.append((writer.event("put", "held"),), hold)  # its PUT under way: kept back
+            assert not await wal.drain()  # the held segment is closed and stays
+            assert await wal.append((writer.event("put", "open"),))
+            shutil.rmtree(directory)
+            assert await wal.append((writer.event("put", "after"),))  # into the open segment, now unnamed
+            hold.settle()
+            before = lost()
+            first = await wal.drain()
+            assert await wal.append((writer.event("put", "later"),))
+            second = await wal.drain()
+            nursery.cancel_scope.cancel()
+            return first, second, lost() - before
+
+    first, second, vanished = trio.run(main)
+    assert first and second and vanished == 1
+    assert sorted(e.key for e in feed_events(s3, bucket)) == ["after", "later", "open"]
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700 and (directory / "lock").exists()

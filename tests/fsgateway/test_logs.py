@@ -38,3 +38,28 @@ def test_a_daemons_log_file_is_owner_only_in_a_cache_dir_that_is_not(public_tmp)
     assert r.returncode == 0, r.stderr
     assert "secret object name" in log.read_text()
     assert not readable_by_nobody(log)
+
+
+def test_a_daemons_log_file_removed_with_its_directory_is_made_again(tmp_path):
+    """An operator empties cache_dir under a background mount: the next lines go to a new file there."""
+    log = tmp_path / "cache" / "fsgateway.log"
+    code = ("import logging, os, shutil, sys; from fsgateway.daemon import logs; "
+            "os.umask(0o077); logs.setup('info', 'text', daemon_log_file=sys.argv[1], syslog_socket='/nonexistent'); "
+            "logging.getLogger('t').warning('first'); shutil.rmtree(os.path.dirname(sys.argv[1])); "
+            "logging.getLogger('t').warning('second')")
+    r = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, timeout=30)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    text = log.read_text()
+    assert "second" in text and "first" not in text
+    assert not readable_by_nobody(log) and (log.parent.stat().st_mode & 0o077) == 0
+
+
+def test_an_exception_is_told_in_one_line_whatever_nursery_wraps_it():
+    from fsgateway.daemon.lifecycle import one_line
+
+    inner = FileNotFoundError(2, "No such file or directory")
+    assert one_line(ExceptionGroup("Exceptions from Trio nursery (1 sub-exception)", [inner])) == \
+        "[Errno 2] No such file or directory"
+    assert one_line(ExceptionGroup("outer", [ExceptionGroup("inner", [ValueError("bad\nsecond line")]),
+                                             KeyError("k")])) == "bad (and 1 more)"
+    assert one_line(RuntimeError()) == "RuntimeError"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from fsgateway.daemon.identity import host_id
 from tests.support.mount import is_mounted
 from tests.support.process import free_port, metric_value, succeeds, wait_for
+from tests.support.s3 import feed_events
 from tests.support.weed import Weed
 
 MiB = 1 << 20
@@ -161,3 +163,30 @@ def test_server_dies_mid_upload_writer_gets_eio_nothing_partial_visible(weed, tm
     assert [o["Key"] for o in objs if not o["Key"].startswith(".fsgateway/")] == []
     wait_for(lambda: "fw.bin" in m.log.read_text(), 30, "the lost data logged at the last close")
     assert not (path / "fw.bin").exists()  # a file that never reached the bucket does not linger
+
+
+def test_an_emptied_cache_dir_is_made_again_and_loses_nothing(mounter, bucket, s3):
+    """An operator (or a tmp cleaner) removes cache_dir under a running mount: the mount serves on. The
+    staging and feed directories are made again, a staged file is copied back from its descriptor, the
+    open write-ahead log segment is written back, and every change is still announced."""
+    m = mounter()
+    path = m.start(bucket)
+    (path / "patched").write_bytes(b"a" * 1000)
+    staged = open(path / "patched", "r+b")  # a write that is not an append: a staging file in cache_dir
+    staged.seek(10)
+    staged.write(b"bc")
+    (path / "before").write_bytes(b"x")
+    shutil.rmtree(m.tmp / "cache")
+    staged.close()  # committed after its staging file was removed
+    big = os.urandom(20 << 20)  # full parts, spooled in a staging directory made again
+    (path / "big").write_bytes(big)
+    for i in range(5):
+        (path / f"after{i}").write_bytes(b"y")
+    assert s3.get_object(Bucket=bucket, Key="patched")["Body"].read() == b"a" * 10 + b"bc" + b"a" * 988
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == big
+    keys = {"patched", "before", "big", *(f"after{i}" for i in range(5))}
+    wait_for(lambda: keys <= {e.key for e in feed_events(s3, bucket)}, 60, "every change announced")
+    assert is_mounted(path)
+    assert (m.tmp / "cache" / "feed").is_dir() and (m.tmp / "cache" / "staging").is_dir()
+    assert "was removed" in m.log.read_text()
+    assert m.stop() == 0

@@ -139,6 +139,7 @@ class StagedFile:
         """
         part = self.ctx.part_size
         with local_io("staging file"):
+            await trio.to_thread.run_sync(self._restore_if_removed)
             sha, md5s = await trio.to_thread.run_sync(partial(hash_file, self.path, self.size, part))
         if self.size < part:
             return await self.ctx.put(key, FileSlice(self.path, 0, self.size), metadata, content_type, sha, md5s[0],
@@ -163,6 +164,27 @@ class StagedFile:
             raise
         info = check_complete(key, await store.head(key), self.size, etags)
         return Committed(info.etag, sha, self.size)
+
+    def _restore_if_removed(self) -> None:
+        """A staging file removed under the mount (`cache_dir` emptied) is copied from its descriptor to a
+        new one: the uploads read it by name, and the writes it took must not be lost."""
+        if os.fstat(self.fd).st_nlink:
+            return
+        path, fd = self.ctx.staging.create()
+        try:
+            done = 0
+            while done < self.size:
+                n = os.copy_file_range(self.fd, fd, self.size - done, done, done)
+                if n <= 0:
+                    raise OSError(errno.EIO, f"staging file shorter than {self.size} bytes")
+                done += n
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(self.fd)
+        log.warning("staging file %s was removed while in use; copied to %s", self.path, path)
+        self.path, self.fd = path, fd
 
     def discard_now(self) -> None:
         """Close and remove the staging file and give its space back."""
