@@ -16,17 +16,18 @@ from fsgateway.daemon.identity import host_id
 from fsgateway.daemon.metrics_server import serve
 from fsgateway.store import feedwriter
 from fsgateway.store import metrics as store_metrics
-from fsgateway.store.client import StoreSettings
+from fsgateway.store.client import StoreSettings, make_client
 from fsgateway.store.credentials import CredentialsError
 from fsgateway.store.feedwriter import AnnouncingStore, FeedWriter
 
-from . import metrics, signing
+from . import continuity, metrics, signing
 from .config import CheckerConfig
 from .context import add_config_arguments, load_config, store_settings
 from .db import Database, DatabaseError
 from .judge import Judge
 from .publisher import Publisher, RepoPolicy
 from .service import Checker
+from .tufrepo import METADATA
 
 log = logging.getLogger("checker")
 
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         key = signing.OnlineKey(cfg.online_key_path)
     except signing.KeyFileError as exc:
-        return fail(f"{exc} (create it with: fsgateway-fw repo init)")
+        return fail(f"{exc} (a new repository: fsgateway-fw repo init; an existing one: restore the key from its "
+                    "backup, or make a new one with the root key: fsgateway-fw repo rotate-online-key)")
     problem = lifecycle.check_bucket(settings) or lifecycle.check_metrics_port(cfg.metrics_address)
     if problem:
         return fail(problem)
@@ -102,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if applied:
         log.info("database schema migrated (%d step(s))", applied)
+    problem = continuity.check(make_client(settings), cfg.bucket, cfg.key(METADATA), db)
+    if problem:
+        db.close()
+        return fail(problem)
     metrics.PENDING_DEADLINE.set(cfg.pending_deadline)
     metrics.TIMESTAMP_LIFETIME.set(cfg.timestamp_expiry)
     serve(cfg.metrics_address, *REGISTRIES)

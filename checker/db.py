@@ -14,6 +14,8 @@ a worker thread.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -28,6 +30,8 @@ from .landing import Part
 from .rules import ModelPolicy, Release
 from .semver import Version
 from .signing import AuthorisedKey, public_key_from_json
+
+log = logging.getLogger("checker.db")
 
 # Each entry is one schema version; statements use {serial} and {real} for the dialect's spellings.
 MIGRATIONS: list[list[str]] = [
@@ -176,12 +180,48 @@ class Database:
             self.dialect = "sqlite"
             self.unique_violation = (sqlite3.IntegrityError,)
             self.unavailable = (sqlite3.OperationalError,)  # locked, disk I/O: worth another try
+            self._open_sqlite()
+
+    def _open_sqlite(self) -> None:
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            st = os.stat(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self.identity = (st.st_dev, st.st_ino)
+
+    def keep_file(self) -> None:
+        """SQLite: a database file removed under the checker (its state directory emptied) is written back
+        from the open connection, which still holds all of it; replaced by another file, DatabaseError: the
+        next start checks that file against the published repository (continuity.py)."""
+        if self.dialect != "sqlite":
+            return
+        with self.lock:
             try:
-                self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise DatabaseError(f"cannot open SQLite database {path}: {exc}") from exc
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                pass
+            else:
+                if (st.st_dev, st.st_ino) == self.identity:
+                    return
+                raise DatabaseError(f"SQLite database {self.path} was replaced while the checker ran; stopping "
+                                    "(the next start checks it against the published repository)")
+            try:
+                private_sqlite(self.path)
+                copy = sqlite3.connect(self.path)
+                try:
+                    self.conn.backup(copy)
+                finally:
+                    copy.close()
+            except (sqlite3.Error, OSError) as exc:
+                raise DatabaseError(f"SQLite database {self.path} was removed and cannot be written back: "
+                                    f"{exc}") from exc
+            self.conn.close()
+            self._open_sqlite()
+            log.warning("SQLite database %s was removed while the checker ran; written back from its connection",
+                        self.path)
 
     def close(self) -> None:
         self.conn.close()
@@ -358,6 +398,10 @@ class Database:
                           "release_counter").all()
         return [_release(r) for r in rows]
 
+    def stored_releases(self) -> list[Release]:
+        with self.transaction() as tx:
+            return self.tx_stored_releases(tx)
+
     def release_record(self, model: str, version: str) -> tuple[str, str, str, float] | None:
         """(manifest text, release key, signing keyid, accepted_at) of a release, for `fsgateway-fw show`."""
         rows = self.query("SELECT manifest, release_key, keyid, accepted_at FROM releases WHERE model = ? AND "
@@ -421,6 +465,20 @@ class Database:
         else:
             tx.execute("INSERT INTO repo_versions (role, version) VALUES (?, ?)", (role, version))
         return version
+
+    def counters(self, roles: tuple[str, ...]) -> dict[str, int]:
+        """role -> the last version number taken for it (a role never taken is left out)."""
+        return {role: v for role, v in self.query("SELECT role, version FROM repo_versions") if role in roles}
+
+    def raise_counters(self, versions: dict[str, int]) -> None:
+        """Take every version number up to `versions[role]` (used by the bucket already)."""
+        with self.transaction() as tx:
+            for role, version in versions.items():
+                row = tx.execute("SELECT version FROM repo_versions WHERE role = ?", (role,)).one()
+                if row is None:
+                    tx.execute("INSERT INTO repo_versions (role, version) VALUES (?, ?)", (role, version))
+                elif row[0] < version:
+                    tx.execute("UPDATE repo_versions SET version = ? WHERE role = ?", (version, role))
 
     def publish_intent(self) -> dict | None:
         """The publish recorded but not completed (its document, see Publisher), if any."""

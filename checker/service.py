@@ -115,6 +115,7 @@ class Checker:
 
     async def _reconcile_loop(self) -> None:
         while True:
+            await trio.to_thread.run_sync(self.db.keep_file)  # DatabaseError stops the checker
             await self._mounted()
             try:
                 await self.reconcile()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
 from .manifest import Manifest, ManifestError, canonical
+
+log = logging.getLogger("checker.signing")
 
 
 class KeyFileError(ValueError):
@@ -80,7 +83,11 @@ def load_signer(private_path: str) -> CryptoSigner:
 
 
 class OnlineKey:
-    """The online key file, read again whenever it is replaced (`fsgateway-fw repo rotate-online-key`)."""
+    """The online key file, read again whenever it is replaced (`fsgateway-fw repo rotate-online-key`).
+
+    Removed while the checker runs (its state directory emptied), the key read last goes on signing,
+    said in the log: devices keep getting fresh metadata, and the next start refuses without the file.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -92,6 +99,10 @@ class OnlineKey:
         try:
             st = os.stat(self.path)
         except OSError as exc:
+            if self._signer is not None and isinstance(exc, FileNotFoundError):
+                log.error("online key %s was removed; signing with the key read at start until it is restored "
+                          "(the next start needs the file)", self.path)
+                return self._signer
             raise KeyFileError(f"cannot read private key {self.path}: {exc.strerror}") from exc
         if self._signer is None or self._stamp != (st.st_ino, st.st_mtime_ns):
             self._signer, self._stamp = load_signer(self.path), (st.st_ino, st.st_mtime_ns)

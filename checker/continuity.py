@@ -1,0 +1,102 @@
+"""At start: the version database must know everything the bucket has published.
+
+The database is the checker's memory of what was released (no downgrade, no
+duplicate) and of the TUF version numbers. Lost, or restored from an older
+copy, it would judge uploads against an old history: a version lower than one
+devices run would pass, a published version could be released again with other
+bytes, and new metadata would reuse version numbers devices have seen (they
+refuse it as a rollback). So before serving, the checker reads the newest
+`N.targets.json` in the bucket: every release it lists must be in the database
+with the same bytes, or the checker refuses to start. Version numbers behind
+the bucket's (a copy that missed only re-signs, or an interrupted publish) are
+raised to the bucket's. Builder-key revocations are not in the bucket: a
+database restored from before a revocation cannot be told apart here
+(DATABASE.md: keep its backups current).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from tuf.api.exceptions import RepositoryError
+from tuf.api.metadata import Metadata, Targets
+
+from .db import Database
+from .rules import Release
+from .tufrepo import ONLINE_ROLES, target_path
+
+_VERSIONED = re.compile(r"(\d+)\.(targets|snapshot)\.json")
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the bucket shows: the highest version of each online role, the newest targets' releases."""
+
+    versions: dict[str, int]
+    releases: dict[str, tuple[int, str]]  # target path -> (length, sha256); indexes left out
+
+
+def unknown_releases(published: Published, stored: list[Release]) -> list[str]:
+    """Target paths published with bytes the database does not hold as a stored release."""
+    known = {target_path(r): (r.length, r.sha256) for r in stored}
+    return sorted(path for path, target in published.releases.items() if known.get(path) != target)
+
+
+def behind(published: Published, counters: dict[str, int]) -> dict[str, int]:
+    """Roles whose next version number in the database would be one the bucket has used: the bucket's."""
+    return {role: v for role, v in published.versions.items() if v > counters.get(role, 0)}
+
+
+def read_published(client: Any, bucket: str, metadata: str) -> Published:
+    """The bucket's metadata under `metadata` (the prefix + metadata/); nothing published: empty.
+
+    Signatures are not checked: this is the checker's own output, compared with its own memory; a
+    forged file can only make it refuse to start.
+    """
+    versions: dict[str, int] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=metadata):
+        for obj in page.get("Contents", []):
+            m = _VERSIONED.fullmatch(obj["Key"][len(metadata):])
+            if m:
+                versions[m.group(2)] = max(versions.get(m.group(2), 0), int(m.group(1)))
+    timestamp = _get(client, bucket, metadata + "timestamp.json")
+    if timestamp is not None:
+        versions["timestamp"] = Metadata.from_bytes(timestamp).signed.version
+    if "targets" not in versions:
+        return Published(versions, {})
+    data = _get(client, bucket, f"{metadata}{versions['targets']}.targets.json")
+    if data is None:
+        raise RepositoryError(f"{metadata}{versions['targets']}.targets.json vanished while it was read")
+    targets = Metadata[Targets].from_bytes(data).signed
+    releases = {path: (t.length, t.hashes.get("sha256", "")) for path, t in targets.targets.items()
+                if path.count("/") == 2}  # <model>/<version>/<name>; <model>/index.json is derived from them
+    return Published(versions, releases)
+
+
+def _get(client: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+
+
+def check(client: Any, bucket: str, metadata: str, db: Database) -> str | None:
+    """Why the checker must not start with `db`, or None (version numbers raised to the bucket's)."""
+    try:
+        published = read_published(client, bucket, metadata)
+    except (BotoCoreError, ClientError, RepositoryError, ValueError, KeyError) as exc:
+        return f"cannot read the published repository under {bucket}/{metadata}: {exc}"
+    unknown = unknown_releases(published, db.stored_releases())
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        return (f"the version database does not hold {unknown[0]}{more}, published in {bucket}/{metadata}"
+                f"{published.versions['targets']}.targets.json: it was lost or restored from an older copy; "
+                "restore its newest copy (judged against an older history, a downgrade or a second release of "
+                "a published version would pass)")
+    raised = behind(published, db.counters(ONLINE_ROLES))
+    if raised:
+        db.raise_counters(raised)
+    return None

@@ -1,0 +1,132 @@
+"""A version database that is lost or older than what the bucket published: the checker refuses to start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+from checker.continuity import Published, behind, unknown_releases
+from checker.rules import Release
+from tests.support.checker import MODEL, Pipeline
+from tests.support.process import wait_for
+
+
+def _release(version: str, sha: str = "ab" * 32, length: int = 3) -> Release:
+    return Release(MODEL, "stable", version, 1, sha, length, "fw.bin", ("A",))
+
+
+def test_every_published_release_must_be_stored_with_the_same_bytes():
+    published = Published({"targets": 3}, {f"{MODEL}/1.0.0/fw.bin": (3, "ab" * 32),
+                                           f"{MODEL}/2.0.0/fw.bin": (3, "ab" * 32)})
+    assert unknown_releases(published, [_release("1.0.0"), _release("2.0.0")]) == []
+    assert unknown_releases(published, [_release("1.0.0")]) == [f"{MODEL}/2.0.0/fw.bin"]
+    assert unknown_releases(published, [_release("1.0.0"), _release("2.0.0", sha="cd" * 32)]) == \
+        [f"{MODEL}/2.0.0/fw.bin"]  # the same version with other bytes: a second release of it
+    assert unknown_releases(published, [_release("1.0.0", length=4), _release("2.0.0")]) == [f"{MODEL}/1.0.0/fw.bin"]
+    assert unknown_releases(Published({}, {}), []) == []  # nothing published yet
+
+
+def test_version_numbers_the_bucket_used_are_taken():
+    published = Published({"targets": 7, "snapshot": 7, "timestamp": 40}, {})
+    assert behind(published, {"targets": 7, "snapshot": 9, "timestamp": 12}) == {"timestamp": 40}
+    assert behind(published, {}) == {"targets": 7, "snapshot": 7, "timestamp": 40}
+    assert behind(Published({}, {}), {"timestamp": 3}) == {}
+
+
+def _run_checker(pipeline: Pipeline) -> subprocess.CompletedProcess:
+    """One start of the checker that is expected to refuse (it would serve until stopped otherwise)."""
+    return subprocess.run([sys.executable, "-m", "checker", "run", "--set", "metrics_address=off"],
+                          env=pipeline.env(), capture_output=True, text=True, timeout=120)
+
+
+def _copy_db(src: str, dst: str) -> None:
+    """A consistent copy, as a backup tool would make it."""
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+
+
+def _put_db(copy: str, path: str) -> None:
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+    _copy_db(copy, path)
+
+
+def test_a_database_older_than_the_published_repository_is_refused(pipeline, tmp_path):
+    """Restored from a copy made before 2.0.0 was published, the database would let 1.5.0 (a downgrade for
+    every device on 2.0.0) and another 2.0.0 through: the checker names what it misses and stops. The newest
+    copy starts; one that missed only re-signs of timestamp.json starts with its version numbers raised."""
+    db_path = str(pipeline.state_dir / "versions.db")
+    proc = pipeline.start()
+    pipeline.put(pipeline.package("1.0.0", 10, b"one" * 1000), "1.0.0")
+    assert pipeline.verdict("1.0.0")[0] == "accepted"
+    proc.stop()
+    old = str(pipeline.tmp / "old.db")
+    _copy_db(db_path, old)
+    proc = pipeline.start()
+    pipeline.put(pipeline.package("2.0.0", 20, b"two" * 1000), "2.0.0")
+    assert pipeline.verdict("2.0.0")[0] == "accepted"
+    proc.stop()
+    newest = str(pipeline.tmp / "newest.db")
+    _copy_db(db_path, newest)
+
+    _put_db(old, db_path)
+    r = _run_checker(pipeline)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"does not hold {MODEL}/2.0.0/fw.bin" in r.stderr and "older copy" in r.stderr
+
+    for suffix in ("", "-wal", "-shm"):  # lost: a new, empty database
+        if os.path.exists(db_path + suffix):
+            os.unlink(db_path + suffix)
+    r = _run_checker(pipeline)
+    assert r.returncode != 0 and f"does not hold {MODEL}/1.0.0/fw.bin and 1 more" in r.stderr, r.stderr
+    assert pipeline.keys(f"releases/{MODEL}/1.5.0/") == []
+
+    _put_db(newest, db_path)
+    rc, seen, err = pipeline.device(tmp_path / "device")
+    assert rc == 0 and seen["installed"]["version"] == "2.0.0", err
+    db = pipeline.db()
+    try:
+        db.query("UPDATE repo_versions SET version = 1 WHERE role = 'timestamp'")  # missed the re-signs
+    finally:
+        db.close()
+    pipeline.start()
+    pipeline.put(pipeline.package("2.1.0", 21, b"three" * 1000), "2.1.0")
+    assert pipeline.verdict("2.1.0")[0] == "accepted"
+    rc, seen, err = pipeline.device(tmp_path / "device")  # a timestamp.json version it saw would be a rollback
+    assert rc == 0 and seen["installed"]["version"] == "2.1.0", err
+
+
+def test_a_database_removed_under_the_checker_is_written_back_and_one_replaced_stops_it(pipeline):
+    """The state directory emptied while the checker runs: the database is written back from its open
+    connection and nothing is forgotten; the online key read at start goes on signing. Another file put
+    in the database's place (an older copy restored live): the checker stops with the reason, and its
+    next start judges that file against the bucket."""
+    db_path = str(pipeline.state_dir / "versions.db")
+    proc = pipeline.start()
+    pipeline.put(pipeline.package("1.0.0", 10, b"one" * 1000), "1.0.0")
+    assert pipeline.verdict("1.0.0")[0] == "accepted"
+    old = str(pipeline.tmp / "old.db")
+    _copy_db(db_path, old)
+    key = (pipeline.state_dir / "online.key").read_bytes()
+    shutil.rmtree(pipeline.state_dir)
+    wait_for(lambda: os.path.exists(db_path), 30, "the database written back")
+    pipeline.put(pipeline.package("2.0.0", 20, b"two" * 1000), "2.0.0")
+    assert pipeline.verdict("2.0.0")[0] == "accepted"  # judged with the database written back
+    assert f"{MODEL}/2.0.0/fw.bin" in pipeline.targets()  # signed with the online key read at start
+    log = proc.log.read_text()
+    assert "was removed while the checker ran" in log and "online key" in log
+    (pipeline.state_dir / "online.key").write_bytes(key)
+    (pipeline.state_dir / "online.key").chmod(0o600)
+
+    _copy_db(old, db_path + ".new")
+    for suffix in ("-wal", "-shm"):  # the live database's own: they must not be replayed into the old copy
+        os.unlink(db_path + suffix)
+    os.replace(db_path + ".new", db_path)
+    wait_for(lambda: proc.proc.poll() is not None, 60, "the checker to stop")
+    assert proc.proc.returncode != 0 and "was replaced while the checker ran" in proc.log.read_text()
+    r = _run_checker(pipeline)
+    assert r.returncode != 0 and f"does not hold {MODEL}/2.0.0/fw.bin" in r.stderr, r.stderr
