@@ -39,9 +39,9 @@ class Published:
     releases: dict[str, tuple[int, str]]  # target path -> (length, sha256); indexes left out
 
 
-def unknown_releases(published: Published, stored: list[Release]) -> list[str]:
-    """Target paths published with bytes the database does not hold as a stored release."""
-    known = {target_path(r): (r.length, r.sha256) for r in stored}
+def unknown_releases(published: Published, releases: list[Release]) -> list[str]:
+    """Target paths published with bytes the database does not hold as a release (what it judges against)."""
+    known = {target_path(r): (r.length, r.sha256) for r in releases}
     return sorted(path for path, target in published.releases.items() if known.get(path) != target)
 
 
@@ -89,7 +89,7 @@ def check(client: Any, bucket: str, metadata: str, db: Database) -> str | None:
         published = read_published(client, bucket, metadata)
     except (BotoCoreError, ClientError, RepositoryError, ValueError, KeyError) as exc:
         return f"cannot read the published repository under {bucket}/{metadata}: {exc}"
-    unknown = unknown_releases(published, db.stored_releases())
+    unknown = unknown_releases(published, [r for r, _, _ in db.releases()])
     if unknown:
         more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
         return (f"the version database does not hold {unknown[0]}{more}, published in {bucket}/{metadata}"

@@ -398,10 +398,6 @@ class Database:
                           "release_counter").all()
         return [_release(r) for r in rows]
 
-    def stored_releases(self) -> list[Release]:
-        with self.transaction() as tx:
-            return self.tx_stored_releases(tx)
-
     def release_record(self, model: str, version: str) -> tuple[str, str, str, float] | None:
         """(manifest text, release key, signing keyid, accepted_at) of a release, for `fsgateway-fw show`."""
         rows = self.query("SELECT manifest, release_key, keyid, accepted_at FROM releases WHERE model = ? AND "
