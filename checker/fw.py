@@ -34,7 +34,7 @@ from fsgateway.store.credentials import CredentialsError
 from fsgateway.store.feedwriter import AnnouncingStore, FeedWriter
 from fsgateway.store.retry import http_status
 
-from . import bucketpolicy, manifest, rules, signing, status, tufrepo
+from . import bucketpolicy, continuity, manifest, rules, signing, status, tufrepo
 from .config import CheckerConfig
 from .context import add_config_arguments, load_config, store_settings
 from .db import Database, DatabaseError
@@ -438,6 +438,19 @@ def cmd_repo_rotate_online_key(args: argparse.Namespace, cfg: CheckerConfig) -> 
     client = _client(cfg)
     root_signer = signing.load_signer(args.root_key)
     current = _current_root(client, cfg, root_signer)
+    db = _db(cfg)
+    try:  # it publishes: not from a database behind the bucket (checker/continuity.py)
+        problem = continuity.check(client, cfg.bucket, cfg.key(tufrepo.METADATA), db)
+        if problem:
+            raise RepoError(problem)
+        _rotate_online_key(args, cfg, client, root_signer, current, db)
+    finally:
+        db.close()
+    return 0
+
+
+def _rotate_online_key(args: argparse.Namespace, cfg: CheckerConfig, client: Any, root_signer: signing.CryptoSigner,
+                       current: Metadata[Root], db: Database) -> None:
     path = cfg.online_key_path
     new_path = path.removesuffix(".key") + ".new.key"
     if not os.path.exists(new_path):  # else: continuing a rotation that was interrupted
@@ -449,18 +462,13 @@ def cmd_repo_rotate_online_key(args: argparse.Namespace, cfg: CheckerConfig) -> 
     _write_next_root(client, cfg, root)
     os.replace(new_path.removesuffix(".key") + ".pub", path.removesuffix(".key") + ".pub")
     os.replace(new_path, path)
-    db = _db(cfg)
-    try:
-        policy = RepoPolicy(cfg.targets_expiry, cfg.timestamp_expiry, cfg.timestamp_max_age)
-        trio.run(_refresh_announced, cfg,
-                 lambda store: Publisher(store, db, cfg.prefix, signing.OnlineKey(path), policy, "fsgateway-fw"))
-    finally:
-        db.close()
+    policy = RepoPolicy(cfg.targets_expiry, cfg.timestamp_expiry, cfg.timestamp_max_age)
+    trio.run(_refresh_announced, cfg,
+             lambda store: Publisher(store, db, cfg.prefix, signing.OnlineKey(path), policy, "fsgateway-fw"))
     print(f"targets, snapshot and timestamp re-signed with the new online key {new.keyid[:16]}...")
     final = tufrepo.next_root(Metadata[Root].from_bytes(root.data).signed, [root_signer], [new], tufrepo.utcnow(),
                               args.root_days)
     _write_next_root(client, cfg, final)
-    return 0
 
 
 def _when(t: float | None) -> str:

@@ -77,6 +77,10 @@ def test_a_database_older_than_the_published_repository_is_refused(pipeline, tmp
     r = _run_checker(pipeline)
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"does not hold {MODEL}/2.0.0/fw.bin" in r.stderr and "older copy" in r.stderr
+    roots = pipeline.keys("metadata/")
+    r = pipeline.fw("repo", "rotate-online-key", "--root-key", str(pipeline.tmp / "root.key"), check=False)
+    assert r.returncode != 0 and f"does not hold {MODEL}/2.0.0/fw.bin" in r.stderr, r.stderr  # it publishes too
+    assert pipeline.keys("metadata/") == roots
 
     for suffix in ("", "-wal", "-shm"):  # lost: a new, empty database
         if os.path.exists(db_path + suffix):
