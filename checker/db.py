@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -24,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from fsgateway.daemon import sqlitefile
 from fsgateway.daemon.private import private_sqlite
 
 from .landing import Part
@@ -187,34 +187,23 @@ class Database:
             self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            st = os.stat(self.path)
+            self.identity = sqlitefile.identity(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise DatabaseError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        self.identity = (st.st_dev, st.st_ino)
 
     def keep_file(self) -> None:
         """SQLite: a database file removed under the checker (its state directory emptied) is written back
-        from the open connection, which still holds all of it; replaced by another file, DatabaseError: the
-        next start checks that file against the published repository (continuity.py)."""
+        (`sqlitefile`); replaced by another file, DatabaseError: the next start checks that file against the
+        published repository (continuity.py)."""
         if self.dialect != "sqlite":
             return
         with self.lock:
             try:
-                st = os.stat(self.path)
-            except FileNotFoundError:
-                pass
-            else:
-                if (st.st_dev, st.st_ino) == self.identity:
+                if not sqlitefile.ensure(self.conn, self.path, self.identity):
                     return
-                raise DatabaseError(f"SQLite database {self.path} was replaced while the checker ran; stopping "
-                                    "(the next start checks it against the published repository)")
-            try:
-                private_sqlite(self.path)
-                copy = sqlite3.connect(self.path)
-                try:
-                    self.conn.backup(copy)
-                finally:
-                    copy.close()
+            except sqlitefile.Replaced as exc:
+                raise DatabaseError(f"{exc}; stopping (the next start checks it against the published "
+                                    "repository)") from exc
             except (sqlite3.Error, OSError) as exc:
                 raise DatabaseError(f"SQLite database {self.path} was removed and cannot be written back: "
                                     f"{exc}") from exc

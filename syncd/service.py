@@ -115,6 +115,8 @@ class Service:
 
     async def _feed_loop(self) -> None:
         while True:
+            if self.state.keep_file():  # StateError (replaced) stops syncd
+                log.warning("state %s was removed while syncd ran; written back", self.state.path)
             try:
                 if await self.feed.poll():
                     self.wake.set()

@@ -17,7 +17,9 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TextIO
 
+from fsgateway.daemon import sqlitefile
 from fsgateway.daemon.private import private_file, private_sqlite
 
 from .plan import Record, Version
@@ -104,7 +106,8 @@ class State:
     def __init__(self, state_dir: str, read_only: bool = False) -> None:
         """The state in `state_dir` (0700), locked against a second syncd; `read_only` (dry runs) takes no lock."""
         path = os.path.join(state_dir, "state.sqlite")
-        self._lock = None
+        self.state_dir, self.path = state_dir, path
+        self._lock: TextIO | None = None
         if read_only:
             exists = os.path.exists(path)
             self.db = sqlite3.connect(f"file:{path}?mode=ro" if exists else ":memory:", uri=True,
@@ -120,24 +123,44 @@ class State:
                     self.db.close()
                     raise
             return
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        os.chmod(state_dir, 0o700)
-        private_file(os.path.join(state_dir, "lock"))
-        self._lock = open(os.path.join(state_dir, "lock"), "w")  # noqa: SIM115 - held while the state is open
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._lock.close()
-            raise StateLocked(f"state_dir {state_dir} is in use by another fsgateway-syncd") from exc
-        private_sqlite(path)
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed
+        self._open()
         try:
             migrate(self.db, path)
         except BaseException:
             self.close()
             raise
+
+    def _open(self) -> None:
+        """Lock `state_dir` (made 0700 if missing) and connect to the state in it."""
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        private_file(os.path.join(self.state_dir, "lock"))
+        lock = open(os.path.join(self.state_dir, "lock"), "w")  # noqa: SIM115 - held while the state is open
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            lock.close()
+            raise StateLocked(f"state_dir {self.state_dir} is in use by another fsgateway-syncd") from exc
+        self._lock = lock
+        private_sqlite(self.path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: a process crash loses nothing committed
+        self.identity = sqlitefile.identity(self.path)
+
+    def keep_file(self) -> bool:
+        """The state file removed under syncd (state_dir emptied) is written back (`sqlitefile`) and its
+        directory locked again: True. Replaced by another file, or not to be written back: StateError."""
+        if self._lock is None:
+            return False  # a dry run's, read-only
+        try:
+            if not sqlitefile.ensure(self.db, self.path, self.identity):
+                return False
+        except (sqlitefile.Replaced, sqlite3.Error, OSError) as exc:
+            raise StateError(f"state {self.path}: {exc}") from exc
+        self.close()
+        self._open()
+        return True
 
     def close(self) -> None:
         self.db.close()

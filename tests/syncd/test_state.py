@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import stat
 
 import pytest
 
 from syncd.plan import Record, Version
-from syncd.state import State, StateLocked
+from syncd.state import State, StateError, StateLocked
 
 
 def test_journal_changes_survive_a_restart_and_newer_changes_win(tmp_path):
@@ -153,3 +155,32 @@ def test_a_state_file_from_a_newer_syncd_is_refused_with_one_line(tmp_path):
         assert "schema 99, newer than" in str(info.value) and "\n" not in str(info.value)
     with sqlite3.connect(path) as db:  # untouched
         assert db.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+def test_a_state_dir_emptied_under_syncd_is_written_back_and_locked_again(tmp_path):
+    """The state survives its directory being removed while open (else: a full reconcile at the next start),
+    a second syncd is still kept out, and another file in its place is an error, not a silent switch."""
+    state_dir = tmp_path / "state"
+    s = State(str(state_dir))
+    rec = Record(Version(3, "e", 100), 3, "d")
+    s.remember("k", rec)
+    s.put("cursor", "c1")
+    assert s.keep_file() is False
+    shutil.rmtree(state_dir)
+    s.put("cursor", "c2")  # written to the unnamed file: kept too
+    assert s.keep_file() is True
+    assert s.record("k") == rec and s.get("cursor") == "c2"
+    with pytest.raises(StateLocked):
+        State(str(state_dir))
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state_dir / "state.sqlite").stat().st_mode) == 0o600
+    s.close()
+    again = State(str(state_dir))
+    assert again.record("k") == rec and again.get("cursor") == "c2"
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(state_dir / "state.sqlite") as a, sqlite3.connect(other) as b:
+        a.backup(b)
+    os.replace(other, state_dir / "state.sqlite")
+    with pytest.raises(StateError, match="replaced"):
+        again.keep_file()
+    again.close()
