@@ -60,18 +60,13 @@ def test_a_database_older_than_the_published_repository_is_refused(pipeline, tmp
     every device on 2.0.0) and another 2.0.0 through: the checker names what it misses and stops. The newest
     copy starts; one that missed only re-signs of timestamp.json starts with its version numbers raised."""
     db_path = str(pipeline.state_dir / "versions.db")
-    proc = pipeline.start()
-    pipeline.put(pipeline.package("1.0.0", 10, b"one" * 1000), "1.0.0")
-    assert pipeline.verdict("1.0.0")[0] == "accepted"
-    proc.stop()
-    old = str(pipeline.tmp / "old.db")
-    _copy_db(db_path, old)
-    proc = pipeline.start()
-    pipeline.put(pipeline.package("2.0.0", 20, b"two" * 1000), "2.0.0")
-    assert pipeline.verdict("2.0.0")[0] == "accepted"
-    proc.stop()
-    newest = str(pipeline.tmp / "newest.db")
-    _copy_db(db_path, newest)
+    old, newest = str(pipeline.tmp / "old.db"), str(pipeline.tmp / "newest.db")
+    for version, counter, backup in (("1.0.0", 10, old), ("2.0.0", 20, newest)):
+        proc = pipeline.start()
+        pipeline.put(pipeline.package(version, counter, version.encode() * 1000), version)
+        assert pipeline.verdict(version)[0] == "accepted"
+        proc.stop()
+        _copy_db(db_path, backup)
 
     _put_db(old, db_path)
     r = _run_checker(pipeline)
@@ -87,7 +82,6 @@ def test_a_database_older_than_the_published_repository_is_refused(pipeline, tmp
             os.unlink(db_path + suffix)
     r = _run_checker(pipeline)
     assert r.returncode != 0 and f"does not hold {MODEL}/1.0.0/fw.bin and 1 more" in r.stderr, r.stderr
-    assert pipeline.keys(f"releases/{MODEL}/1.5.0/") == []
 
     _put_db(newest, db_path)
     rc, seen, err = pipeline.device(tmp_path / "device")
