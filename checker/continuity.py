@@ -22,13 +22,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from tuf.api.exceptions import RepositoryError
-from tuf.api.metadata import Metadata, Targets
+from tuf.api.metadata import Metadata, Targets, Timestamp
 
 from .db import Database
 from .rules import Release
 from .tufrepo import ONLINE_ROLES, target_path
 
 _VERSIONED = re.compile(r"(\d+)\.(targets|snapshot)\.json")
+MAX_VERSION = 1 << 40  # a re-sign a second for 30,000 years; SQL's BIGINT holds it
 
 
 @dataclass(frozen=True)
@@ -53,27 +54,40 @@ def behind(published: Published, counters: dict[str, int]) -> dict[str, int]:
 def read_published(client: Any, bucket: str, metadata: str) -> Published:
     """The bucket's metadata under `metadata` (the prefix + metadata/); nothing published: empty.
 
-    Signatures are not checked: this is the checker's own output, compared with its own memory; a
-    forged file can only make it refuse to start.
+    Signatures are not checked: this is the checker's own output, compared with its own memory. A
+    forged file can make it refuse to start, or take version numbers up to MAX_VERSION (what a
+    file's name or timestamp.json says): more than that is refused as unreadable.
     """
     versions: dict[str, int] = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=metadata):
         for obj in page.get("Contents", []):
             m = _VERSIONED.fullmatch(obj["Key"][len(metadata):])
             if m:
-                versions[m.group(2)] = max(versions.get(m.group(2), 0), int(m.group(1)))
+                versions[m.group(2)] = max(versions.get(m.group(2), 0), _version(obj["Key"], int(m.group(1))))
     timestamp = _get(client, bucket, metadata + "timestamp.json")
     if timestamp is not None:
-        versions["timestamp"] = Metadata.from_bytes(timestamp).signed.version
+        signed = Metadata.from_bytes(timestamp).signed
+        if not isinstance(signed, Timestamp):
+            raise ValueError(f"{metadata}timestamp.json is a {signed.type} document")
+        versions["timestamp"] = _version(f"{metadata}timestamp.json", signed.version)
     if "targets" not in versions:
         return Published(versions, {})
-    data = _get(client, bucket, f"{metadata}{versions['targets']}.targets.json")
+    key = f"{metadata}{versions['targets']}.targets.json"
+    data = _get(client, bucket, key)
     if data is None:
-        raise RepositoryError(f"{metadata}{versions['targets']}.targets.json vanished while it was read")
-    targets = Metadata[Targets].from_bytes(data).signed
+        raise ValueError(f"{key} vanished while it was read")
+    targets = Metadata.from_bytes(data).signed
+    if not isinstance(targets, Targets):
+        raise ValueError(f"{key} is a {targets.type} document")
     releases = {path: (t.length, t.hashes.get("sha256", "")) for path, t in targets.targets.items()
-                if path.count("/") == 2}  # <model>/<version>/<name>; <model>/index.json is derived from them
+                if path.count("/") > 1}  # <model>/<version>/<name>; <model>/index.json is derived from them
     return Published(versions, releases)
+
+
+def _version(key: str, version: int) -> int:
+    if not 0 < version <= MAX_VERSION:
+        raise ValueError(f"{key} has version {version}, out of range")
+    return version
 
 
 def _get(client: Any, bucket: str, key: str) -> bytes | None:

@@ -193,8 +193,8 @@ class Database:
 
     def keep_file(self) -> None:
         """SQLite: a database file removed under the checker (its state directory emptied) is written back
-        (`sqlitefile`); replaced by another file, DatabaseError: the next start checks that file against the
-        published repository (continuity.py)."""
+        (`sqlitefile`; tried again at the next call if it cannot be yet); replaced by another file,
+        DatabaseError: the next start checks that file against the published repository (continuity.py)."""
         if self.dialect != "sqlite":
             return
         with self.lock:
@@ -204,9 +204,9 @@ class Database:
             except sqlitefile.Replaced as exc:
                 raise DatabaseError(f"{exc}; stopping (the next start checks it against the published "
                                     "repository)") from exc
-            except (sqlite3.Error, OSError) as exc:
-                raise DatabaseError(f"SQLite database {self.path} was removed and cannot be written back: "
-                                    f"{exc}") from exc
+            except (sqlite3.Error, OSError) as exc:  # the connection still holds all of it: try again later
+                log.error("SQLite database %s was removed and cannot be written back yet: %s", self.path, exc)
+                return
             self.conn.close()
             self._open_sqlite()
             log.warning("SQLite database %s was removed while the checker ran; written back from its connection",
@@ -456,7 +456,10 @@ class Database:
         return {role: v for role, v in self.query("SELECT role, version FROM repo_versions") if role in roles}
 
     def raise_counters(self, versions: dict[str, int]) -> None:
-        """Take every version number up to `versions[role]` (used by the bucket already)."""
+        """Take every version number up to `versions[role]` (used by the bucket already). With targets or
+        snapshot among them, what devices reach is newer than what this database recorded as published:
+        that record is dropped, so the next refresh publishes anew (a timestamp.json pointing at the
+        recorded, older snapshot would be a rollback to devices)."""
         with self.transaction() as tx:
             for role, version in versions.items():
                 row = tx.execute("SELECT version FROM repo_versions WHERE role = ?", (role,)).one()
@@ -464,6 +467,8 @@ class Database:
                     tx.execute("INSERT INTO repo_versions (role, version) VALUES (?, ?)", (role, version))
                 elif row[0] < version:
                     tx.execute("UPDATE repo_versions SET version = ? WHERE role = ?", (version, role))
+            if {"targets", "snapshot"} & set(versions):
+                tx.execute("DELETE FROM repo_published WHERE role IN ('targets', 'snapshot')")
 
     def publish_intent(self) -> dict | None:
         """The publish recorded but not completed (its document, see Publisher), if any."""

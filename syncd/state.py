@@ -12,6 +12,7 @@ ordered migrations; all of syncd's SQL is here. Rules: checker/DATABASE.md.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -23,6 +24,8 @@ from fsgateway.daemon import sqlitefile
 from fsgateway.daemon.private import private_file, private_sqlite
 
 from .plan import Record, Version
+
+log = logging.getLogger("syncd.state")
 
 # Each entry is one schema version, applied in order in one transaction; the number applied is the file's
 # PRAGMA user_version. Append to add a version (see checker/DATABASE.md); never edit one that shipped.
@@ -150,14 +153,18 @@ class State:
 
     def keep_file(self) -> bool:
         """The state file removed under syncd (state_dir emptied) is written back (`sqlitefile`) and its
-        directory locked again: True. Replaced by another file, or not to be written back: StateError."""
+        directory locked again: True (False when it is in place, or cannot be written back yet). Replaced
+        by another file: StateError."""
         if self._lock is None:
             return False  # a dry run's, read-only
         try:
             if not sqlitefile.ensure(self.db, self.path, self.identity):
                 return False
-        except (sqlitefile.Replaced, sqlite3.Error, OSError) as exc:
-            raise StateError(f"state {self.path}: {exc}") from exc
+        except sqlitefile.Replaced as exc:
+            raise StateError(str(exc)) from exc
+        except (sqlite3.Error, OSError) as exc:  # the connection still holds all of it: try again later
+            log.error("state %s was removed and cannot be written back yet: %s", self.path, exc)
+            return False
         self.close()
         self._open()
         return True

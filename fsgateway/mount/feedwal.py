@@ -240,10 +240,8 @@ class FeedWal:
                 return  # nothing to close
             if not self._path and trio.current_time() < self._reopen_at:
                 return  # no segment since an open failed: announcements go by journal PUT until the next attempt
-            old_fd, old_path, old_end, dead = self._fd, self._path, self._written, self._dead
+            old_fd, old_path, old_size, old_end, dead = self._fd, self._path, self._size, self._written, self._dead
             self._dead = None
-            if old_path:
-                self._segments.append((old_path, self._size))
             self._start = old_end
             try:
                 self._open_segment()
@@ -268,6 +266,8 @@ class FeedWal:
                     self._lost.append((self._synced, old_end))
                 finally:
                     os.close(old_fd)
+            if old_path:  # a flush may read it from now on: synced, and under its name again if it was removed
+                self._segments.append((old_path, old_size))
             if self._fd is not None:
                 try:  # the new segment's name must be durable before a record in it is acknowledged
                     await trio.to_thread.run_sync(self._sync_dir)
@@ -277,13 +277,20 @@ class FeedWal:
     def _restore(self, fd: int, path: str) -> None:
         """Write a segment that was removed while open back under its name, from its descriptor."""
         data = os.pread(fd, os.fstat(fd).st_size, 0)
-        private_file(path)
-        out = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        part = path + ".part"  # whole or not at all: a short copy would read as torn records
+        private_file(part)
         try:
-            write_exactly(out, data, 0)
-            os.fdatasync(out)
-        finally:
-            os.close(out)
+            out = os.open(part, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            try:
+                write_exactly(out, data, 0)
+                os.fdatasync(out)
+            finally:
+                os.close(out)
+            os.replace(part, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            raise
         self._sync_dir()
         log.warning("change feed: write-ahead log segment %s was removed while open; written again", path)
 

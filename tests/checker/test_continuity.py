@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -42,6 +43,10 @@ def _run_checker(pipeline: Pipeline) -> subprocess.CompletedProcess:
                           env=pipeline.env(), capture_output=True, text=True, timeout=120)
 
 
+def _timestamp_version(pipeline: Pipeline) -> int:
+    return json.loads(pipeline.get("metadata/timestamp.json"))["signed"]["version"]
+
+
 def _copy_db(src: str, dst: str) -> None:
     """A consistent copy, as a backup tool would make it."""
     with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
@@ -58,7 +63,7 @@ def _put_db(copy: str, path: str) -> None:
 def test_a_database_older_than_the_published_repository_is_refused(pipeline, tmp_path):
     """Restored from a copy made before 2.0.0 was published, the database would let 1.5.0 (a downgrade for
     every device on 2.0.0) and another 2.0.0 through: the checker names what it misses and stops. The newest
-    copy starts; one that missed only re-signs of timestamp.json starts with its version numbers raised."""
+    copy starts; one that missed only re-signs starts, publishing above what devices have seen."""
     db_path = str(pipeline.state_dir / "versions.db")
     old, newest = str(pipeline.tmp / "old.db"), str(pipeline.tmp / "newest.db")
     for version, counter, backup in (("1.0.0", 10, old), ("2.0.0", 20, newest)):
@@ -87,11 +92,16 @@ def test_a_database_older_than_the_published_repository_is_refused(pipeline, tmp
     rc, seen, err = pipeline.device(tmp_path / "device")
     assert rc == 0 and seen["installed"]["version"] == "2.0.0", err
     db = pipeline.db()
-    try:
-        db.query("UPDATE repo_versions SET version = 1 WHERE role = 'timestamp'")  # missed the re-signs
+    try:  # a copy that missed re-signs of every role: its version numbers and its record of them are behind
+        db.query("UPDATE repo_versions SET version = 1")
+        db.query("UPDATE repo_published SET version = 1")
     finally:
         db.close()
+    signed = _timestamp_version(pipeline)
     pipeline.start()
+    wait_for(lambda: _timestamp_version(pipeline) > signed, 60, "timestamp.json signed at start")
+    rc, seen, err = pipeline.device(tmp_path / "device")  # a version number it has seen would be a rollback
+    assert rc == 0 and seen["result"] == "up_to_date", err
     pipeline.put(pipeline.package("2.1.0", 21, b"three" * 1000), "2.1.0")
     assert pipeline.verdict("2.1.0")[0] == "accepted"
     rc, seen, err = pipeline.device(tmp_path / "device")  # a timestamp.json version it saw would be a rollback

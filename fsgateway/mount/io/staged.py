@@ -172,19 +172,22 @@ class StagedFile:
             return
         path, fd = self.ctx.staging.create()
         try:
-            done = 0
-            while done < self.size:
-                n = os.copy_file_range(self.fd, fd, self.size - done, done, done)
-                if n <= 0:
-                    raise OSError(errno.EIO, f"staging file shorter than {self.size} bytes")
-                done += n
+            for start, end in _extents(self.fd, self.size):  # holes stay holes: a sparse file costs what it holds
+                while start < end:
+                    n = os.copy_file_range(self.fd, fd, end - start, start, start)
+                    if n <= 0:
+                        raise OSError(errno.EIO, f"staging file shorter than {self.size} bytes")
+                    start += n
+            os.ftruncate(fd, self.size)
         except BaseException:
             os.close(fd)
-            os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
             raise
         os.close(self.fd)
         log.warning("staging file %s was removed while in use; copied to %s", self.path, path)
         self.path, self.fd = path, fd
+        self._settle()
 
     def discard_now(self) -> None:
         """Close and remove the staging file and give its space back."""
@@ -196,6 +199,25 @@ class StagedFile:
             os.unlink(self.path)
         self.ctx.staging.reserve(-self.reserved)
         self.reserved = 0
+
+
+def _extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """The ranges of [0, size) of a file that hold data (SEEK_DATA/SEEK_HOLE), in order."""
+    out: list[tuple[int, int]] = []
+    off = 0
+    while off < size:
+        try:
+            start = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after `off`
+                break
+            raise
+        if start >= size:
+            break
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        out.append((start, end))
+        off = end
+    return out
 
 
 async def download_checked(ctx: UploadContext, key: str, size: int, path: str, etag: str,

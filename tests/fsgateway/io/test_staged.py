@@ -147,6 +147,30 @@ def test_a_sparse_truncate_costs_no_staging_space(server, s3, bucket, tmp_path):
     assert s3.get_object(Bucket=bucket, Key="t")["Body"].read() == b"head"
 
 
+def test_a_staging_file_removed_before_its_commit_is_copied_back_holes_and_all(server, s3, bucket, tmp_path):
+    """cache_dir emptied under the mount: the staged file's bytes are still behind its descriptor; the
+    commit copies its data (not its holes: a sparse file stays within cache_size) to a new staging file."""
+    store = store_for(server, bucket)
+    size = 3 * PART + 5
+
+    async def body(ctx):
+        dirty = DirtyFile(ctx)
+        await dirty.write(0, b"head")
+        await dirty.write(size - 4, b"tail")
+        for name in os.listdir(ctx.staging.directory):
+            os.unlink(os.path.join(ctx.staging.directory, name))
+        os.rmdir(ctx.staging.directory)
+        await dirty.commit("sparse", {}, FILE_CONTENT_TYPE)
+        (copy,) = os.listdir(ctx.staging.directory)
+        assert os.stat(os.path.join(ctx.staging.directory, copy)).st_blocks * 512 < 1 << 20
+        assert ctx.staging.used < 1 << 20
+        dirty.discard_now()
+        assert ctx.staging.used == 0 and os.listdir(ctx.staging.directory) == []
+
+    run_uploads(store, tmp_path / "staging", body, cache_size=1 << 20)
+    assert s3.get_object(Bucket=bucket, Key="sparse")["Body"].read() == b"head" + bytes(size - 8) + b"tail"
+
+
 def test_a_write_that_is_not_an_append_switches_the_stream_to_a_new_staged_file(server, s3, bucket, tmp_path):
     data = bytearray(os.urandom(2 * PART + 5000))
     store = store_for(server, bucket, role="switch")
