@@ -27,7 +27,6 @@ from .db import Database, DatabaseError
 from .judge import Judge
 from .publisher import Publisher, RepoPolicy
 from .service import Checker
-from .tufrepo import METADATA
 
 log = logging.getLogger("checker")
 
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     if applied:
         log.info("database schema migrated (%d step(s))", applied)
-    problem = continuity.check(make_client(settings), cfg.bucket, cfg.key(METADATA), db)
+    problem = continuity.check(make_client(settings), cfg.bucket, cfg.prefix, db)
     if problem:
         db.close()
         return fail(problem)

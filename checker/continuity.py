@@ -9,14 +9,18 @@ refuse it as a rollback). So before serving, the checker reads the newest
 `N.targets.json` in the bucket: every release it lists must be in the database
 with the same bytes, or the checker refuses to start. Version numbers behind
 the bucket's (a copy that missed only re-signs, or an interrupted publish) are
-raised to the bucket's. Builder-key revocations are not in the bucket: a
-database restored from before a revocation cannot be told apart here
-(DATABASE.md: keep its backups current).
+raised to the bucket's. Each builder-key revocation is also recorded in the
+bucket (`keys/revoked/<keyid>.json`, by `fsgateway-fw key revoke` and by every
+start for the ones the database has and the bucket lacks): a database that
+authorises a key the bucket says is revoked was restored from before the
+revocation, and the checker refuses it too.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +30,12 @@ from tuf.api.metadata import Metadata, Targets, Timestamp
 
 from .db import Database
 from .rules import Release
-from .tufrepo import ONLINE_ROLES, target_path
+from .signing import AuthorisedKey
+from .tufrepo import METADATA, ONLINE_ROLES, target_path
 
 _VERSIONED = re.compile(r"(\d+)\.(targets|snapshot)\.json")
+_REVOCATION = re.compile(r"([0-9a-f]{64})\.json")
+REVOKED = "keys/revoked/"  # under the checker's prefix: one object per revoked builder key
 MAX_VERSION = 1 << 40  # a re-sign a second for 30,000 years; SQL's BIGINT holds it
 
 
@@ -44,6 +51,11 @@ def unknown_releases(published: Published, releases: list[Release]) -> list[str]
     """Target paths published with bytes the database does not hold as a release (what it judges against)."""
     known = {target_path(r): (r.length, r.sha256) for r in releases}
     return sorted(path for path, target in published.releases.items() if known.get(path) != target)
+
+
+def revived(revoked: set[str], keys: dict[str, AuthorisedKey]) -> list[str]:
+    """Keys recorded as revoked in the bucket that the database authorises."""
+    return sorted(keyid for keyid in revoked if keyid in keys and not keys[keyid].revoked)
 
 
 def behind(published: Published, counters: dict[str, int]) -> dict[str, int]:
@@ -90,6 +102,24 @@ def _version(key: str, version: int) -> int:
     return version
 
 
+def read_revoked(client: Any, bucket: str, prefix: str) -> set[str]:
+    """The keyids recorded as revoked under `prefix` + REVOKED."""
+    found: set[str] = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + REVOKED):
+        for obj in page.get("Contents", []):
+            m = _REVOCATION.fullmatch(obj["Key"][len(prefix + REVOKED):])
+            if m:
+                found.add(m.group(1))
+    return found
+
+
+def record_revoked(client: Any, bucket: str, prefix: str, keyids: Iterable[str]) -> None:
+    """Record revocations in the bucket (the same bytes however often: written again harmlessly)."""
+    for keyid in keyids:
+        client.put_object(Bucket=bucket, Key=f"{prefix}{REVOKED}{keyid}.json", ContentType="application/json",
+                          Body=json.dumps({"keyid": keyid, "revoked": True}).encode())
+
+
 def _get(client: Any, bucket: str, key: str) -> bytes | None:
     try:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -97,12 +127,21 @@ def _get(client: Any, bucket: str, key: str) -> bytes | None:
         return None
 
 
-def check(client: Any, bucket: str, metadata: str, db: Database) -> str | None:
-    """Why the checker must not start with `db`, or None (version numbers raised to the bucket's)."""
+def check(client: Any, bucket: str, prefix: str, db: Database) -> str | None:
+    """Why the checker must not start with `db`, or None (version numbers raised to the bucket's, the
+    database's revocations recorded in the bucket)."""
+    metadata = prefix + METADATA
     try:
         published = read_published(client, bucket, metadata)
+        revoked = read_revoked(client, bucket, prefix)
     except (BotoCoreError, ClientError, RepositoryError, ValueError, KeyError) as exc:
-        return f"cannot read the published repository under {bucket}/{metadata}: {exc}"
+        return f"cannot read the published repository under {bucket}/{prefix}: {exc}"
+    keys = db.keys()
+    back = revived(revoked, keys)
+    if back:
+        return (f"the version database authorises builder key {back[0]}, revoked in {bucket}/{prefix}{REVOKED}"
+                f"{back[0]}.json: it was restored from a copy older than the revocation; restore its newest "
+                "copy, or revoke the key again (fsgateway-fw key revoke)")
     unknown = unknown_releases(published, [r for r, _, _ in db.releases()])
     if unknown:
         more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
@@ -113,4 +152,8 @@ def check(client: Any, bucket: str, metadata: str, db: Database) -> str | None:
     raised = behind(published, db.counters(ONLINE_ROLES))
     if raised:
         db.raise_counters(raised)
+    try:
+        record_revoked(client, bucket, prefix, sorted(k for k, v in keys.items() if v.revoked and k not in revoked))
+    except (BotoCoreError, ClientError) as exc:
+        return f"cannot record key revocations under {bucket}/{prefix}{REVOKED}: {exc}"
     return None

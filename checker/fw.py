@@ -137,6 +137,11 @@ def cmd_key(args: argparse.Namespace, cfg: CheckerConfig) -> int:
         if not db.revoke_key(args.keyid):
             return fail(f"no key {args.keyid} is authorised (see: fsgateway-fw key list)")
         print(f"revoked {args.keyid}: its signatures are refused from now on")
+        try:  # so that a copy of the database from before this is refused (checker/continuity.py)
+            continuity.record_revoked(_client(cfg), cfg.bucket, cfg.prefix, [args.keyid])
+        except (RepoError, ConfigError, CredentialsError, BotoCoreError, ClientError) as exc:
+            print(f"warning: the revocation is not recorded in the bucket yet ({exc}); the checker records it "
+                  "at its next start", file=sys.stderr)
     else:
         table(["KEYID", "LABEL", "MODELS", "ADDED", "STATE"],
               [[keyid, label, allowed or "-", _when(added), f"revoked {_when(revoked)}" if revoked else "active"]
@@ -440,7 +445,7 @@ def cmd_repo_rotate_online_key(args: argparse.Namespace, cfg: CheckerConfig) -> 
     current = _current_root(client, cfg, root_signer)
     db = _db(cfg)
     try:  # it publishes: not from a database behind the bucket (checker/continuity.py)
-        problem = continuity.check(client, cfg.bucket, cfg.key(tufrepo.METADATA), db)
+        problem = continuity.check(client, cfg.bucket, cfg.prefix, db)
         if problem:
             raise RepoError(problem)
         _rotate_online_key(args, cfg, client, root_signer, current, db)

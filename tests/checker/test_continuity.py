@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 
-from checker.continuity import Published, behind, unknown_releases
+from checker.continuity import Published, behind, revived, unknown_releases
 from checker.rules import Release
 from tests.support.checker import MODEL, Pipeline
 from tests.support.process import wait_for
@@ -28,6 +28,17 @@ def test_every_published_release_must_be_stored_with_the_same_bytes():
         [f"{MODEL}/2.0.0/fw.bin"]  # the same version with other bytes: a second release of it
     assert unknown_releases(published, [_release("1.0.0", length=4), _release("2.0.0")]) == [f"{MODEL}/1.0.0/fw.bin"]
     assert unknown_releases(Published({}, {}), []) == []  # nothing published yet
+
+
+def test_a_key_revoked_in_the_bucket_must_not_be_authorised_by_the_database():
+    from securesystemslib.signer import CryptoSigner
+
+    from checker.signing import AuthorisedKey
+
+    key = CryptoSigner.generate_ed25519().public_key
+    keys = {"a" * 64: AuthorisedKey(key, ("m",), False), "b" * 64: AuthorisedKey(key, ("m",), True)}
+    assert revived({"a" * 64, "b" * 64, "c" * 64}, keys) == ["a" * 64]  # c: unknown, refused anyway
+    assert revived({"b" * 64}, keys) == []
 
 
 def test_version_numbers_the_bucket_used_are_taken():
@@ -54,7 +65,8 @@ def _copy_db(src: str, dst: str) -> None:
 
 
 def _put_db(copy: str, path: str) -> None:
-    for suffix in ("-wal", "-shm"):
+    """The database restored from `copy` (no checker running): a new file, no WAL of the old one."""
+    for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.unlink(path + suffix)
     _copy_db(copy, path)
@@ -138,3 +150,30 @@ def test_a_database_removed_under_the_checker_is_written_back_and_one_replaced_s
     assert proc.proc.returncode != 0 and "was replaced by another file" in proc.log.read_text()
     r = _run_checker(pipeline)
     assert r.returncode != 0 and f"does not hold {MODEL}/2.0.0/fw.bin" in r.stderr, r.stderr
+
+
+def test_a_database_from_before_a_key_revocation_is_refused(pipeline):
+    """A builder key leaked and was revoked; a copy of the database from before would authorise it again.
+    The revocation is recorded in the bucket too (by fsgateway-fw, and by every start for any the bucket
+    lacks), so that copy is refused."""
+    db_path = str(pipeline.state_dir / "versions.db")
+    leaked = pipeline.new_key("leaked", models=MODEL)
+    keyid = leaked.public_key.keyid
+    before = str(pipeline.tmp / "before.db")
+    _copy_db(db_path, before)
+    assert pipeline.fw("key", "revoke", keyid).returncode == 0
+    marker = f"keys/revoked/{keyid}.json"
+    assert pipeline.keys("keys/revoked/") == [marker]
+    newest = str(pipeline.tmp / "newest.db")
+    _copy_db(db_path, newest)
+
+    _put_db(before, db_path)
+    r = _run_checker(pipeline)
+    assert r.returncode != 0 and f"authorises builder key {keyid}" in r.stderr, r.stderr
+
+    _put_db(newest, db_path)
+    pipeline.s3.delete_object(Bucket=pipeline.bucket, Key=marker)  # say fsgateway-fw could not write it
+    pipeline.start()
+    assert pipeline.keys("keys/revoked/") == [marker]  # recorded at start
+    pipeline.put(pipeline.package("3.0.0", 30, b"x" * 1000, key=leaked), "3.0.0")
+    assert pipeline.verdict("3.0.0")[:2] == ("rejected", "key_revoked")
