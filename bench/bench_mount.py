@@ -115,6 +115,9 @@ def make_rows(size_mib: int, small_files: int, ls_entries: int, empty_files: int
         Row("write_close", f"write {size_mib} MiB: close() returned", "throughput"),
         Row("write_complete", f"write {size_mib} MiB: complete in bucket", "throughput"),
         Row("read_cold", f"cold read {size_mib} MiB (fresh mount, caches dropped, sha256 ok)", "throughput"),
+        Row("write_cpu", f"CPU of the whole machine (server too) for the write, core-seconds of {os.cpu_count()}",
+            "count"),
+        Row("read_cpu", "CPU of the whole machine (server too) for the cold read, core-seconds", "count"),
         Row("small_close", f"create {small_files} × 4 KiB into an existing dir: all closed", "time"),
         Row("small_listed", f"create {small_files} × 4 KiB into an existing dir: all listed in bucket", "time"),
         Row("small_requests", "S3 requests per small file", "count"),
@@ -289,6 +292,14 @@ def vm_hwm_kib(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def busy_seconds() -> float:
+    """Core-seconds all CPUs have spent not idle since boot (/proc/stat): the work a row cost, server included."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def drop_caches() -> str | None:
@@ -745,7 +756,7 @@ class Bench:
 
         def write(m: Mount) -> None:
             warm_file(self.data_file)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), busy_seconds()
             fs_write(self.data_file, m.mountpoint / "big.bin")
             t_close = time.perf_counter() - t0
             cells["write_close"] = Cell(t_close, mib / t_close)
@@ -753,12 +764,15 @@ class Bench:
             poll_until(lambda: head_size(s3, bucket, "big.bin") == st.size, max(120.0, mib / 2), POLL_HEAD,
                        "object complete in bucket")
             t_done = time.perf_counter() - t0
+            cells["write_cpu"] = Cell(count=busy_seconds() - cpu0)
             cells["write_complete"] = Cell(t_done, mib / t_done)
             log(f"{contender} write: complete in bucket after {t_done:.2f} s")
 
         def read(m: Mount) -> None:
             note = drop_caches()
+            cpu0 = busy_seconds()
             secs, sha, total = fs_read(m.mountpoint / "big.bin")
+            cells["read_cpu"] = Cell(count=busy_seconds() - cpu0)
             if total != st.size or sha != self.data_sha:
                 raise RuntimeError(f"read {total} bytes, sha256 mismatch ({self.diagnose_big(bucket)})")
             cells["read_cold"] = Cell(secs, mib / secs, note=note)
@@ -888,21 +902,23 @@ class Bench:
 
         def write() -> None:
             warm_file(self.data_file)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), busy_seconds()
             s3.upload_file(str(self.data_file), bucket, "big.bin", Config=self.transfer)
             t = time.perf_counter() - t0
             cells["write_close"] = Cell(t, mib / t)
             poll_until(lambda: head_size(s3, bucket, "big.bin") == st.size, 60.0, POLL_HEAD,
                        "object in bucket")
             t_done = time.perf_counter() - t0
+            cells["write_cpu"] = Cell(count=busy_seconds() - cpu0)
             cells["write_complete"] = Cell(t_done, mib / t_done)
             log(f"boto3 write: {t:.2f} s")
 
         def read() -> None:
             note = drop_caches()
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), busy_seconds()
             sha, total = s3_read_sha(s3, bucket, "big.bin", self.transfer)
             t = time.perf_counter() - t0
+            cells["read_cpu"] = Cell(count=busy_seconds() - cpu0)
             if total != st.size or sha != self.data_sha:
                 raise RuntimeError(f"read {total} bytes, sha256 mismatch")
             cells["read_cold"] = Cell(t, mib / t, note=note)
@@ -1083,7 +1099,7 @@ def markdown(rows: list[Row], contenders: list[str], results: dict[str, dict[str
              if (cell := results.get(c, {}).get(row.key)) and cell.note and row.kind != "rss"]
     lines.append("")
     lines.append("- Ratios: throughput of fsgateway ÷ throughput of the other (>1 = fsgateway faster); "
-                 "RSS and request rows: fsgateway ÷ the other (<1 = fsgateway leaner). "
+                 "RSS, CPU and request rows: fsgateway ÷ the other (<1 = fsgateway leaner). "
                  "Each cell is the median of the runs.")
     lines += [f"- † {_md(n)}" for n in notes]
     lines += [f"- {tag} {c}: {_md(msg)}" for (c, msg), tag in errors.items()]
