@@ -9,8 +9,10 @@ access. Daemons also run with umask 077, for the files SQLite adds itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Callable
 
 UMASK = 0o077
 
@@ -43,3 +45,19 @@ def private_sqlite(path: str) -> None:
     private_file(path)
     for suffix in ("-wal", "-shm", "-journal"):
         private_file(path + suffix, create=False)
+
+
+def replace_whole(path: str, fill: Callable[[str], None]) -> None:
+    """A new file at `path`, whole or not at all: `fill` writes `path`.part (made 0600, its directory made
+    if missing; `fill` makes it durable if it must be), which then takes the name; if anything fails, the
+    part is removed and the name keeps what it had."""
+    part = path + ".part"
+    private_dir(os.path.dirname(part) or ".")
+    private_file(part)
+    try:
+        fill(part)
+        os.replace(part, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        raise

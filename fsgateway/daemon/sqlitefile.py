@@ -11,12 +11,11 @@ and the open one is kept beside it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import time
 
-from fsgateway.daemon.private import private_sqlite
+from fsgateway.daemon.private import replace_whole
 
 
 class Replaced(RuntimeError):
@@ -51,16 +50,11 @@ def ensure(conn: sqlite3.Connection, path: str, known: tuple[int, int]) -> bool:
 def _copy(conn: sqlite3.Connection, path: str) -> None:
     """A consistent copy of `conn`'s database at `path` (0600, its directory made if missing), whole or not
     at all."""
-    part = path + ".part"
-    private_sqlite(part)
-    try:
+    def fill(part: str) -> None:
         copy = sqlite3.connect(part)
         try:
             conn.backup(copy)
         finally:
             copy.close()
-        os.replace(part, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(part)
-        raise
+
+    replace_whole(path, fill)

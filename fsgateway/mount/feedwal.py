@@ -52,7 +52,7 @@ from functools import partial
 
 import trio
 
-from fsgateway.daemon.private import private_dir, private_file
+from fsgateway.daemon.private import private_dir, private_file, replace_whole
 from fsgateway.formats import feed
 from fsgateway.mount import metrics
 from fsgateway.store.client import write_exactly
@@ -277,20 +277,16 @@ class FeedWal:
     def _restore(self, fd: int, path: str) -> None:
         """Write a segment that was removed while open back under its name, from its descriptor."""
         data = os.pread(fd, os.fstat(fd).st_size, 0)
-        part = path + ".part"  # whole or not at all: a short copy would read as torn records
-        private_file(part)
-        try:
+
+        def fill(part: str) -> None:
             out = os.open(part, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
             try:
                 write_exactly(out, data, 0)
                 os.fdatasync(out)
             finally:
                 os.close(out)
-            os.replace(part, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(part)
-            raise
+
+        replace_whole(path, fill)  # whole or not at all: a short copy would read as torn records
         self._sync_dir()
         log.warning("change feed: write-ahead log segment %s was removed while open; written again", path)
 

@@ -138,9 +138,12 @@ class StagedFile:
         the commit may be tried again.
         """
         part = self.ctx.part_size
+        def read_through() -> tuple[str, list[str]]:
+            self._restore_if_removed()  # before the file is read by its name
+            return hash_file(self.path, self.size, part)
+
         with local_io("staging file"):
-            await trio.to_thread.run_sync(self._restore_if_removed)
-            sha, md5s = await trio.to_thread.run_sync(partial(hash_file, self.path, self.size, part))
+            sha, md5s = await trio.to_thread.run_sync(read_through)
         if self.size < part:
             return await self.ctx.put(key, FileSlice(self.path, 0, self.size), metadata, content_type, sha, md5s[0],
                                       self.size)
